@@ -1,0 +1,1 @@
+"""Faust agents (installed as `atlas.agents`)."""

@@ -1,0 +1,144 @@
+"""The `oms` agent: commands and venue reports in, execution reports and venue requests out.
+
+A thin loop over `process`, which is synchronous: it reads the account's state, decides
+with the pure core and writes the state with no `await` in between, so nothing can
+interleave with an account's update. Only the sends are awaited, afterwards.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from atlas.app import app
+from atlas.commands import COMMAND, SubmitOrder
+from atlas.events import DeadLetter, ExecType, VenueReport
+from atlas.partitioning import partition_for
+from atlas.oms import apply_command, apply_venue_report, new_account, orders_needed, replay_requests, unknown_order_report
+from atlas.reference import DEFAULT_LIMITS, directory, instruments
+from atlas.settings import settings
+from atlas.tables.market import current_market
+from atlas.tables.oms import load_account, load_order, save
+from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
+from atlas.values import order_id_for
+
+log = logging.getLogger(__name__)
+COMMANDS_TOPIC = settings.topic("commands")
+
+
+class Send(NamedTuple):
+    topic: Any
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@app.agent(oms_input, concurrency=1)
+async def oms(stream):
+    """Apply each command or venue report to its account, then send what it caused."""
+    async for event in stream.events():
+        message = event.message
+        sends = process(message.topic, message.partition, message.offset, int(message.timestamp * 1000),
+                        message.key, message.value)
+        for send in sends:
+            await send.topic.send(key=send.key, value=send.value, partition=send.partition)
+
+
+def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:
+    """Everything one input message does to the OMS state, and what it must send."""
+    is_command = topic == COMMANDS_TOPIC
+    try:
+        event = COMMAND.validate_json(value) if is_command else VenueReport.model_validate_json(value)
+    except ValidationError as exc:
+        return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
+    account_id = event.account_id
+    wanted_key = account_id.encode()
+    if key != wanted_key or partition != partition_for(wanted_key):
+        # A producer that keyed or hashed differently: move the message to its account's
+        # partition rather than apply it where that account's state does not live.
+        log.warning("re-keying %s message at %s/%s to account %s", topic, partition, offset, account_id)
+        return [Send(commands if is_command else venue_reports, wanted_key, value, partition_for(wanted_key))]
+    account = load_account(account_id)
+    if account is None:
+        config = directory().get(account_id)
+        if config is None:
+            return _invalid(topic, partition, offset, ts, key, value, f"UNKNOWN_ACCOUNT: no account {account_id}", is_command)
+        account = new_account(config, DEFAULT_LIMITS)
+    if offset <= account.applied.get(topic, -1):
+        return _replayed(account, event)
+    orders = {oid: load_order(account_id, oid, account.seq) for oid in orders_needed(account, event)}
+    market = current_market(instruments())
+    if is_command:
+        outcome = apply_command(account, orders, event, market, ts)
+    else:
+        outcome = apply_venue_report(account, orders, event, market)
+    sends = []
+    if outcome.dead_letter:
+        sends.append(_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter))
+    if outcome.orders or outcome.account is not account:
+        applied = outcome.account.model_copy(update={"seq": account.seq + 1, "applied": {**account.applied, topic: offset}})
+        save(applied, outcome.orders, orders)
+    sends.extend(Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports)
+    sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
+    return sends
+
+
+def _replayed(account, event) -> list[Send]:
+    """Send again what an already-applied event emitted: those sends may not have survived the crash."""
+    cause = event.command_id if hasattr(event, "command_id") else event.report_id
+    key = account.account_id.encode()
+    sends = []
+    for order_id in orders_needed(account, event):
+        order = load_order(account.account_id, order_id, account.seq)
+        if order is None:
+            continue
+        for report in order.executions:
+            if report.cause_id != cause:
+                continue
+            sends.append(Send(executions, key, report.model_dump_json().encode()))
+            sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode())
+                         for v in replay_requests(order, report))
+    return sends
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()[:5]]
+    return "INVALID_MESSAGE: " + "; ".join(problems)
+
+
+def _dead_letter(topic, partition, offset, ts, key, value, error) -> Send:
+    letter = DeadLetter(topic=topic, partition=partition, offset=offset,
+                        key=key.decode(errors="replace") if key is not None else None,
+                        value=value.decode(errors="replace") if isinstance(value, bytes) else str(value),
+                        error=error, ts=ts)
+    return Send(deadletter, key, letter.model_dump_json().encode())
+
+
+def _invalid(topic, partition, offset, ts, key, value, error, is_command) -> list[Send]:
+    """A dead letter, plus a REJECTED report when the message names an account and a new order."""
+    sends = [_dead_letter(topic, partition, offset, ts, key, value, error)]
+    named = _named_submission(value) if is_command else None
+    if named is not None:
+        account_id, client_order_id, command_id = named
+        order_id = order_id_for(account_id, client_order_id)
+        account = load_account(account_id)
+        if account is None or load_order(account_id, order_id, account.seq) is None:
+            report = unknown_order_report(account_id, order_id, client_order_id, ExecType.REJECTED,
+                                          command_id or f"{topic}-{partition}-{offset}", error, ts)
+            sends.append(Send(executions, account_id.encode(), report.model_dump_json().encode()))
+    return sends
+
+
+def _named_submission(value: bytes) -> tuple[str, str, str | None] | None:
+    try:
+        doc = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("command", SubmitOrder.model_fields["command"].default) != "SubmitOrder":
+        return None
+    account_id, client_order_id, command_id = doc.get("account_id"), doc.get("client_order_id"), doc.get("command_id")
+    if not (isinstance(account_id, str) and account_id and isinstance(client_order_id, str) and client_order_id):
+        return None
+    return account_id, client_order_id, command_id if isinstance(command_id, str) else None

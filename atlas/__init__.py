@@ -1,0 +1,1 @@
+"""ATLAS: an event-driven trading platform built as a Faust application."""

@@ -1,0 +1,64 @@
+"""The gateway's own Kafka producer for commands.
+
+Views produce with a plain idempotent aiokafka producer and wait for the broker's ack, so a
+`202` means the command is durably in `atlas.commands`; a broker that cannot be reached
+within `timeout` turns into a 503 and nothing half-accepted. It does not take part in the
+worker's transactions, so views behave the same under either processing guarantee.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import mode
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from atlas.settings import settings
+
+
+class BrokerUnavailable(Exception):
+    """The command could not be written to Kafka in time."""
+
+
+class CommandProducer(mode.Service):
+    """Produces commands and control messages for the web views."""
+
+    # The started instance, for the views (Faust instantiates services itself).
+    current: "CommandProducer | None" = None
+
+    def __init__(self, *args, timeout: float = 5.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+
+    async def on_start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+            linger_ms=0, request_timeout_ms=int(self.timeout * 1000), client_id=f"{settings.app_id}-gateway",
+        )
+        await self._producer.start()
+        CommandProducer.current = self
+
+    async def on_stop(self) -> None:
+        CommandProducer.current = None
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        """Write one message and wait until the broker has it."""
+        if self._producer is None:
+            raise BrokerUnavailable("the producer is not started")
+        try:
+            await asyncio.wait_for(self._producer.send_and_wait(topic, value=value, key=key.encode()), self.timeout)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Kafka did not accept the message: {exc!r}") from exc
+
+    async def broker_reachable(self) -> bool:
+        """True when the cluster answers a metadata request."""
+        if self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 2.0)
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            return False
+        return True

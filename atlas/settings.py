@@ -1,0 +1,51 @@
+"""Settings, read from the environment in this one place (prefix `ATLAS_`)."""
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Guarantee(str, enum.Enum):
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the CLI and the benchmarks are configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
+    app_id: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Faust app id: consumer group and changelog prefix")
+    topic_prefix: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Prefix of every ATLAS topic")
+    partitions: int = Field(8, ge=1, le=256, description="Partitions of every ATLAS topic (all must match)")
+    data_dir: Path = Field(ROOT / ".atlas" / "data", description="Worker state: RocksDB tables")
+    web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to")
+    web_port: int = Field(8080, ge=1, le=65535)
+    processing_guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    accounts_file: Path = Field(ROOT / "config" / "accounts.demo.json")
+    instruments_file: Path = Field(ROOT / "config" / "instruments.json")
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    commit_interval: float = Field(2.8, gt=0, description="Seconds between offset commits (Faust broker_commit_interval)")
+    producer_linger_ms: int = Field(0, ge=0, description="Producer linger: 0 favours latency")
+    log_level: str = "info"
+
+    @property
+    def broker_url(self) -> str:
+        return ";".join(f"kafka://{host}" for host in self.kafka_bootstrap.split(","))
+
+    def topic(self, name: str) -> str:
+        """The full name of an ATLAS topic."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [host.strip() for host in self.kafka_bootstrap.split(",") if host.strip()]
+
+
+settings = Settings()

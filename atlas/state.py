@@ -1,0 +1,135 @@
+"""The OMS's state: an account (balances, limits, throttle) and its orders.
+
+Both are frozen values; the pure core returns new versions and the agent stores them.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas.accounts import Limits
+from atlas.events import ExecutionReport, OrdStatus
+from atlas.values import ZERO, Dec, OrderType, Side, TimeInForce
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Balance(BaseModel):
+    """One asset of one account."""
+
+    model_config = _FROZEN
+
+    available: Dec = ZERO
+    reserved: Dec = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.available + self.reserved
+
+
+class PendingReplace(BaseModel):
+    """The terms a replace request asks for, held until the venue answers."""
+
+    model_config = _FROZEN
+
+    quantity: Dec
+    price: Dec | None
+    command_id: str
+
+
+class Order(BaseModel):
+    """An order as the OMS knows it, with its execution reports so far."""
+
+    model_config = _FROZEN
+
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    quantity: Dec
+    price: Dec | None
+    status: OrdStatus
+    filled_quantity: Dec = ZERO
+    filled_notional: Dec = ZERO
+    reject_reason: str | None = None
+    created_at: int
+    updated_at: int
+    # Funds held for the rest of the order, in `reserve_asset`, at `reserve_price` per unit for buys.
+    reserve_asset: str
+    reserve_price: Dec | None = None
+    reserved: Dec = ZERO
+    limit_guard: Dec | None = None
+    pending_replace: PendingReplace | None = None
+    # Fingerprint of the submission, so a reuse of client_order_id with other terms is caught.
+    terms_digest: str
+    command_ids: tuple[str, ...] = ()
+    executions: tuple[ExecutionReport, ...] = ()
+
+    @property
+    def leaves_quantity(self) -> Decimal:
+        return ZERO if self.status.is_closed else self.quantity - self.filled_quantity
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        if self.filled_quantity == 0:
+            return None
+        return (self.filled_notional / self.filled_quantity).quantize(Decimal("1e-10")).normalize()
+
+    @property
+    def is_open(self) -> bool:
+        return not self.status.is_closed
+
+    def public(self) -> dict:
+        """The order as the REST API shows it."""
+        return {
+            "order_id": self.order_id,
+            "client_order_id": self.client_order_id,
+            "account_id": self.account_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "type": self.type.value,
+            "time_in_force": self.time_in_force.value,
+            "quantity": _s(self.quantity),
+            "price": _s(self.price),
+            "status": self.status.value,
+            "filled_quantity": _s(self.filled_quantity),
+            "leaves_quantity": _s(self.leaves_quantity),
+            "avg_price": _s(self.avg_price),
+            "reject_reason": self.reject_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+class AccountState(BaseModel):
+    """One account's balances, limits and bookkeeping."""
+
+    model_config = _FROZEN
+
+    account_id: str
+    # Number of events applied; each stored order version records the seq that wrote it.
+    seq: int = 0
+    # Highest source offset applied, per input topic: a replayed message is recognised by it.
+    applied: dict[str, int] = Field(default_factory=dict)
+    balances: dict[str, Balance] = Field(default_factory=dict)
+    deposits: dict[str, Dec] = Field(default_factory=dict)
+    net_fills: dict[str, Dec] = Field(default_factory=dict)
+    limits: Limits
+    killed: bool = False
+    kill_reason: str = ""
+    open_orders: tuple[str, ...] = ()
+    # Leaves quantity of open buys per base asset, for the position limit.
+    open_buys: dict[str, Dec] = Field(default_factory=dict)
+    throttle_tokens: int = 0  # thousandths of an order
+    throttle_ts: int = 0
+
+    def balance(self, asset: str) -> Balance:
+        return self.balances.get(asset) or Balance()
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")

@@ -1,0 +1,29 @@
+"""Every ATLAS topic, declared once (keys and values are raw bytes: JSON parsed by the models)."""
+from __future__ import annotations
+
+from atlas.app import app
+from atlas.settings import settings
+
+
+def _topic(name: str, *, partitions: int | None = None):
+    return app.topic(settings.topic(name), partitions=partitions or settings.partitions,
+                     key_serializer="raw", value_serializer="raw")
+
+
+commands = _topic("commands")                 # key account_id: SubmitOrder, CancelOrder, ...
+venue_orders = _topic("venue.orders")         # key symbol: VenueRequest
+venue_reports = _topic("venue.reports")       # key account_id: VenueReport
+executions = _topic("executions")             # key account_id: ExecutionReport
+marketdata = _topic("marketdata")             # key symbol: book, trades, mid
+venue_control = _topic("venue.control")       # key symbol: venue parameters, halt
+risk_control = _topic("risk.control")         # key "global": the global kill switch
+deadletter = _topic("deadletter")             # key as received: DeadLetter
+
+# The OMS reads commands and venue reports in one agent, so one account's events are
+# strictly ordered and no other coroutine can interleave with its state updates.
+oms_input = app.topic(settings.topic("commands"), settings.topic("venue.reports"),
+                      partitions=settings.partitions, key_serializer="raw", value_serializer="raw")
+market_input = app.topic(settings.topic("marketdata"), settings.topic("venue.control"), settings.topic("risk.control"),
+                         partitions=settings.partitions, key_serializer="raw", value_serializer="raw")
+
+ALL = (commands, venue_orders, venue_reports, executions, marketdata, venue_control, risk_control, deadletter)

@@ -1,0 +1,94 @@
+"""The OMS table: every account's state and orders, in one account-partitioned table.
+
+Keys (all hashed with the account's partition, since the OMS writes them while
+processing that account's events):
+- `a/<account_id>` -> `AccountState`
+- `o/<account_id>/<order_id>` -> `StoredOrder`
+
+One table means one changelog partition per account partition, written in order. So
+whatever prefix of it survives a crash is a consistent cut, provided each event writes
+its orders first and the account (which advances `seq`) last. A stored order whose `seq`
+is beyond the account's belongs to an event the account never finished: readers take its
+`prev` then, and the event is applied again.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from pydantic import BaseModel, ConfigDict
+
+from atlas.app import app
+from atlas.settings import settings
+from atlas.state import AccountState, Order
+
+oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
+                      partitions=settings.partitions)
+
+
+class StoredOrder(BaseModel):
+    """An order version and the version before it, tagged with the account seq that wrote it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    cur: Order
+    prev: Order | None = None
+
+
+def account_key(account_id: str) -> str:
+    return f"a/{account_id}"
+
+
+def order_key(account_id: str, order_id: str) -> str:
+    return f"o/{account_id}/{order_id}"
+
+
+def load_account(account_id: str) -> AccountState | None:
+    """The account's stored state, or None before its first event."""
+    raw = oms_table.get(account_key(account_id))
+    return None if raw is None else AccountState.model_validate_json(raw)
+
+
+def load_order(account_id: str, order_id: str, at_seq: int) -> Order | None:
+    """The order as it was once the account's event `at_seq` was applied."""
+    raw = oms_table.get(order_key(account_id, order_id))
+    if raw is None:
+        return None
+    stored = StoredOrder.model_validate_json(raw)
+    return stored.cur if stored.seq <= at_seq else stored.prev
+
+
+def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, Order | None]) -> None:
+    """Write an event's orders, then its account (the account write is what marks the event applied)."""
+    for order in orders:
+        stored = StoredOrder(seq=account.seq, cur=order, prev=previous.get(order.order_id))
+        oms_table[order_key(account.account_id, order.order_id)] = stored.model_dump_json().encode()
+    oms_table[account_key(account.account_id)] = account.model_dump_json().encode()
+
+
+def iter_orders(account_id: str) -> Iterator[Order]:
+    """Every order of an account held by this worker (call on the account's owner)."""
+    account = load_account(account_id)
+    if account is None:
+        return
+    prefix = order_key(account_id, "").encode()
+    for raw in _scan_prefix(prefix):
+        stored = StoredOrder.model_validate_json(raw)
+        order = stored.cur if stored.seq <= account.seq else stored.prev
+        if order is not None:
+            yield order
+
+
+def _scan_prefix(prefix: bytes) -> Iterator[bytes]:
+    store = oms_table.data
+    dbs = getattr(store, "_dbs", None)
+    if dbs is None:  # the memory store of unit tests
+        for key, value in list(oms_table.items()):
+            if bytes(key).startswith(prefix):
+                yield value
+        return
+    for db in list(dbs.values()):
+        for key, value in db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                break
+            yield value

@@ -1,0 +1,1 @@
+"""Faust web views (installed as `atlas.web`)."""

@@ -1,0 +1,54 @@
+"""The caller's balances and limits: `/api/v1/balances`, `/api/v1/limits`."""
+from __future__ import annotations
+
+from typing import Any
+
+from atlas.app import app
+from atlas.oms import new_account
+from atlas.reference import DEFAULT_LIMITS, directory
+from atlas.state import AccountState
+from atlas.tables.oms import load_account
+from atlas.web.common import on_owner, principal
+from atlas.web.problems import ApiView, not_found
+
+
+def account_state(account_id: str) -> AccountState:
+    """The stored account, or its starting state when it has had no event yet."""
+    account = load_account(account_id)
+    if account is not None:
+        return account
+    config = directory().get(account_id)
+    if config is None:
+        raise not_found(f"account {account_id}")
+    return new_account(config, DEFAULT_LIMITS)
+
+
+@app.page("/api/v1/balances")
+class BalancesView(ApiView):
+    """Per asset: available, reserved and total."""
+
+    async def get(self, request: Any) -> Any:
+        caller = principal(request)
+
+        async def local() -> Any:
+            account = account_state(caller.account_id)
+            balances = {asset: {"available": format(b.available, "f"), "reserved": format(b.reserved, "f"),
+                                "total": format(b.total, "f")} for asset, b in sorted(account.balances.items())}
+            return self.ok({"account_id": caller.account_id, "balances": balances})
+
+        return await on_owner(self, request, caller.account_id, local)
+
+
+@app.page("/api/v1/limits")
+class LimitsView(ApiView):
+    """The caller's pre-trade risk limits and kill-switch state."""
+
+    async def get(self, request: Any) -> Any:
+        caller = principal(request)
+
+        async def local() -> Any:
+            account = account_state(caller.account_id)
+            return self.ok({"account_id": caller.account_id, "limits": account.limits.model_dump(mode="json"),
+                            "kill_switch": {"engaged": account.killed, "reason": account.kill_reason}})
+
+        return await on_owner(self, request, caller.account_id, local)

@@ -1,0 +1,63 @@
+"""Admin-only controls: account limits and the kill switches. Each travels as a Kafka command."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas.accounts import Limits
+from atlas.app import app
+from atlas.commands import SetAccountKillSwitch, SetLimits
+from atlas.control import GlobalKillSwitch
+from atlas.reference import directory
+from atlas.settings import settings
+from atlas.web.common import admin, body, produce
+from atlas.web.problems import ApiView, not_found
+
+
+class KillSwitchRequest(BaseModel):
+    """Body of `POST /api/v1/admin/kill-switch`: without `account_id` it stops every account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engaged: bool
+    account_id: str | None = Field(None, min_length=1, max_length=64)
+    reason: str = Field("", max_length=200)
+
+
+@app.page("/api/v1/admin/accounts/{account_id}/limits")
+class AccountLimitsView(ApiView):
+    """Replace an account's limits."""
+
+    async def put(self, request: Any, account_id: str) -> Any:
+        admin(request)
+        limits = await body(request, Limits)
+        if directory().get(account_id) is None:
+            raise not_found(f"account {account_id}")
+        cmd = SetLimits(command_id=f"limits-{uuid.uuid4().hex}", account_id=account_id, limits=limits)
+        await produce(settings.topic("commands"), account_id, cmd)
+        return self.ok({"account_id": account_id, "command_id": cmd.command_id,
+                        "limits": limits.model_dump(mode="json")}, status=202)
+
+
+@app.page("/api/v1/admin/kill-switch")
+class KillSwitchView(ApiView):
+    """Engage or release the kill switch of one account, or of all."""
+
+    async def post(self, request: Any) -> Any:
+        admin(request)
+        req = await body(request, KillSwitchRequest)
+        command_id = f"kill-{uuid.uuid4().hex}"
+        if req.account_id is None:
+            message = GlobalKillSwitch(command_id=command_id, engaged=req.engaged, reason=req.reason,
+                                       ts=int(time.time() * 1000))
+            await produce(settings.topic("risk.control"), "global", message)
+        else:
+            if directory().get(req.account_id) is None:
+                raise not_found(f"account {req.account_id}")
+            message = SetAccountKillSwitch(command_id=command_id, account_id=req.account_id,
+                                           engaged=req.engaged, reason=req.reason)
+            await produce(settings.topic("commands"), req.account_id, message)
+        return self.ok({"scope": req.account_id or "global", "engaged": req.engaged, "command_id": command_id}, status=202)

@@ -1,0 +1,121 @@
+"""What every API view needs: the caller, a validated body, a routed read, a produced command."""
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from yarl import URL
+
+from atlas.accounts import Principal
+from atlas.app import app
+from atlas.partitioning import partition_for
+from atlas.producer import BrokerUnavailable, CommandProducer
+from atlas.reference import directory
+from atlas.settings import settings
+from atlas.tables.oms import oms_table
+from atlas.web.problems import Problem
+
+M = TypeVar("M", bound=BaseModel)
+RETRY_AFTER = {"Retry-After": "2"}
+
+
+def principal(request: Any) -> Principal:
+    """The caller behind the `X-API-Key` header, or a 401."""
+    key = request.headers.get("X-API-Key")
+    if not key:
+        raise Problem(401, "UNAUTHENTICATED", "send your API key in the X-API-Key header",
+                      headers={"WWW-Authenticate": "ApiKey"})
+    found = directory().authenticate(key)
+    if found is None:
+        raise Problem(401, "UNAUTHENTICATED", "the API key is not valid", headers={"WWW-Authenticate": "ApiKey"})
+    return found
+
+
+def admin(request: Any) -> Principal:
+    """The caller, who must hold an admin key (403 otherwise)."""
+    caller = principal(request)
+    if not caller.is_admin:
+        raise Problem(403, "FORBIDDEN", "this needs an admin key")
+    return caller
+
+
+async def body(request: Any, model: type[M]) -> M:
+    """The request body parsed as JSON and validated by `model`, or a 4xx problem."""
+    limit = settings.max_body_bytes
+    declared = request.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, "BODY_TOO_LARGE", f"the body may hold at most {limit} bytes")
+    raw = await request.read()
+    if len(raw) > limit:
+        raise Problem(413, "BODY_TOO_LARGE", f"the body may hold at most {limit} bytes")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "MALFORMED_JSON", f"the body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+
+
+def validation_problem(exc: ValidationError) -> Problem:
+    """A 422 listing each invalid field, with the first one in the detail."""
+    errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": _message(e)} for e in exc.errors()]
+    first = errors[0]
+    return Problem(422, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", errors=errors)
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "missing":
+        return "field required"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    return error["msg"].removeprefix("Value error, ")
+
+
+async def produce(topic: str, key: str, value: BaseModel) -> None:
+    """Write a command to Kafka and wait for the ack, or answer 503 with Retry-After."""
+    producer = CommandProducer.current
+    if producer is None:
+        raise Problem(503, "NOT_READY", "the worker is starting", headers=RETRY_AFTER)
+    try:
+        await producer.send(topic, key, value.model_dump_json().encode())
+    except BrokerUnavailable as exc:
+        raise Problem(503, "BROKER_UNAVAILABLE", f"the command was not accepted: {exc}", headers=RETRY_AFTER) from None
+
+
+async def on_owner(view: Any, request: Any, account_id: str, local: Callable[[], Awaitable[Any]]) -> Any:
+    """Answer on the worker that owns the account's partition, forwarding the request there if it is not us."""
+    base = owner_url(account_id)
+    if base is None:
+        return await local()
+    if request.headers.get(FORWARDED_HEADER):
+        # Two workers disagree on the owner: a rebalance is under way.
+        raise Problem(503, "NOT_READY", "partition ownership is moving (rebalancing)", headers=RETRY_AFTER)
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_REQUEST_HEADERS}
+    headers[FORWARDED_HEADER] = "1"
+    async with app.http_client.request(request.method, f"{base}{request.path_qs}", headers=headers) as response:
+        payload = await response.read()
+        kept = {k: v for k, v in response.headers.items() if k.lower() in _FORWARDED_RESPONSE_HEADERS}
+        return view.bytes(payload, content_type=response.content_type, status=response.status, headers=kept)
+
+
+FORWARDED_HEADER = "X-Atlas-Forwarded"
+_FORWARDED_REQUEST_HEADERS = {"x-api-key", "accept", "idempotency-key"}
+_FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-terms-digest", "www-authenticate", "location"}
+
+
+def owner_url(account_id: str) -> str | None:
+    """Base URL of the worker that owns the account's partition, or None when it is this one."""
+    partition = partition_for(account_id.encode())
+    changelog = oms_table.changelog_topic.get_topic_name()
+    for url, topics in app.router.table_metadata(oms_table.name).items():
+        if partition in topics.get(changelog, ()):
+            here = app.conf.canonical_url
+            target = URL(url)
+            return None if (target.host, target.port) == (here.host, here.port) else str(target).rstrip("/")
+    raise Problem(503, "NOT_READY", "partition ownership is not known yet (rebalancing)", headers=RETRY_AFTER)
+
+
+app.service(CommandProducer)

@@ -1,0 +1,33 @@
+"""Liveness and readiness: `/healthz`, `/readyz`."""
+from __future__ import annotations
+
+from typing import Any
+
+from atlas.app import app
+from atlas.producer import CommandProducer
+from atlas.web.problems import ApiView
+
+
+@app.page("/healthz")
+class HealthView(ApiView):
+    """The process is up and serving."""
+
+    async def get(self, request: Any) -> Any:
+        return self.ok({"status": "ok"})
+
+
+@app.page("/readyz")
+class ReadyView(ApiView):
+    """Ready to take orders: the broker answers and the tables are recovered."""
+
+    async def get(self, request: Any) -> Any:
+        producer = CommandProducer.current
+        checks = {
+            "broker": producer is not None and await producer.broker_reachable(),
+            "tables_recovered": app.tables.recovery.completed.is_set(),
+            "partitions_assigned": bool(app.consumer.assignment()) if app.consumer else False,
+        }
+        ready = all(checks.values())
+        headers = None if ready else {"Retry-After": "2"}
+        return self.ok({"status": "ready" if ready else "not_ready", "checks": checks},
+                       status=200 if ready else 503, headers=headers)

@@ -1,0 +1,55 @@
+"""RFC 9457 problem documents: every API error is `application/problem+json` with a stable code."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from faust import web
+
+log = logging.getLogger(__name__)
+PROBLEM_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error the API reports: HTTP status, stable code, human detail."""
+
+    def __init__(self, status: int, code: str, detail: str, *, title: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.title = title or code.replace("_", " ").capitalize()
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict:
+        doc = {"type": f"/problems/{self.code.lower().replace('_', '-')}", "title": self.title,
+               "status": self.status, "detail": self.detail, "code": self.code}
+        if instance:
+            doc["instance"] = instance
+        doc.update(self.extra)
+        return doc
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "NOT_FOUND", f"{what} not found")
+
+
+class ApiView(web.View):
+    """A view whose errors, expected or not, become problem documents."""
+
+    async def dispatch(self, request: Any) -> Any:
+        try:
+            return await super().dispatch(request)
+        except Problem as problem:
+            return self.problem(problem, request)
+        except Exception:  # never a stack trace or an HTML page to a client
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return self.problem(Problem(500, "INTERNAL_ERROR", "the server failed to handle this request"), request)
+
+    def problem(self, problem: Problem, request: Any) -> Any:
+        return self.bytes(json.dumps(problem.body(request.path)).encode(), content_type=PROBLEM_TYPE,
+                          status=problem.status, headers=problem.headers)
+
+    def ok(self, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+        return self.bytes(json.dumps(doc).encode(), content_type="application/json", status=status, headers=headers)
