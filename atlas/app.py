@@ -1,18 +1,75 @@
 """The one Faust app. `faust -A atlas.app worker` and `python -m atlas worker` both start it."""
 from __future__ import annotations
 
+import logging
+import shutil
+
 import faust
 
 from atlas.settings import Guarantee, settings
 
-app = faust.App(
+log = logging.getLogger(__name__)
+
+
+class AtlasApp(faust.App):
+    """The Faust app, plus a rule for local state after an unclean stop.
+
+    A table write reaches RocksDB at once and its changelog later, so after `kill -9` the
+    local store can hold writes the changelog never got (and a mix of old and new keys
+    once recovery replays the changelog over it). Only a worker that stopped cleanly keeps
+    its store; otherwise it is wiped and the tables are restored from their changelogs.
+    """
+
+    @property
+    def clean_stop_marker(self):
+        return self.conf.tabledir / "CLEAN_STOP"
+
+    async def on_first_start(self) -> None:
+        tabledir = self.conf.tabledir
+        if tabledir.exists() and not self.clean_stop_marker.exists():
+            log.warning("no clean stop recorded in %s: wiping local tables to restore them from changelogs", tabledir)
+            shutil.rmtree(tabledir)
+        self.clean_stop_marker.unlink(missing_ok=True)
+        await super().on_first_start()
+        await ensure_topics()
+
+    async def on_shutdown(self) -> None:
+        # After the children (consumer, producer, tables) have stopped and flushed.
+        await super().on_shutdown()
+        if self.conf.tabledir.exists():
+            self.clean_stop_marker.write_text("stopped cleanly\n")
+
+
+async def ensure_topics() -> None:
+    """Create the ATLAS topics that do not exist yet, before any consumer subscribes to them."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from atlas import topics
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(t.get_topic_name(), settings.partitions, settings.replication_factor)
+                  for t in topics.ALL if t.get_topic_name() not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+    finally:
+        await admin.close()
+
+
+app = AtlasApp(
     settings.app_id,
     broker=settings.broker_url,
     store="rocksdb://",
     datadir=str(settings.data_dir),
     processing_guarantee=settings.processing_guarantee.value,
     topic_partitions=settings.partitions,
-    topic_replication_factor=1,
+    topic_replication_factor=settings.replication_factor,
     key_serializer="raw",
     value_serializer="raw",
     broker_commit_interval=settings.commit_interval,

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     app_id: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Faust app id: consumer group and changelog prefix")
     topic_prefix: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Prefix of every ATLAS topic")
     partitions: int = Field(8, ge=1, le=256, description="Partitions of every ATLAS topic (all must match)")
+    replication_factor: int = Field(1, ge=1, description="Replication of topics the worker creates (1 for the local broker)")
     data_dir: Path = Field(ROOT / ".atlas" / "data", description="Worker state: RocksDB tables")
     web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to")
     web_port: int = Field(8080, ge=1, le=65535)

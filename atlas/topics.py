@@ -5,8 +5,10 @@ from atlas.app import app
 from atlas.settings import settings
 
 
-def _topic(name: str, *, partitions: int | None = None):
-    return app.topic(settings.topic(name), partitions=partitions or settings.partitions,
+def _topic(name: str):
+    # The worker creates missing topics at start (atlas.app.ensure_topics), with the
+    # configured partition count, before its consumer subscribes.
+    return app.topic(settings.topic(name), partitions=settings.partitions,
                      key_serializer="raw", value_serializer="raw")
 
 

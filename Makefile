@@ -1,0 +1,57 @@
+# ATLAS: the two commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg | sha1sum | cut -c1-12)
+
+.PHONY: setup demo demo-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
+
+## setup: virtualenv with pinned dependencies, and the broker jars from Maven Central
+setup: $(STAMP)
+$(STAMP): setup.cfg pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) infra/kafka/broker.py fetch
+	touch $(STAMP)
+
+## demo: broker, worker and a sample order flow; leaves them running (make demo-down stops)
+demo: setup broker-up
+	$(PY) -m atlas.demo
+
+demo-down:
+	-$(PY) -m atlas.demo --stop
+	$(PY) infra/kafka/broker.py down
+
+## test: every test, live broker included (what CI runs)
+test: setup
+	$(PY) -m pytest
+
+## test-fast: unit tests only
+test-fast: setup
+	$(PY) -m pytest tests/unit
+
+## test-faults: only the kill-and-restart tests
+test-faults: setup
+	$(PY) -m pytest -m faults
+
+## bench: the order-flow benchmark; writes bench/REPORT.md
+bench: setup
+	$(PY) -m bench.orderflow
+
+broker-up: setup
+	$(PY) infra/kafka/broker.py up
+
+broker-down:
+	$(PY) infra/kafka/broker.py down
+
+broker-status:
+	$(PY) infra/kafka/broker.py status
+
+schemas: setup
+	$(PY) -m atlas schemas
+
+clean:
+	-$(PY) infra/kafka/broker.py down
+	rm -rf .atlas .pytest_cache .hypothesis

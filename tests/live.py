@@ -1,0 +1,184 @@
+"""Helpers for tests against the live broker: a worker cluster, an HTTP client, a Kafka tool."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from atlas.infra.kafka.broker import free_port
+from atlas.launch import WorkerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_KEYS = {"alice": "alice-demo-key", "bob": "bob-demo-key", "admin": "admin-demo-key"}
+
+
+def write_accounts(path: Path, traders: int = 40) -> dict[str, str]:
+    """The demo accounts plus `trader-NN` accounts (key `trader-NN-key`); returns account -> clear key."""
+    doc = json.loads((ROOT / "config" / "accounts.demo.json").read_text())
+    limits = doc["accounts"][0]["limits"]
+    keys = dict(DEMO_KEYS)
+    for n in range(traders):
+        account = f"trader-{n:02d}"
+        keys[account] = f"{account}-key"
+        doc["accounts"].append({
+            "account_id": account, "api_key_sha256": hashlib.sha256(keys[account].encode()).hexdigest(),
+            "role": "trader", "balances": {"USD": "1000000", "BTC": "10", "ETH": "100", "SOL": "1000"},
+            "limits": {**limits, "max_orders_per_second": 1000},
+        })
+    path.write_text(json.dumps(doc, indent=2))
+    return keys
+
+
+@dataclass
+class Cluster:
+    """ATLAS workers sharing one app id, topic prefix and accounts file on the test broker."""
+
+    bootstrap: str
+    root: Path
+    app_id: str
+    guarantee: str = "at_least_once"
+
+    def __post_init__(self) -> None:
+        self.accounts_file = self.root / "accounts.json"
+        self.keys = write_accounts(self.accounts_file)
+        self.workers: list[WorkerProcess] = []
+
+    def env(self, name: str, port: int) -> dict[str, str]:
+        return {
+            "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
+            "ATLAS_DATA_DIR": str(self.root / name), "ATLAS_WEB_PORT": str(port),
+            "ATLAS_PROCESSING_GUARANTEE": self.guarantee, "ATLAS_ACCOUNTS_FILE": str(self.accounts_file),
+            "ATLAS_COMMIT_INTERVAL": "0.5",
+        }
+
+    def start_worker(self, name: str | None = None, port: int | None = None) -> WorkerProcess:
+        name = name or f"w{len(self.workers)}"
+        worker = WorkerProcess(self.env(name, port or free_port()), self.root / f"{name}.log", name)
+        self.workers.append(worker)
+        return worker.start()
+
+    def topic(self, name: str) -> str:
+        return f"{self.app_id}.{name}"
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def json(self) -> Any:
+        return self.body
+
+
+class Api:
+    """A small synchronous HTTP client for the gateway."""
+
+    def __init__(self, base_url: str, key: str | None = None):
+        self.base_url, self.key = base_url, key
+
+    def as_key(self, key: str | None) -> "Api":
+        return Api(self.base_url, key)
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                headers: dict[str, str] | None = None) -> Response:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if self.key:
+            request.add_header("X-API-Key", self.key)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return _response(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return _response(error.code, error.headers, error.read())
+
+    def get(self, path: str, **kw) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw) -> Response:
+        return self.request("POST", path, body, **kw)
+
+    def order(self, **overrides) -> Response:
+        """Place an order (BTC-USD BUY LIMIT 0.01 @ 64000 unless overridden)."""
+        body = {"client_order_id": f"t-{uuid.uuid4().hex[:16]}", "symbol": "BTC-USD", "side": "BUY",
+                "type": "LIMIT", "quantity": "0.01", "price": "64000.00", "time_in_force": "GTC", **overrides}
+        return self.post("/api/v1/orders", body)
+
+    def wait_for(self, path: str, predicate: Callable[[Any], bool], timeout: float = 20.0) -> Any:
+        """GET `path` until `predicate(json)` holds; returns that json."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.get(path)
+            if last.status == 200 and predicate(last.body):
+                return last.body
+            time.sleep(0.1)
+        raise AssertionError(f"GET {path} never satisfied the condition; last: {last}")
+
+
+def _response(status: int, headers: Any, payload: bytes) -> Response:
+    try:
+        body = json.loads(payload) if payload else None
+    except ValueError:
+        body = payload.decode(errors="replace")
+    return Response(status, {k.lower(): v for k, v in headers.items()}, body)
+
+
+class Kafka:
+    """Produce and consume raw messages on the test broker."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+    def produce(self, topic: str, messages: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
+        async def run() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            await producer.start()
+            try:
+                for key, value in messages:
+                    await producer.send_and_wait(topic, value, key=key, partition=partition)
+            finally:
+                await producer.stop()
+
+        asyncio.run(run())
+
+    def consume(self, topic: str, until: Callable[[list[dict]], bool], timeout: float = 20.0) -> list[dict]:
+        """Read `topic` from the start until `until(records)` holds; records are dicts with key/value/partition."""
+        async def run() -> list[dict]:
+            consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+                                        enable_auto_commit=False, group_id=None, isolation_level="read_committed")
+            await consumer.start()
+            records: list[dict] = []
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    batch = await consumer.getmany(timeout_ms=200)
+                    for messages in batch.values():
+                        for m in messages:
+                            records.append({"key": m.key, "value": json.loads(m.value), "partition": m.partition,
+                                            "offset": m.offset})
+                    if until(records):
+                        return records
+                raise AssertionError(f"{topic}: condition not met after {timeout}s with {len(records)} records")
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(run())
