@@ -173,7 +173,7 @@ class Kafka:
                     batch = await consumer.getmany(timeout_ms=200)
                     for messages in batch.values():
                         for m in messages:
-                            records.append({"key": m.key, "value": json.loads(m.value), "partition": m.partition,
+                            records.append({"key": m.key, "value": _maybe_json(m.value), "partition": m.partition,
                                             "offset": m.offset})
                     if until(records):
                         return records
@@ -182,3 +182,10 @@ class Kafka:
                 await consumer.stop()
 
         return asyncio.run(run())
+
+
+def _maybe_json(value: bytes) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value.decode(errors="replace")

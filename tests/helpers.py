@@ -1,0 +1,260 @@
+"""Builders shared by every test: instruments, markets, accounts, commands, venue reports, a Book.
+
+Decimals are written as strings ("0.5"), never floats. Ids come from one counter, so every
+command and venue report a test builds is unique unless the test passes its own id.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from atlas.accounts import AccountConfig, Limits
+from atlas.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
+from atlas.events import OrdStatus, VenueReport, VenueReportKind
+from atlas.instruments import Instrument, load_instruments
+from atlas.oms import Command, Outcome, apply_command, apply_venue_report, new_account, orders_needed
+from atlas.risk import Market
+from atlas.state import AccountState, Order
+from atlas.values import ZERO, OrderType, Side, order_id_for
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config"
+SCHEMAS = ROOT / "schemas"
+ACCOUNTS_FILE = CONFIG / "accounts.demo.json"
+
+T0 = 1_700_000_000_000  # a plausible epoch-millisecond start for every test clock
+ALICE_BALANCES = {"USD": "1000000", "BTC": "10", "ETH": "100", "SOL": "1000"}
+
+_ids = itertools.count(1)
+
+
+def D(value: str | int | Decimal) -> Decimal:
+    """A Decimal from a string or an int (a float here would be a bug in the test)."""
+    if isinstance(value, float):
+        raise TypeError("write decimals in tests as strings")
+    return Decimal(value)
+
+
+def next_id(prefix: str) -> str:
+    return f"{prefix}-{next(_ids)}"
+
+
+@cache
+def _instruments() -> dict[str, Instrument]:
+    return load_instruments(CONFIG / "instruments.json")
+
+
+def instruments() -> dict[str, Instrument]:
+    """The instruments of `config/instruments.json`, keyed by symbol (a fresh dict each call)."""
+    return dict(_instruments())
+
+
+def market(**overrides: Any) -> Market:
+    """A Market over the configured instruments: no mid prices, nothing halted, no global kill."""
+    fields: dict[str, Any] = {"instruments": instruments()}
+    fields.update(overrides)
+    return Market(**fields)
+
+
+def limits(**overrides: Any) -> Limits:
+    """The demo accounts' limits (`config/accounts.demo.json`), with overrides."""
+    fields: dict[str, Any] = {
+        "max_order_notional": "1000000",
+        "max_order_quantity": {"BTC-USD": "10", "ETH-USD": "200", "SOL-USD": "5000"},
+        "max_position": {"BTC": "50", "ETH": "1000", "SOL": "50000"},
+        "price_collar_bps": 1000,
+        "max_orders_per_second": 50,
+        "max_open_orders": 500,
+    }
+    fields.update(overrides)
+    return Limits.model_validate(fields)
+
+
+def account(balances: Mapping[str, str | Decimal] | None = None, limits: Limits | None = None,
+            account_id: str = "alice") -> AccountState:
+    """A fresh account as `new_account` builds it: alice's deposits and limits unless told otherwise."""
+    config = AccountConfig(account_id=account_id, api_key_sha256="0" * 64,
+                           balances=dict(ALICE_BALANCES if balances is None else balances),
+                           limits=limits if limits is not None else _default_limits())
+    return new_account(config, _default_limits())
+
+
+def _default_limits() -> Limits:
+    return limits()
+
+
+def submit(**overrides: Any) -> SubmitOrder:
+    """A SubmitOrder for alice: BTC-USD BUY LIMIT 0.5 @ 64000 GTC, with a unique command and client order id."""
+    n = next(_ids)
+    fields: dict[str, Any] = {
+        "command_id": f"submit-{n}", "account_id": "alice", "client_order_id": f"cl-{n}",
+        "symbol": "BTC-USD", "side": Side.BUY, "type": OrderType.LIMIT, "quantity": "0.5", "price": "64000",
+    }
+    if OrderType(overrides.get("type", OrderType.LIMIT)) is OrderType.MARKET and "price" not in overrides:
+        fields["price"] = None
+    fields.update(overrides)
+    return SubmitOrder.model_validate(fields)
+
+
+def cancel(order_id: str, **overrides: Any) -> CancelOrder:
+    """A CancelOrder from alice with a unique command id."""
+    fields: dict[str, Any] = {"command_id": next_id("cancel"), "account_id": "alice", "order_id": order_id}
+    fields.update(overrides)
+    return CancelOrder.model_validate(fields)
+
+
+def replace(order_id: str, quantity: str | Decimal | None = None, price: str | Decimal | None = None,
+            **overrides: Any) -> ReplaceOrder:
+    """A ReplaceOrder from alice with a unique command id."""
+    fields: dict[str, Any] = {"command_id": next_id("replace"), "account_id": "alice", "order_id": order_id,
+                              "quantity": quantity, "price": price}
+    fields.update(overrides)
+    return ReplaceOrder.model_validate(fields)
+
+
+def kill_switch(engaged: bool, reason: str = "", **overrides: Any) -> SetAccountKillSwitch:
+    fields: dict[str, Any] = {"command_id": next_id("kill"), "account_id": "alice", "engaged": engaged, "reason": reason}
+    fields.update(overrides)
+    return SetAccountKillSwitch.model_validate(fields)
+
+
+def set_limits(new_limits: Limits, **overrides: Any) -> SetLimits:
+    fields: dict[str, Any] = {"command_id": next_id("limits"), "account_id": "alice", "limits": new_limits}
+    fields.update(overrides)
+    return SetLimits.model_validate(fields)
+
+
+def venue_report(order_id: str, kind: VenueReportKind | str, **kw: Any) -> VenueReport:
+    """A VenueReport about one of alice's orders, with a unique report id."""
+    fields: dict[str, Any] = {"report_id": next_id("venue"), "kind": VenueReportKind(kind), "order_id": order_id,
+                              "account_id": "alice", "ts": T0}
+    fields.update(kw)
+    return VenueReport.model_validate(fields)
+
+
+class Book:
+    """One account and its orders, driven through the pure core the way the `oms` agent drives it.
+
+    Each step loads the orders the event names (`orders_needed`), applies the event, stores
+    the returned account and merges `Outcome.orders`; then it checks `assert_invariants`.
+    """
+
+    def __init__(self, account_state: AccountState | None = None, market_state: Market | None = None,
+                 check: bool = True):
+        self.account = account_state if account_state is not None else account()
+        self.market = market_state if market_state is not None else market()
+        self.orders: dict[str, Order] = {}
+        self.now = T0
+        self.check = check
+
+    def _load(self, event: Command | VenueReport) -> dict[str, Order | None]:
+        return {oid: self.orders.get(oid) for oid in orders_needed(self.account, event)}
+
+    def _store(self, outcome: Outcome) -> Outcome:
+        self.account = outcome.account
+        self.orders.update({o.order_id: o for o in outcome.orders})
+        if self.check:
+            assert_invariants(self.account, self.orders)
+        return outcome
+
+    def command(self, cmd: Command, ts: int | None = None) -> Outcome:
+        """Apply a client command; the clock moves 100 ms per command unless `ts` is given."""
+        self.now = ts if ts is not None else self.now + 100
+        return self._store(apply_command(self.account, self._load(cmd), cmd, self.market, self.now))
+
+    def report(self, report: VenueReport) -> Outcome:
+        """Apply a venue report."""
+        return self._store(apply_venue_report(self.account, self._load(report), report, self.market))
+
+    def venue(self, order_id: str, kind: VenueReportKind | str, **kw: Any) -> Outcome:
+        """Build and apply a venue report."""
+        return self.report(venue_report(order_id, kind, **kw))
+
+    def submit(self, **overrides: Any) -> Order:
+        """Submit an order and return it as stored."""
+        cmd = submit(**overrides)
+        self.command(cmd)
+        return self.orders[order_id_for(cmd.account_id, cmd.client_order_id)]
+
+    def place(self, **overrides: Any) -> Order:
+        """Submit an order and have the venue accept it; returns the order (NEW)."""
+        order = self.submit(**overrides)
+        self.venue(order.order_id, "ACCEPTED")
+        return self.orders[order.order_id]
+
+    def fill(self, order_id: str, qty: str | Decimal, px: str | Decimal) -> Outcome:
+        return self.venue(order_id, "FILL", last_qty=qty, last_px=px)
+
+    def order(self, order_id: str) -> Order:
+        return self.orders[order_id]
+
+    def balance(self, asset: str) -> tuple[Decimal, Decimal]:
+        """(available, reserved) of an asset."""
+        bal = self.account.balance(asset)
+        return bal.available, bal.reserved
+
+
+def required_reservation(order: Order) -> Decimal:
+    """What an open order must hold: its leaves (at the reserve price for buys), or a pending replace's if more."""
+    if not order.is_open:
+        return ZERO
+
+    def need(quantity: Decimal, unit: Decimal | None) -> Decimal:
+        leaves = max(quantity - order.filled_quantity, ZERO)
+        return leaves if order.side is Side.SELL else leaves * unit
+
+    held = need(order.quantity, order.reserve_price)
+    pending = order.pending_replace
+    if pending is not None:
+        unit = pending.price if pending.price is not None else order.reserve_price
+        held = max(held, need(pending.quantity, unit))
+    return held
+
+
+def assert_invariants(account_state: AccountState, orders: Mapping[str, Order]) -> None:
+    """The account's books agree with its orders; call after every step."""
+    symbols = instruments()
+    mine = [o for o in orders.values() if o.account_id == account_state.account_id]
+    open_orders = [o for o in mine if o.is_open]
+    assets = set(account_state.balances) | set(account_state.deposits) | set(account_state.net_fills)
+
+    for asset in assets:
+        bal = account_state.balance(asset)
+        assert bal.available >= 0, f"{asset} available is negative: {bal}"
+        assert bal.reserved >= 0, f"{asset} reserved is negative: {bal}"
+        held = sum((o.reserved for o in open_orders if o.reserve_asset == asset), ZERO)
+        assert bal.reserved == held, f"{asset} reserved {bal.reserved} != {held} held by open orders"
+        expected = account_state.deposits.get(asset, ZERO) + account_state.net_fills.get(asset, ZERO)
+        assert bal.total == expected, f"{asset} total {bal.total} != deposits + net fills {expected}"
+
+    for o in mine:
+        assert o.filled_quantity <= o.quantity, f"{o.order_id} filled {o.filled_quantity} > quantity {o.quantity}"
+        assert o.filled_quantity >= 0 and o.reserved >= 0, f"{o.order_id} has negative fills or reservation"
+        if o.is_open:
+            assert o.filled_quantity + o.leaves_quantity == o.quantity, f"{o.order_id} cum + leaves != quantity"
+            assert o.reserved == required_reservation(o), (
+                f"{o.order_id} ({o.status.value}) holds {o.reserved}, needs {required_reservation(o)}")
+        else:
+            assert o.reserved == 0, f"closed order {o.order_id} ({o.status.value}) still holds {o.reserved}"
+            assert o.pending_replace is None, f"closed order {o.order_id} has a pending replace"
+
+    assert len(account_state.open_orders) == len(set(account_state.open_orders)), "open_orders has duplicates"
+    assert set(account_state.open_orders) == {o.order_id for o in open_orders}, (
+        f"open_orders {sorted(account_state.open_orders)} != {sorted(o.order_id for o in open_orders)}")
+
+    buys: dict[str, Decimal] = {}
+    for o in open_orders:
+        if o.side is Side.BUY:
+            base = symbols[o.symbol].base
+            buys[base] = buys.get(base, ZERO) + o.leaves_quantity
+    recorded = {asset: qty for asset, qty in account_state.open_buys.items() if qty != 0}
+    assert recorded == {asset: qty for asset, qty in buys.items() if qty != 0}, (
+        f"open_buys {recorded} != leaves of open buys {buys}")
+
+
+def statuses(orders: Mapping[str, Order]) -> dict[str, OrdStatus]:
+    return {oid: o.status for oid, o in orders.items()}

@@ -1,0 +1,140 @@
+"""`GET /api/v1/openapi.json`: the OpenAPI 3.1 description of the gateway, schemas taken from the models."""
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from atlas.accounts import Limits
+from atlas.app import app
+from atlas.events import ExecutionReport
+from atlas.web.admin import KillSwitchRequest
+from atlas.web.orders import NewOrder, OrderChange
+from atlas.web.problems import ApiView
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "NewOrder": NewOrder, "OrderChange": OrderChange, "Limits": Limits,
+    "KillSwitchRequest": KillSwitchRequest, "ExecutionReport": ExecutionReport,
+}
+_DEC = {"type": "string", "description": "decimal number as a string"}
+_ORDER = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string"} for name in ("order_id", "client_order_id", "account_id", "symbol")},
+        "side": {"enum": ["BUY", "SELL"]}, "type": {"enum": ["LIMIT", "MARKET"]},
+        "time_in_force": {"enum": ["GTC", "DAY", "IOC", "FOK"]},
+        "status": {"enum": ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "PENDING_CANCEL", "CANCELED",
+                            "PENDING_REPLACE", "REJECTED", "EXPIRED"]},
+        "quantity": _DEC, "price": {**_DEC, "nullable": True}, "filled_quantity": _DEC, "leaves_quantity": _DEC,
+        "avg_price": {**_DEC, "nullable": True}, "reject_reason": {"type": ["string", "null"]},
+        "created_at": {"type": "integer", "description": "ms since the epoch"}, "updated_at": {"type": "integer"},
+    },
+}
+_PROBLEM = {
+    "type": "object", "required": ["type", "title", "status", "detail", "code"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                   "detail": {"type": "string"}, "code": {"type": "string"}, "instance": {"type": "string"},
+                   "errors": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problems(*statuses: int) -> dict:
+    return {str(s): {"description": "problem", "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+            for s in statuses}
+
+
+def _op(summary: str, responses: dict, *, body: str | None = None, params: list | None = None,
+        auth: bool = True, problems: tuple[int, ...] = (401, 503)) -> dict:
+    op: dict[str, Any] = {"summary": summary, "responses": {**responses, **_problems(*problems)}}
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if params:
+        op["parameters"] = params
+    if auth:
+        op["security"] = [{"ApiKey": []}]
+    return op
+
+
+def _query(name: str, description: str, enum: list[str] | None = None) -> dict:
+    schema = {"type": "string", **({"enum": enum} if enum else {})}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ACCEPTED = _json({"type": "object"}, "accepted: the outcome arrives as execution reports")
+
+
+@cache
+def document() -> dict:
+    """The OpenAPI document (built once)."""
+    schemas = {name: model.model_json_schema(ref_template="#/components/schemas/{model}")
+               for name, model in _MODELS.items()}
+    for schema in list(schemas.values()):
+        schemas.update(schema.pop("$defs", {}))
+    schemas.update({"Order": _ORDER, "Problem": _PROBLEM})
+    paths = {
+        "/api/v1/orders": {
+            "post": _op("Place an order", {
+                "202": _json({"type": "object"}, "received: status PENDING_NEW, the verdict follows as execution reports"),
+                "200": _json(_ref("Order"), "the same client_order_id and body again: the original order "
+                                            "(header Idempotent-Replayed: true)"),
+            }, body="NewOrder", problems=(400, 401, 413, 422, 503)),
+            "get": _op("List the caller's orders, newest first", {
+                "200": _json({"type": "object", "properties": {"orders": {"type": "array", "items": _ref("Order")}}}, "orders"),
+            }, params=[_query("status", "open, closed or all (default)", ["open", "closed", "all"]),
+                       _query("symbol", "only this symbol"), _query("client_order_id", "only the order with this id")],
+                problems=(400, 401, 503)),
+        },
+        "/api/v1/orders/{order_id}": {
+            "get": _op("One order", {"200": _json(_ref("Order"), "the order")}, params=[_ORDER_ID], problems=(401, 404, 503)),
+            "delete": _op("Request a cancel", {"202": _ACCEPTED}, params=[_ORDER_ID]),
+            "patch": _op("Request a replace (new quantity and/or price)", {"202": _ACCEPTED}, params=[_ORDER_ID],
+                         body="OrderChange", problems=(400, 401, 413, 422, 503)),
+        },
+        "/api/v1/orders/{order_id}/executions": {
+            "get": _op("An order's execution reports, oldest first", {"200": _json(
+                {"type": "object", "properties": {"executions": {"type": "array", "items": _ref("ExecutionReport")}}},
+                "reports")}, params=[_ORDER_ID], problems=(401, 404, 503)),
+        },
+        "/api/v1/balances": {"get": _op("Available, reserved and total per asset", {"200": _json({"type": "object"}, "balances")})},
+        "/api/v1/limits": {"get": _op("The caller's risk limits and kill-switch state", {"200": _json({"type": "object"}, "limits")})},
+        "/api/v1/admin/accounts/{account_id}/limits": {
+            "put": _op("Replace an account's limits (admin)", {"202": _ACCEPTED}, body="Limits",
+                       params=[{"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                       problems=(401, 403, 404, 422, 503)),
+        },
+        "/api/v1/admin/kill-switch": {
+            "post": _op("Engage or release the kill switch of an account, or of all (admin)", {"202": _ACCEPTED},
+                        body="KillSwitchRequest", problems=(401, 403, 404, 422, 503)),
+        },
+        "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI")}, auth=False, problems=())},
+        "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "up")}, auth=False, problems=())},
+        "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned",
+                               {"200": _json({"type": "object"}, "ready")}, auth=False, problems=(503,))},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ATLAS gateway", "version": "1",
+                 "description": "Order entry and queries of the ATLAS OMS. Decimals travel as JSON strings. "
+                                "Errors are RFC 9457 problem documents."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+    }
+
+
+@app.page("/api/v1/openapi.json")
+class OpenApiView(ApiView):
+    """Serve the OpenAPI document."""
+
+    async def get(self, request: Any) -> Any:
+        return self.ok(document())
