@@ -103,7 +103,8 @@ async def on_owner(view: Any, request: Any, account_id: str, local: Callable[[],
 
 FORWARDED_HEADER = "X-Atlas-Forwarded"
 _FORWARDED_REQUEST_HEADERS = {"x-api-key", "accept", "idempotency-key"}
-_FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-terms-digest", "www-authenticate", "location"}
+_FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-terms-digest", "www-authenticate",
+                               "location", "x-atlas-worker"}
 
 
 def owner_url(account_id: str) -> str | None:

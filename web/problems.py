@@ -9,6 +9,7 @@ from faust import web
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
+WORKER_HEADER = "X-Atlas-Worker"
 
 
 class Problem(Exception):
@@ -49,7 +50,12 @@ class ApiView(web.View):
 
     def problem(self, problem: Problem, request: Any) -> Any:
         return self.bytes(json.dumps(problem.body(request.path)).encode(), content_type=PROBLEM_TYPE,
-                          status=problem.status, headers=problem.headers)
+                          status=problem.status, headers=self._headers(problem.headers))
 
     def ok(self, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
-        return self.bytes(json.dumps(doc).encode(), content_type="application/json", status=status, headers=headers)
+        return self.bytes(json.dumps(doc).encode(), content_type="application/json", status=status,
+                          headers=self._headers(headers))
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        # Which worker answered: reads are served by the account's owner, wherever they arrive.
+        return {WORKER_HEADER: str(self.app.conf.canonical_url), **(extra or {})}

@@ -1,0 +1,49 @@
+"""Two workers share the accounts' partitions; any of them answers for any account, from the owner's tables."""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from atlas.partitioning import partition_for
+from tests.live import Api, Cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pair(kafka_bootstrap, tmp_path_factory):
+    cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("pair"), f"pair-{uuid.uuid4().hex[:8]}")
+    first = cluster.start_worker("a")
+    second = cluster.start_worker("b")
+    # The second join rebalances the group: wait until both are ready again.
+    first.wait_ready()
+    second.wait_ready()
+    yield cluster
+    cluster.stop()
+
+
+def test_every_account_is_served_by_its_owner_through_either_worker(pair):
+    accounts = [a for a in pair.keys if a.startswith("trader-")][:16]
+    placed = {}
+    for i, account in enumerate(accounts):
+        api = Api(pair.workers[i % 2].url, pair.keys[account])
+        response = api.order(client_order_id=f"two-{account}")
+        assert response.status == 202
+        placed[account] = response.body["order_id"]
+    owners = set()
+    for account, order_id in placed.items():
+        answers = []
+        for worker in pair.workers:
+            api = Api(worker.url, pair.keys[account])
+            order = api.wait_for(f"/api/v1/orders/{order_id}", lambda o: o["status"] == "PENDING_NEW")
+            assert order["account_id"] == account
+            answers.append(api.get(f"/api/v1/orders/{order_id}").headers["x-atlas-worker"])
+            balances = api.get("/api/v1/balances").body["balances"]
+            assert Decimal(balances["USD"]["reserved"]) == Decimal("640")
+        assert answers[0] == answers[1], "both workers must report the same owner"
+        owners.add(answers[0])
+    # 16 accounts over 8 partitions split between two workers: both own some.
+    assert len({partition_for(a.encode()) for a in accounts}) > 1
+    assert owners == {w.url for w in pair.workers}, owners
