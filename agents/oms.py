@@ -2,7 +2,7 @@
 
 A thin loop over `process`, which is synchronous: it reads the account's state, decides
 with the pure core and writes the state with no `await` in between, so nothing can
-interleave with an account's update. Only the sends are awaited, afterwards.
+interleave with an account's update. The sends are queued afterwards.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from atlas.app import app
 from atlas.commands import COMMAND, SubmitOrder
 from atlas.events import DeadLetter, ExecType, VenueReport
 from atlas.partitioning import partition_for
-from atlas.oms import apply_command, apply_venue_report, new_account, orders_needed, replay_requests, unknown_order_report
+from atlas.oms import apply_command, apply_venue_report, new_account, orders_needed, unknown_order_report
 from atlas.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
@@ -43,7 +43,9 @@ async def oms(stream):
         sends = process(message.topic, message.partition, message.offset, int(message.timestamp * 1000),
                         message.key, message.value)
         for send in sends:
-            await send.topic.send(key=send.key, value=send.value, partition=send.partition)
+            # Through the producer buffer, behind this event's table changelog writes, so an
+            # output is never in Kafka while the state change that caused it is not.
+            send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:
@@ -66,8 +68,6 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         if config is None:
             return _invalid(topic, partition, offset, ts, key, value, f"UNKNOWN_ACCOUNT: no account {account_id}", is_command)
         account = new_account(config, DEFAULT_LIMITS)
-    if offset <= account.applied.get(topic, -1):
-        return _replayed(account, event)
     orders = {oid: load_order(account_id, oid, account.seq) for oid in orders_needed(account, event)}
     market = current_market(instruments())
     if is_command:
@@ -78,28 +78,9 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     if outcome.dead_letter:
         sends.append(_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter))
     if outcome.orders or outcome.account is not account:
-        applied = outcome.account.model_copy(update={"seq": account.seq + 1, "applied": {**account.applied, topic: offset}})
-        save(applied, outcome.orders, orders)
+        save(outcome.account.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders)
     sends.extend(Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports)
     sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
-    return sends
-
-
-def _replayed(account, event) -> list[Send]:
-    """Send again what an already-applied event emitted: those sends may not have survived the crash."""
-    cause = event.command_id if hasattr(event, "command_id") else event.report_id
-    key = account.account_id.encode()
-    sends = []
-    for order_id in orders_needed(account, event):
-        order = load_order(account.account_id, order_id, account.seq)
-        if order is None:
-            continue
-        for report in order.executions:
-            if report.cause_id != cause:
-                continue
-            sends.append(Send(executions, key, report.model_dump_json().encode()))
-            sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode())
-                         for v in replay_requests(order, report))
     return sends
 
 

@@ -6,6 +6,7 @@ import shutil
 
 import faust
 
+from atlas import faust_fixes  # noqa: F401  (must patch Faust before the app exists)
 from atlas.settings import Guarantee, settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ app = AtlasApp(
     key_serializer="raw",
     value_serializer="raw",
     broker_commit_interval=settings.commit_interval,
+    broker_session_timeout=settings.session_timeout,
+    broker_heartbeat_interval=1.0,
     producer_linger_ms=settings.producer_linger_ms,
     stream_wait_empty=False,
     web_host=settings.web_host,

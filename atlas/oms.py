@@ -23,6 +23,7 @@ from atlas.state import AccountState, Balance, Order, PendingReplace
 from atlas.values import ZERO, OrderType, Side, order_id_for
 
 Command = SubmitOrder | CancelOrder | ReplaceOrder | SetLimits | SetAccountKillSwitch
+RECENT_ACCOUNT_COMMANDS = 32
 
 
 class InvariantViolation(Exception):
@@ -182,22 +183,57 @@ def _commit_order(step: _Step, before: Order | None, after: Order, market: Marke
     return after
 
 
+# -- identity and replays -------------------------------------------------------------
+
+
+def event_id(event: Command | VenueReport) -> str:
+    """The id under which an order records that an event was applied to it."""
+    return f"r:{event.report_id}" if isinstance(event, VenueReport) else f"c:{event.command_id}"
+
+
+def _replay(step: _Step, orders: Mapping[str, Order], event: Command | VenueReport) -> Outcome | None:
+    """For an event its order shows as applied: the reports and venue requests it caused, to send again.
+
+    Events are recognised by id, not by offset: after a crash the same message is read again,
+    and a producer may send a command twice. Whatever the event emitted may not have reached
+    Kafka before the crash; consumers drop the copies by `exec_id` / `request_id`.
+    """
+    if isinstance(event, (SetLimits, SetAccountKillSwitch)):
+        # Not about one order: the account remembers its latest few such commands.
+        return step.done() if event.command_id in step.account.recent_commands else None
+    order_id = order_id_for(event.account_id, event.client_order_id) if isinstance(event, SubmitOrder) else event.order_id
+    order = orders.get(order_id)
+    if order is None or event_id(event) not in order.applied_ids:
+        return None
+    cause = event.report_id if isinstance(event, VenueReport) else event.command_id
+    for report in order.executions:
+        if report.cause_id == cause:
+            step.reports.append(report)
+            step.venue.extend(replay_requests(order, report))
+    return step.done()
+
+
 # -- commands --------------------------------------------------------------------------
 
 
 def apply_command(account: AccountState, orders: Mapping[str, Order], cmd: Command, market: Market, ts: int) -> Outcome:
-    """Apply a client command to an account."""
+    """Apply a client command to an account (a command applied before only re-sends what it emitted)."""
     step = _Step(account)
+    replayed = _replay(step, orders, cmd)
+    if replayed is not None:
+        return replayed
     if isinstance(cmd, SubmitOrder):
         return _submit(step, orders, cmd, market, ts)
     if isinstance(cmd, CancelOrder):
         return _cancel(step, orders.get(cmd.order_id), cmd, market, ts)
     if isinstance(cmd, ReplaceOrder):
         return _replace(step, orders.get(cmd.order_id), cmd, market, ts)
-    if isinstance(cmd, SetLimits):
-        step.account = account.model_copy(update={"limits": cmd.limits})
-        return step.done()
-    if isinstance(cmd, SetAccountKillSwitch):
+    if isinstance(cmd, (SetLimits, SetAccountKillSwitch)):
+        recent = (account.recent_commands + (cmd.command_id,))[-RECENT_ACCOUNT_COMMANDS:]
+        step.account = account.model_copy(update={"recent_commands": recent})
+        if isinstance(cmd, SetLimits):
+            step.account = step.account.model_copy(update={"limits": cmd.limits})
+            return step.done()
         return _kill_switch(step, orders, cmd, market, ts)
     raise TypeError(f"not a command: {cmd!r}")
 
@@ -230,7 +266,7 @@ def _submit(step: _Step, orders: Mapping[str, Order], cmd: SubmitOrder, market: 
         reserve_asset=reservation.asset if reservation else (instrument.quote if instrument else ""),
         reserve_price=reservation.unit_price if reservation else None,
         limit_guard=reservation.limit_guard if reservation else None,
-        terms_digest=digest, command_ids=(cmd.command_id,),
+        terms_digest=digest, applied_ids=(event_id(cmd),),
     )
     if reject:
         _report(step, order, ExecType.REJECTED, cmd.command_id, ts, reason=str(reject))
@@ -246,20 +282,18 @@ def _command_reject(step: _Step, order: Order | None, cmd: CancelOrder | Replace
     if order is None:
         step.reports.append(unknown_order_report(cmd.account_id, cmd.order_id, "", exec_type, cmd.command_id, str(reject), ts))
         return step.done()
-    order = order.model_copy(update={"command_ids": order.command_ids + (cmd.command_id,)})
+    order = order.model_copy(update={"applied_ids": order.applied_ids + (event_id(cmd),)})
     _report(step, order, exec_type, cmd.command_id, ts, reason=str(reject))
     return step.done()
 
 
 def _cancel(step: _Step, order: Order | None, cmd: CancelOrder, market: Market, ts: int) -> Outcome:
-    if order is not None and cmd.command_id in order.command_ids:
-        return step.done()  # a retried command: applied once already
     reject = _request_reject(order, LifecycleEvent.REQUEST_CANCEL, cmd.order_id)
     if reject:
         return _command_reject(step, order, cmd, ExecType.CANCEL_REJECTED, reject, ts)
     updated = order.model_copy(update={
         "status": next_status(order.status, LifecycleEvent.REQUEST_CANCEL, filled=order.filled_quantity, quantity=order.quantity),
-        "command_ids": order.command_ids + (cmd.command_id,),
+        "applied_ids": order.applied_ids + (event_id(cmd),),
     })
     updated = _report(step, updated, ExecType.PENDING_CANCEL, cmd.command_id, ts)
     _venue(step, updated, "cancel", ts, updated.quantity, updated.price)
@@ -279,8 +313,6 @@ def _request_reject(order: Order | None, event: LifecycleEvent, order_id: str) -
 
 
 def _replace(step: _Step, order: Order | None, cmd: ReplaceOrder, market: Market, ts: int) -> Outcome:
-    if order is not None and cmd.command_id in order.command_ids:
-        return step.done()
     reject = _request_reject(order, LifecycleEvent.REQUEST_REPLACE, cmd.order_id)
     if reject is None:
         reject = _replace_terms_reject(step.account, order, cmd, market)
@@ -290,7 +322,7 @@ def _replace(step: _Step, order: Order | None, cmd: ReplaceOrder, market: Market
                              price=cmd.price if cmd.price is not None else order.price, command_id=cmd.command_id)
     updated = order.model_copy(update={
         "status": OrdStatus.PENDING_REPLACE, "pending_replace": pending,
-        "command_ids": order.command_ids + (cmd.command_id,),
+        "applied_ids": order.applied_ids + (event_id(cmd),),
     })
     updated = _commit_order(step, order, updated, market)
     updated = _report(step, updated, ExecType.PENDING_REPLACE, cmd.command_id, ts)
@@ -370,15 +402,16 @@ def apply_venue_report(account: AccountState, orders: Mapping[str, Order], repor
                        market: Market) -> Outcome:
     """Apply what the venue says about one of the account's orders."""
     step = _Step(account)
+    replayed = _replay(step, orders, report)
+    if replayed is not None:
+        return replayed
     order = orders.get(report.order_id)
     if order is None:
         return step.done(dead_letter=f"{RejectCode.UNKNOWN_ORDER.value}: venue report for unknown order {report.order_id}")
-    if report.report_id in order.command_ids:
-        return step.done()  # the venue sent this report twice
     event = _REPORT_EVENT[report.kind]
     if event is LifecycleEvent.ACKNOWLEDGE and order.status is not OrdStatus.PENDING_NEW and allows(order.status, event):
         # A late ack changes nothing the client can see; remember it so a resend stays a no-op.
-        step.orders[order.order_id] = order.model_copy(update={"command_ids": order.command_ids + (report.report_id,)})
+        step.orders[order.order_id] = order.model_copy(update={"applied_ids": order.applied_ids + (event_id(report),)})
         return step.done()
     try:
         updated = _evolve(order, report, event)
@@ -400,7 +433,7 @@ def apply_venue_report(account: AccountState, orders: Mapping[str, Order], repor
 
 def _evolve(order: Order, report: VenueReport, event: LifecycleEvent) -> Order:
     """The order after the venue's report: terms, fills and status."""
-    updates: dict = {"command_ids": order.command_ids + (report.report_id,)}
+    updates: dict = {"applied_ids": order.applied_ids + (event_id(report),)}
     quantity, price, filled, notional = order.quantity, order.price, order.filled_quantity, order.filled_notional
     if event is LifecycleEvent.FILL:
         if filled + report.last_qty > quantity:

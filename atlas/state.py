@@ -66,7 +66,8 @@ class Order(BaseModel):
     pending_replace: PendingReplace | None = None
     # Fingerprint of the submission, so a reuse of client_order_id with other terms is caught.
     terms_digest: str
-    command_ids: tuple[str, ...] = ()
+    # Ids of the events applied to this order: "c:<command_id>" and "r:<venue report_id>".
+    applied_ids: tuple[str, ...] = ()
     executions: tuple[ExecutionReport, ...] = ()
 
     @property
@@ -113,12 +114,12 @@ class AccountState(BaseModel):
     account_id: str
     # Number of events applied; each stored order version records the seq that wrote it.
     seq: int = 0
-    # Highest source offset applied, per input topic: a replayed message is recognised by it.
-    applied: dict[str, int] = Field(default_factory=dict)
     balances: dict[str, Balance] = Field(default_factory=dict)
     deposits: dict[str, Dec] = Field(default_factory=dict)
     net_fills: dict[str, Dec] = Field(default_factory=dict)
     limits: Limits
+    # Ids of the latest account-level commands (limits, kill switch), so a retry is a no-op.
+    recent_commands: tuple[str, ...] = ()
     killed: bool = False
     kill_reason: str = ""
     open_orders: tuple[str, ...] = ()

@@ -14,7 +14,7 @@ from typing import Any
 
 from atlas.accounts import AccountConfig, Limits
 from atlas.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
-from atlas.events import OrdStatus, VenueReport, VenueReportKind
+from atlas.events import VenueReport, VenueReportKind
 from atlas.instruments import Instrument, load_instruments
 from atlas.oms import Command, Outcome, apply_command, apply_venue_report, new_account, orders_needed
 from atlas.risk import Market
@@ -84,7 +84,7 @@ def account(balances: Mapping[str, str | Decimal] | None = None, limits: Limits 
 
 
 def _default_limits() -> Limits:
-    return limits()
+    return limits()  # `account` shadows `limits` with its parameter
 
 
 def submit(**overrides: Any) -> SubmitOrder:
@@ -117,7 +117,8 @@ def replace(order_id: str, quantity: str | Decimal | None = None, price: str | D
 
 
 def kill_switch(engaged: bool, reason: str = "", **overrides: Any) -> SetAccountKillSwitch:
-    fields: dict[str, Any] = {"command_id": next_id("kill"), "account_id": "alice", "engaged": engaged, "reason": reason}
+    fields: dict[str, Any] = {"command_id": next_id("kill"), "account_id": "alice", "engaged": engaged,
+                              "reason": reason}
     fields.update(overrides)
     return SetAccountKillSwitch.model_validate(fields)
 
@@ -242,6 +243,17 @@ def assert_invariants(account_state: AccountState, orders: Mapping[str, Order]) 
             assert o.reserved == 0, f"closed order {o.order_id} ({o.status.value}) still holds {o.reserved}"
             assert o.pending_replace is None, f"closed order {o.order_id} has a pending replace"
 
+    # The account's net fills are what its orders' fills add up to.
+    fills: dict[str, Decimal] = {}
+    for o in mine:
+        if o.filled_quantity:
+            instrument = symbols[o.symbol]
+            sign = 1 if o.side is Side.BUY else -1
+            fills[instrument.base] = fills.get(instrument.base, ZERO) + sign * o.filled_quantity
+            fills[instrument.quote] = fills.get(instrument.quote, ZERO) - sign * o.filled_notional
+    net = {asset: qty for asset, qty in account_state.net_fills.items() if qty != 0}
+    assert net == {asset: qty for asset, qty in fills.items() if qty != 0}, f"net_fills {net} != order fills {fills}"
+
     assert len(account_state.open_orders) == len(set(account_state.open_orders)), "open_orders has duplicates"
     assert set(account_state.open_orders) == {o.order_id for o in open_orders}, (
         f"open_orders {sorted(account_state.open_orders)} != {sorted(o.order_id for o in open_orders)}")
@@ -254,7 +266,3 @@ def assert_invariants(account_state: AccountState, orders: Mapping[str, Order]) 
     recorded = {asset: qty for asset, qty in account_state.open_buys.items() if qty != 0}
     assert recorded == {asset: qty for asset, qty in buys.items() if qty != 0}, (
         f"open_buys {recorded} != leaves of open buys {buys}")
-
-
-def statuses(orders: Mapping[str, Order]) -> dict[str, OrdStatus]:
-    return {oid: o.status for oid, o in orders.items()}

@@ -7,7 +7,7 @@ import pytest
 
 from atlas.events import OrdStatus
 from atlas.lifecycle import TRANSITIONS, InvalidTransition, LifecycleEvent, allows, next_status
-from helpers import D
+from tests.helpers import D
 
 S, E = OrdStatus, LifecycleEvent
 NONE, PART, ALL = D("0"), D("0.4"), D("1")  # filled so far, of a quantity of 1

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from atlas.risk import RejectCode, Reservation, check_order, collar_bounds, reservation_for, take_throttle_token
 from atlas.state import AccountState, Balance
 from atlas.values import OrderType, Side
-from helpers import D, T0, account, instruments, limits, market, submit
+from tests.helpers import D, T0, account, instruments, limits, market, submit
 
 BTC = instruments()["BTC-USD"]
 
@@ -236,7 +236,8 @@ def test_reservation_for_limit_sell_holds_base_quantity():
 
 
 def test_reservation_for_market_sell_holds_base_and_guards_at_the_collar_low():
-    assert reservation_for(submit(side=Side.SELL, type=OrderType.MARKET, quantity="0.5"), BTC, market(), 1000) == Reservation(
+    order = submit(side=Side.SELL, type=OrderType.MARKET, quantity="0.5")
+    assert reservation_for(order, BTC, market(), 1000) == Reservation(
         asset="BTC", amount=D("0.5"), unit_price=None, limit_guard=D("58500"))
 
 

@@ -1,0 +1,59 @@
+"""Corrections to faust-streaming 0.15.3 that ATLAS's guarantees depend on.
+
+Imported by `atlas.app` before the app is created.
+"""
+from __future__ import annotations
+
+from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
+
+_send_pending = ProducerBuffer._send_pending
+
+
+async def _send_pending_tracked(self: ProducerBuffer, fut) -> None:
+    # The buffer's task takes a message off the queue before sending it: remember it, so
+    # that a flush can wait for it too.
+    self.atlas_in_flight = fut
+    await _send_pending(self, fut)
+
+
+async def _flush_until_delivered(self: ProducerBuffer) -> None:
+    """Return only once every message buffered now has been delivered to Kafka.
+
+    Table changelog writes go through this buffer (`send_soon`), and Faust flushes it
+    before committing source offsets. Its own `flush` returns as soon as no message went
+    out for 0.1 s, or once the queue is empty while the last message is still being
+    handed to the Kafka client: in both cases the offsets get committed with changelog
+    writes still pending, and after a `kill -9` those events are neither in the changelog
+    nor read again (seen in tests/faults/test_kill_restart.py). Awaiting each message's
+    own delivery future closes both gaps; a failed delivery raises, so nothing is committed.
+    """
+    waiting = list(self.pending._queue)
+    in_flight = getattr(self, "atlas_in_flight", None)
+    if in_flight is not None:
+        waiting.insert(0, in_flight)
+    for fut in waiting:
+        await fut
+
+
+ProducerBuffer._send_pending = _send_pending_tracked
+ProducerBuffer.flush = _flush_until_delivered
+
+
+_perform_seek = Consumer.perform_seek
+
+
+async def _perform_seek_with_flow_stopped(self: Consumer) -> None:
+    """Seek to the committed offsets with the flow stopped; recovery resumes it right after.
+
+    Recovery resumes the stream partitions and then seeks them back to the committed
+    offsets. A batch fetched in between, from the old position, kept being handed to the
+    agents after the seek and moved the consumer's read offset past messages it had not
+    delivered; Faust then dropped those as already read and committed over them as a gap
+    (faust-streaming issues #216 and #596 describe this race). `getmany` stops handing out
+    a batch as soon as the flow is stopped, so the rest is fetched again from the new position.
+    """
+    self.stop_flow()
+    await _perform_seek(self)
+
+Consumer.perform_seek = _perform_seek_with_flow_stopped
