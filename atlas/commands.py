@@ -14,8 +14,15 @@ from atlas.values import Dec, OrderType, Side, TimeInForce
 _ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
 
 
+def _command_is_required(schema: dict) -> None:
+    # `command` has a default for Python callers, but on the wire the union needs it.
+    required = schema.setdefault("required", [])
+    if "command" not in required:
+        required.insert(0, "command")
+
+
 class _Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_command_is_required)
 
     command_id: str = _ID
     account_id: str = _ID

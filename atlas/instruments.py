@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -27,11 +27,18 @@ class Instrument(BaseModel):
 
     def price_on_tick(self, price: Decimal) -> bool:
         """True when the price is a whole number of ticks."""
-        return price % self.tick_size == 0
+        return _multiple_of(price, self.tick_size)
 
     def quantity_on_lot(self, quantity: Decimal) -> bool:
         """True when the quantity is a whole number of lots."""
-        return quantity % self.lot_size == 0
+        return _multiple_of(quantity, self.lot_size)
+
+
+def _multiple_of(value: Decimal, step: Decimal) -> bool:
+    try:
+        return value % step == 0
+    except InvalidOperation:  # e.g. "1e30": too many digits for the context, and off any sane grid
+        return False
 
 
 def load_instruments(path: Path) -> dict[str, Instrument]:

@@ -352,6 +352,12 @@ def _replace_terms_reject(account: AccountState, order: Order, cmd: ReplaceOrder
         low, high = collar_bounds(reference, limits.price_collar_bps, instrument.tick_size)
         if not low <= price <= high:
             return Reject(RejectCode.PRICE_COLLAR, f"price {price} is outside the collar [{low}, {high}]")
+    base = instrument.base
+    cap = limits.max_position.get(base)
+    if order.side is Side.BUY and cap is not None and quantity > order.quantity:
+        held = account.balance(base).total + account.open_buys.get(base, ZERO)
+        if held + quantity - order.quantity > cap:
+            return Reject(RejectCode.POSITION_LIMIT, f"{base} position would reach {held + quantity - order.quantity}, limit {cap}")
     extra = _required(order.model_copy(update={"pending_replace": PendingReplace(
         quantity=quantity, price=price, command_id="")})) - order.reserved
     available = account.balance(order.reserve_asset).available
@@ -447,6 +453,8 @@ def _evolve(order: Order, report: VenueReport, event: LifecycleEvent) -> Order:
             raise ValueError("REPLACED without a pending replace")
         quantity = report.quantity if report.quantity is not None else pending.quantity
         price = report.price if report.price is not None else pending.price
+        if quantity < filled:
+            raise ValueError(f"REPLACED quantity {quantity} is below the filled {filled}")
         updates.update(quantity=quantity, price=price, pending_replace=None,
                        reserve_price=price if order.side is Side.BUY else None)
     elif event is LifecycleEvent.REJECT_REPLACE:

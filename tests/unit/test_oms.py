@@ -417,8 +417,6 @@ def test_replace_of_unknown_order_is_rejected_unknown_order():
     assert report.exec_type is ExecType.REPLACE_REJECTED and report.reason.startswith("UNKNOWN_ORDER")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: oms._replace_terms_reject checks quantity, notional, collar and funds "
-                                       "but not max_position: a buy replaced up escapes POSITION_LIMIT")
 def test_replace_of_buy_beyond_max_position_is_rejected_position_limit():
     book = Book(account(limits=limits(max_position={"BTC": "11"})))  # holds 10
     order = book.place(quantity="0.5")
@@ -427,9 +425,6 @@ def test_replace_of_buy_beyond_max_position_is_rejected_position_limit():
     assert report.reason.startswith(RejectCode.POSITION_LIMIT.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: oms._evolve applies REPLACED terms whose quantity is below the filled "
-                                       "quantity (fills raced the replace), leaving filled_quantity > quantity; it "
-                                       "should refuse the report as INVALID_REPORT like a fill beyond the leaves")
 def test_replaced_below_the_filled_quantity_is_a_dead_letter():
     book = Book(check=False)
     order = book.place(quantity="1")

@@ -146,12 +146,6 @@ def do_venue(book: Book, data: st.DataObject, log: dict) -> None:
         kw: dict = {}
         if kind is K.FILL:
             kw = _fill_terms(data, order)
-        elif kind is K.REPLACED:
-            pending = order.pending_replace
-            if pending is not None and pending.quantity < order.filled_quantity:
-                # A real venue refuses such a replace; the OMS mishandles REPLACED here (a strict
-                # xfail in test_oms.py shows it), so the venue here answers as a venue would.
-                kind = K.REPLACE_REJECTED
         report = venue_report(order.order_id, kind, report_id=_id(log, "venue"), **kw)
     if book.report(report).dead_letter is None:
         log["reports"].append(report)
