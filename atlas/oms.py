@@ -307,6 +307,8 @@ def _request_reject(order: Order | None, event: LifecycleEvent, order_id: str) -
         return Reject(RejectCode.TOO_LATE, f"order is {order.status.value}")
     if order.status in (OrdStatus.PENDING_CANCEL, OrdStatus.PENDING_REPLACE):
         return Reject(RejectCode.ALREADY_PENDING, f"order is {order.status.value}")
+    if order.status is OrdStatus.PENDING_NEW and not allows(order.status, event):
+        return Reject(RejectCode.ALREADY_PENDING, "order is PENDING_NEW: the venue has not acknowledged it yet")
     if not allows(order.status, event):
         return Reject(RejectCode.TOO_LATE, f"order is {order.status.value}")
     return None

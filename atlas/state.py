@@ -12,7 +12,9 @@ from atlas.accounts import Limits
 from atlas.events import ExecutionReport, OrdStatus
 from atlas.values import ZERO, Dec, OrderType, Side, TimeInForce
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# Stored state is read back from changelogs written by earlier versions: fields they had
+# and this version dropped are ignored rather than fatal.
+_FROZEN = ConfigDict(frozen=True, extra="ignore")
 
 
 class Balance(BaseModel):
