@@ -405,10 +405,10 @@ def test_replace_of_market_order_is_rejected_invalid_command():
     assert book.command(replace(order.order_id, quantity="1")).reports[0].reason.startswith("INVALID_COMMAND")
 
 
-def test_replace_of_pending_new_order_is_rejected_too_late():
+def test_replace_of_pending_new_order_is_rejected_until_acknowledged():
     book = Book()
     order = book.submit()
-    assert book.command(replace(order.order_id, quantity="1")).reports[0].reason.startswith("TOO_LATE")
+    assert book.command(replace(order.order_id, quantity="1")).reports[0].reason.startswith("ALREADY_PENDING")
 
 
 def test_replace_of_unknown_order_is_rejected_unknown_order():

@@ -1,0 +1,185 @@
+"""The benchmark report: the machine, a table per kind of run, the ratios; formatting only, no I/O but /proc reads."""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from bench.load import Percentiles
+from bench.runs import LatencyRun, SaturationRun
+
+
+def machine(kafka_version: str) -> dict[str, str]:
+    """What the numbers were measured on."""
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        memory = f"{mem_kb / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        memory = "?"
+    versions = ", ".join(f"{p} {_version(p)}" for p in ("faust-streaming", "aiokafka", "aiohttp"))
+    return {"CPUs (nproc)": str(len(os.sched_getaffinity(0))), "CPU model": model, "memory": memory,
+            "Python": platform.python_version(), "Kafka": kafka_version, "libraries": versions,
+            "OS": f"{platform.system()} {platform.release()}"}
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+@dataclass
+class Results:
+    """Everything one run of the benchmark measured, and what went wrong."""
+
+    command: str
+    started: str
+    wall_s: float = 0.0
+    machine: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+    load: list[str] = field(default_factory=list)
+    latency: dict[str, LatencyRun] = field(default_factory=dict)
+    saturation: dict[str, SaturationRun] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if not a or not b else f"{a / b:.2f}"
+
+
+def _pcts(p: Percentiles | None) -> list[str]:
+    return ["n/a"] * 4 if p is None else [_f(p.p50), _f(p.p99), _f(p.p999), _f(p.max)]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _rejected(counter) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counter.most_common()) or "0"
+
+
+def latency_table(runs: dict[str, LatencyRun]) -> list[str]:
+    header = ["scenario", "input", "offered/s", "measured", "answered", "achieved/s", "p50 ms", "p99 ms",
+              "p99.9 ms", "max ms", "max send lag ms", "target CPU %", "broker CPU %", "bench CPU %", "rejected"]
+    rows = [[r.label, r.via, f"{r.offered_rate:g}", str(r.measured), str(r.answered), _f(r.achieved_rate),
+             *_pcts(r.latency), _f(r.max_send_lag_ms), _f(r.cpu_pct.get("target"), 0), _f(r.cpu_pct.get("broker"), 0),
+             _f(r.cpu_pct.get("bench"), 0), _rejected(r.rejected)] for r in runs.values()]
+    return _table(header, rows)
+
+
+def http_table(runs: dict[str, LatencyRun]) -> list[str]:
+    header = ["scenario", "measured", "HTTP p50 ms", "HTTP p99 ms", "HTTP p99.9 ms", "HTTP max ms", "statuses"]
+    rows = [[r.label, str(r.measured), *_pcts(r.http), ", ".join(f"{k}: {v}" for k, v in r.http_statuses.items())]
+            for r in runs.values() if r.via == "http"]
+    return _table(header, rows) if rows else []
+
+
+def saturation_table(runs: dict[str, SaturationRun]) -> list[str]:
+    header = ["scenario", "backlog", "produced in s", "drain window s", "orders/s", "records/order (data)",
+              "offsets/order", "target CPU-s /1000", "broker CPU-s /1000", "rejected"]
+    rows = [[r.label, str(r.orders), _f(r.produce_s, 2), _f(r.window_s, 2), _f(r.rate, 0), _f(r.records_per_order, 2),
+             _f(r.offsets_per_order, 2), _f(r.cpu_per_1000("target"), 2), _f(r.cpu_per_1000("broker"), 2),
+             _rejected(r.rejected)] for r in runs.values()]
+    return _table(header, rows)
+
+
+def records_table(runs: dict[str, SaturationRun]) -> list[str]:
+    rows = []
+    for r in runs.values():
+        for topic in sorted(set(r.offsets) | set(r.records)):
+            rows.append([r.label, topic, str(r.records.get(topic, 0)), _f(r.records.get(topic, 0) / r.answered, 2),
+                         str(r.offsets.get(topic, 0))])
+        for topic, n in sorted(r.internal.items()):
+            rows.append([r.label, f"{topic} (broker-internal)", "", _f(n / r.answered, 3), str(n)])
+    return _table(["scenario", "topic", "data records", "per order", "offset delta"], rows)
+
+
+def ratios(res: Results) -> list[list[str]]:
+    sat, lat = res.saturation, res.latency
+    rate = lambda key: sat[key].rate if key in sat else None  # noqa: E731
+    p50 = lambda key: lat[key].latency.p50 if key in lat and lat[key].latency else None  # noqa: E731
+    cpu = lambda key: sat[key].cpu_per_1000("target") if key in sat else None  # noqa: E731
+    return [
+        ["saturation throughput, exactly_once / at_least_once", _ratio(rate("eos"), rate("alo"))],
+        ["saturation throughput, ATLAS at_least_once / bare loop", _ratio(rate("alo"), rate("bare"))],
+        ["saturation throughput, ATLAS exactly_once / bare loop", _ratio(rate("eos"), rate("bare"))],
+        ["p50 latency at the fixed rate, ATLAS at_least_once / bare loop", _ratio(p50("alo"), p50("bare"))],
+        ["p50 latency at the fixed rate, ATLAS exactly_once / bare loop", _ratio(p50("eos"), p50("bare"))],
+        ["process CPU per order at saturation, ATLAS at_least_once / bare loop", _ratio(cpu("alo"), cpu("bare"))],
+    ]
+
+
+HOW_TO_READ = """\
+- **Latency** runs are open loop: order *n* is due at `t0 + n/rate` and its latency runs from that due time
+  to the moment the bench's consumer of `<prefix>.executions` (read_committed) saw the order's first execution
+  report (PENDING_NEW, or REJECTED). A sender that falls behind therefore shows as latency (see *max send lag*).
+  The first seconds of each run are a warm-up and are not measured.
+- **Saturation** runs produce the whole backlog to `<prefix>.commands` before the target starts, then time the
+  target from its first execution report to its last: orders/s is reports in that window / its length. CPU-s per
+  1,000 orders are psutil user+system deltas over the same window (*target* is the ATLAS worker or the bare
+  loop process; the broker is the local Kafka JVM).
+- **Records per order** counts every data record the target wrote to its own topics (`<prefix>.*` and
+  `<app_id>-*`, changelogs included) by reading the offset ranges back; *offsets per order* is the end-offset
+  delta, which under exactly_once also counts one transaction marker per partition per transaction.
+  Broker-internal topics (`__consumer_offsets`, `__transaction_state`) are listed apart: offset commits and
+  transaction state.
+- The **bare loop** (`bench/bare.py`) consumes the same commands, parses the JSON, produces one small report per
+  order and commits offsets every commit interval after a producer flush: the floor for any Python consumer on
+  this broker. ATLAS additionally validates, runs risk checks, reads and writes RocksDB, and writes its changelog
+  and venue requests.
+- The machine is shared and noisy (load from other processes, one broker, load generator and target on the
+  same cores). Absolute numbers move between runs; compare **ratios within one run**.
+"""
+
+
+def render(res: Results) -> str:
+    """The report as Markdown."""
+    lines = ["# ATLAS order-flow benchmark", "",
+             f"Command: `{res.command}`  ", f"Started: {res.started}; took {res.wall_s:.0f} s.", "", "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in res.machine.items()]
+    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in res.settings.items()]
+    lines += ["", "## Load", ""] + [f"- {item}" for item in res.load]
+    if res.latency:
+        lines += ["", "## Latency: submit → first execution report (open loop)", "", *latency_table(res.latency)]
+        if http_table(res.latency):
+            lines += ["", "HTTP response latency (`POST /api/v1/orders`, from the due time to the response):", "",
+                      *http_table(res.latency)]
+    if res.saturation:
+        lines += ["", "## Saturation: drain a pre-produced backlog", "", *saturation_table(res.saturation),
+                  "", "### Kafka records written per order", "", *records_table(res.saturation)]
+    lines += ["", "## Ratios", "", *_table(["ratio", "value"], ratios(res))]
+    lines += ["", "## How to read this", "", HOW_TO_READ.rstrip()]
+    lines += ["", "## What did not work / caveats", ""]
+    lines += [f"- {item}" for item in res.failures + res.notes] or ["- nothing failed."]
+    return "\n".join(lines) + "\n"
+
+
+def summary(res: Results) -> str:
+    """A short plain-text digest for stdout."""
+    lines = [f"ATLAS order-flow benchmark ({res.wall_s:.0f} s)"]
+    for r in res.latency.values():
+        p = r.latency
+        extra = f"; HTTP p50 {_f(r.http.p50)} p99 {_f(r.http.p99)} ms" if r.http else ""
+        lines.append(f"  {r.label:<28} {r.via:<5} {r.offered_rate:>6g}/s  answered {r.answered}/{r.measured}  "
+                     + (f"p50 {_f(p.p50)}  p99 {_f(p.p99)}  p99.9 {_f(p.p999)}  max {_f(p.max)} ms" if p else "no reports")
+                     + extra)
+    for r in res.saturation.values():
+        lines.append(f"  {r.label:<28} saturation  {r.rate:,.0f} orders/s  records/order {r.records_per_order:.2f}  "
+                     f"target CPU-s/1000 {_f(r.cpu_per_1000('target'), 2)}  broker CPU-s/1000 {_f(r.cpu_per_1000('broker'), 2)}")
+    lines += [f"  {name}: {value}" for name, value in ratios(res)]
+    lines += [f"  FAILED: {item}" for item in res.failures]
+    return "\n".join(lines)

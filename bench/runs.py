@@ -1,0 +1,220 @@
+"""The two kinds of run: an open-loop latency run at a fixed rate, and a saturation run that drains a backlog."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bench.load import (
+    BenchOrder, Percentiles, Schedule, Tracker, post_http, produce_all, progress_bar, send_kafka,
+)
+from bench.stack import (
+    INTERNAL_TOPICS, BareLoop, CpuMeter, WorkerSpec, count_records, create_topics, high_watermarks, per_topic,
+)
+
+
+class Target(Protocol):
+    """A process under test: reads `<prefix>.commands`, writes reports to `<prefix>.executions`."""
+
+    prefix: str
+    label: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def pid(self) -> int | None: ...
+    def log_tail(self) -> str: ...
+
+
+class AtlasTarget:
+    """One ATLAS worker with its own app id and topics."""
+
+    def __init__(self, spec: WorkerSpec, label: str):
+        self.spec, self.label, self.prefix = spec, label, spec.app_id
+        self.worker = spec.process()
+
+    @property
+    def url(self) -> str:
+        return self.worker.url
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def pid(self) -> int | None:
+        return self.worker.proc.pid if self.worker.proc else None
+
+    def log_tail(self) -> str:
+        return self.worker.tail(30)
+
+
+class BareTarget:
+    """The bare aiokafka loop, on topics it does not create itself."""
+
+    def __init__(self, loop: BareLoop, prefix: str, label: str):
+        self.loop, self.prefix, self.label = loop, prefix, label
+
+    def start(self) -> None:
+        self.loop.spawn().wait_ready()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def pid(self) -> int | None:
+        return self.loop.proc.pid if self.loop.proc else None
+
+    def log_tail(self) -> str:
+        return self.loop.tail()
+
+
+@dataclass
+class LatencyRun:
+    """Orders sent open-loop at a fixed rate; latency from due time to the first execution report."""
+
+    label: str
+    via: str
+    offered_rate: float
+    measured: int
+    answered: int
+    elapsed_s: float
+    latency: Percentiles | None
+    max_send_lag_ms: float
+    cpu_pct: dict[str, float | None]
+    rejected: Counter = field(default_factory=Counter)
+    http: Percentiles | None = None
+    http_statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class SaturationRun:
+    """A backlog produced before the target starts, drained as fast as the target can."""
+
+    label: str
+    orders: int
+    produce_s: float
+    answered: int
+    window_orders: int
+    window_s: float
+    cpu_s: dict[str, float | None]
+    offsets: dict[str, int]
+    records: dict[str, int]
+    internal: dict[str, int]
+    rejected: Counter = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.window_orders / self.window_s if self.window_s > 0 else 0.0
+
+    def cpu_per_1000(self, name: str) -> float | None:
+        seconds = self.cpu_s.get(name)
+        return None if seconds is None or not self.window_orders else seconds / self.window_orders * 1000
+
+    @property
+    def records_per_order(self) -> float:
+        return sum(self.records.values()) / self.answered if self.answered else 0.0
+
+    @property
+    def offsets_per_order(self) -> float:
+        return sum(self.offsets.values()) / self.answered if self.answered else 0.0
+
+
+def _meter(target: Target, broker_pid: int | None) -> CpuMeter:
+    return CpuMeter({"target": target.pid, "broker": lambda: broker_pid, "bench": os.getpid})
+
+
+async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder], rate: float,
+                      warmup: int, via: str = "kafka", keys: dict[str, str] | None = None,
+                      drain_timeout: float = 30.0) -> LatencyRun:
+    """Start the target, then send `orders` at `rate`; the first `warmup` orders are not measured."""
+    if isinstance(target, BareTarget):
+        await create_topics(bootstrap, [f"{target.prefix}.commands", f"{target.prefix}.executions"], 8)
+    await asyncio.to_thread(target.start)
+    tag = orders[0].client_order_id.rsplit("-", 1)[0]
+    tracker = Tracker(bootstrap, f"{target.prefix}.executions", tag, len(orders))
+    await tracker.start(from_end=True)
+    schedule = Schedule(rate, len(orders))
+    meter = _meter(target, broker_pid)
+    bar = asyncio.create_task(progress_bar(f"{target.label} {via} {rate:g}/s", len(orders), tracker, lambda: schedule.sent))
+    http_done: list[int] = []
+    statuses: Counter = Counter()
+    try:
+        cpu_before, wall_before = meter.sample(), time.monotonic()
+        if via == "http":
+            outcome = await post_http(target.url, orders, keys or {}, schedule)
+            http_done, statuses = outcome.done_ns, outcome.statuses + Counter({f"error {k}": v for k, v in outcome.errors.items()})
+        else:
+            await send_kafka(bootstrap, f"{target.prefix}.commands", orders, schedule)
+        await tracker.wait_for(len(orders), idle_timeout=drain_timeout)
+        cpu_after, wall = meter.sample(), time.monotonic() - wall_before
+    finally:
+        bar.cancel()
+        await asyncio.gather(bar, return_exceptions=True)
+        await tracker.stop()
+    answered = sum(1 for n, t in enumerate(tracker.received_ns) if n >= warmup and t)
+    last = max(tracker.received_ns[warmup:], default=0)
+    return LatencyRun(
+        label=target.label, via=via, offered_rate=rate, measured=len(orders) - warmup, answered=answered,
+        elapsed_s=(last - schedule.due_ns(warmup)) / 1e9 if last else 0.0,
+        latency=Percentiles.of(schedule.latencies(tracker.received_ns, skip=warmup)),
+        max_send_lag_ms=schedule.max_lag_ns / 1e6,
+        cpu_pct={k: None if v is None else 100 * v / wall for k, v in CpuMeter.delta(cpu_before, cpu_after).items()},
+        rejected=tracker.reject_reasons,
+        http=Percentiles.of(schedule.latencies(http_done, skip=warmup)) if via == "http" else None,
+        http_statuses={str(k): v for k, v in sorted(statuses.items(), key=str)},
+    )
+
+
+async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder],
+                         partitions: int, settle_s: float, start_timeout: float = 120.0,
+                         drain_timeout: float = 60.0) -> SaturationRun:
+    """Produce every order first, then start the target and time it from its first report to its last."""
+    prefix = target.prefix
+    mine = lambda topic: topic.startswith(f"{prefix}.") or topic.startswith(f"{prefix}-")  # noqa: E731
+    ours = lambda topic: mine(topic) or topic in INTERNAL_TOPICS  # noqa: E731
+    # 1. the backlog, on topics created the way the worker would create them
+    await create_topics(bootstrap, [f"{prefix}.commands", f"{prefix}.executions"], partitions)
+    produce_s = await produce_all(bootstrap, f"{prefix}.commands", orders)
+    before = await high_watermarks(bootstrap, ours)
+    # 2. the target starts and drains it; the window opens at its first report
+    meter = _meter(target, broker_pid)
+    cpu_first: dict[str, float | None] = {}
+    tag = orders[0].client_order_id.rsplit("-", 1)[0]
+    tracker = Tracker(bootstrap, f"{prefix}.executions", tag, len(orders),
+                      on_first_report=lambda: cpu_first.update(meter.sample()))
+    await tracker.start(from_end=False)
+    bar = asyncio.create_task(progress_bar(f"{target.label} saturation", len(orders), tracker, lambda: len(orders)))
+    starting = asyncio.create_task(asyncio.to_thread(target.start))
+    try:
+        complete = await tracker.wait_for(len(orders), idle_timeout=drain_timeout, first_timeout=start_timeout)
+        cpu_last = meter.sample()
+        await starting
+    finally:
+        bar.cancel()
+        await asyncio.gather(bar, return_exceptions=True)
+        await tracker.stop()
+        if not starting.done():
+            await asyncio.gather(starting, return_exceptions=True)
+    if not complete:
+        raise RuntimeError(f"only {tracker.seen} of {len(orders)} orders got a report:\n{target.log_tail()}")
+    # 3. what it wrote, once its last writes and offset commits have landed
+    await asyncio.sleep(settle_s)
+    after = await high_watermarks(bootstrap, ours)
+    mine_before = {tp: o for tp, o in before.items() if mine(tp.topic)}
+    mine_after = {tp: o for tp, o in after.items() if mine(tp.topic)}
+    offsets = {t: n - per_topic(mine_before).get(t, 0) for t, n in per_topic(mine_after).items()}
+    internal = {t: n - per_topic(before).get(t, 0) for t, n in per_topic(after).items() if t in INTERNAL_TOPICS}
+    return SaturationRun(
+        label=target.label, orders=len(orders), produce_s=produce_s, answered=tracker.seen,
+        window_orders=tracker.seen - tracker.first_batch, window_s=(tracker.last_ns - tracker.first_ns) / 1e9,
+        cpu_s=CpuMeter.delta(cpu_first, cpu_last), offsets={t: n for t, n in offsets.items() if n},
+        records=await count_records(bootstrap, mine_before, mine_after), internal=internal,
+        rejected=tracker.reject_reasons,
+    )

@@ -1,0 +1,242 @@
+"""What a benchmark run stands on: the broker, the accounts file, the processes under test, Kafka offsets."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from atlas.infra.kafka.broker import LocalBroker, free_port
+from atlas.launch import WorkerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
+
+
+def account_ids(count: int) -> list[str]:
+    return [f"bench-{n:03d}" for n in range(count)]
+
+
+def api_key(account_id: str) -> str:
+    return f"{account_id}-key"
+
+
+def write_accounts(path: Path, count: int) -> list[str]:
+    """An accounts file of `count` bench accounts that no limit of ours will stop; returns their ids."""
+    accounts = account_ids(count)
+    big = "1000000000"
+    doc = {"accounts": [{
+        "account_id": account, "api_key_sha256": hashlib.sha256(api_key(account).encode()).hexdigest(),
+        "role": "trader", "balances": {"USD": "1000000000000", "BTC": big, "ETH": big, "SOL": big},
+        "limits": {
+            "max_order_notional": big, "max_order_quantity": {"BTC-USD": "100"},
+            "max_position": {"BTC": big, "ETH": big, "SOL": big}, "price_collar_bps": 1000,
+            "max_orders_per_second": 1_000_000, "max_open_orders": 100_000, "restricted_symbols": [],
+        },
+    } for account in accounts]}
+    path.write_text(json.dumps(doc, indent=2))
+    return accounts
+
+
+def start_broker(data_dir: Path) -> LocalBroker:
+    broker = LocalBroker(data_dir, port=free_port())
+    broker.start()
+    return broker
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; reaps the child."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class WorkerSpec:
+    """How to run one ATLAS worker for one scenario."""
+
+    bootstrap: str
+    app_id: str
+    guarantee: str
+    accounts_file: Path
+    root: Path
+    commit_interval: float | None = None
+    linger_ms: int | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
+            "ATLAS_ACCOUNTS_FILE": str(self.accounts_file), "ATLAS_DATA_DIR": str(self.root / self.app_id),
+            "ATLAS_WEB_PORT": str(free_port()), "ATLAS_PROCESSING_GUARANTEE": self.guarantee,
+        }
+        if self.commit_interval is not None:
+            env["ATLAS_COMMIT_INTERVAL"] = str(self.commit_interval)
+        if self.linger_ms is not None:
+            env["ATLAS_PRODUCER_LINGER_MS"] = str(self.linger_ms)
+        return env
+
+    def process(self) -> WorkerProcess:
+        return WorkerProcess(self.env(), self.root / f"{self.app_id}.log", self.app_id)
+
+
+class BareLoop:
+    """`python -m bench.bare` in its own process: the consume→parse→produce baseline."""
+
+    def __init__(self, bootstrap: str, prefix: str, root: Path, commit_interval: float, linger_ms: int):
+        self.root = root
+        self.log_path = root / f"{prefix}.log"
+        self.ready_file = root / f"{prefix}.ready"
+        self.args = [sys.executable, "-m", "bench.bare", "--bootstrap", bootstrap,
+                     "--source", f"{prefix}.commands", "--sink", f"{prefix}.executions", "--group", prefix,
+                     "--commit-interval", str(commit_interval), "--linger-ms", str(linger_ms),
+                     "--ready-file", str(self.ready_file)]
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self) -> "BareLoop":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bare loop exited with {self.proc.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bare loop not ready after {timeout}s:\n{self.tail()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class CpuMeter:
+    """User+system CPU seconds of named processes, read with psutil."""
+
+    def __init__(self, pids: dict[str, Callable[[], int | None]]):
+        self.pids = pids
+
+    def sample(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name, pid_of in self.pids.items():
+            pid = pid_of()
+            try:
+                times = psutil.Process(pid).cpu_times() if pid else None
+            except psutil.Error:
+                times = None
+            out[name] = None if times is None else times.user + times.system
+        return out
+
+    @staticmethod
+    def delta(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:
+        return {name: (None if before.get(name) is None or after.get(name) is None else after[name] - before[name])
+                for name in after}
+
+
+# -- Kafka ---------------------------------------------------------------------------
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="atlas-bench-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    await wait_for_topics(bootstrap, names)
+
+
+async def wait_for_topics(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
+    """Wait until every topic's partitions all have a leader (metadata settles after creation)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            await consumer._client.force_metadata_update()
+            missing = [n for n in names if not consumer.partitions_for_topic(n)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics never appeared: {missing}")
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
+async def high_watermarks(bootstrap: str, wanted: Callable[[str], bool]) -> dict[TopicPartition, int]:
+    """End offsets (high watermarks, so transaction markers included) of every partition of the wanted topics."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if wanted(t)]
+        partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        return await consumer.end_offsets(partitions) if partitions else {}
+    finally:
+        await consumer.stop()
+
+
+async def count_records(bootstrap: str, before: dict[TopicPartition, int], after: dict[TopicPartition, int],
+                        timeout: float = 120.0) -> dict[str, int]:
+    """Data records (control markers excluded, aborted data included) between two offset snapshots, per topic."""
+    ranges = {tp: (before.get(tp, 0), end) for tp, end in after.items() if end > before.get(tp, 0)}
+    counts: dict[str, int] = {tp.topic: 0 for tp in ranges}
+    if not ranges:
+        return counts
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted",
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    try:
+        consumer.assign(list(ranges))
+        for tp, (start, _) in ranges.items():
+            consumer.seek(tp, start)
+        deadline = time.monotonic() + timeout
+        open_tps = set(ranges)
+        while open_tps and time.monotonic() < deadline:
+            batch = await consumer.getmany(*open_tps, timeout_ms=200, max_records=10_000)
+            for tp, records in batch.items():
+                counts[tp.topic] += sum(1 for r in records if r.offset < ranges[tp][1])
+            for tp in list(open_tps):
+                if await consumer.position(tp) >= ranges[tp][1]:
+                    open_tps.discard(tp)
+        if open_tps:
+            raise TimeoutError(f"could not read to the end of {sorted(str(tp) for tp in open_tps)}")
+    finally:
+        await consumer.stop()
+    return counts
+
+
+def per_topic(offsets: dict[TopicPartition, int]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for tp, offset in offsets.items():
+        totals[tp.topic] = totals.get(tp.topic, 0) + offset
+    return totals
