@@ -25,7 +25,8 @@ def machine(kafka_version: str) -> dict[str, str]:
     versions = ", ".join(f"{p} {_version(p)}" for p in ("faust-streaming", "aiokafka", "aiohttp"))
     return {"CPUs (nproc)": str(len(os.sched_getaffinity(0))), "CPU model": model, "memory": memory,
             "Python": platform.python_version(), "Kafka": kafka_version, "libraries": versions,
-            "OS": f"{platform.system()} {platform.release()}"}
+            "OS": f"{platform.system()} {platform.release()}",
+            "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
 def _version(package: str) -> str:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from atlas.infra.kafka.broker import LocalBroker, free_port
+from atlas.infra.kafka.broker import BrokerError, LocalBroker, free_port
 from atlas.launch import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +35,13 @@ def api_key(account_id: str) -> str:
 def write_accounts(path: Path, count: int) -> list[str]:
     """An accounts file of `count` bench accounts that no limit of ours will stop; returns their ids."""
     accounts = account_ids(count)
-    big = "1000000000"
+    held, cap = "1000000", "1000000000000"  # the position cap counts holdings plus open buys
     doc = {"accounts": [{
         "account_id": account, "api_key_sha256": hashlib.sha256(api_key(account).encode()).hexdigest(),
-        "role": "trader", "balances": {"USD": "1000000000000", "BTC": big, "ETH": big, "SOL": big},
+        "role": "trader", "balances": {"USD": "1000000000000", "BTC": held, "ETH": held, "SOL": held},
         "limits": {
-            "max_order_notional": big, "max_order_quantity": {"BTC-USD": "100"},
-            "max_position": {"BTC": big, "ETH": big, "SOL": big}, "price_collar_bps": 1000,
+            "max_order_notional": cap, "max_order_quantity": {"BTC-USD": "100"},
+            "max_position": {"BTC": cap, "ETH": cap, "SOL": cap}, "price_collar_bps": 1000,
             "max_orders_per_second": 1_000_000, "max_open_orders": 100_000, "restricted_symbols": [],
         },
     } for account in accounts]}
@@ -49,10 +49,22 @@ def write_accounts(path: Path, count: int) -> list[str]:
     return accounts
 
 
-def start_broker(data_dir: Path) -> LocalBroker:
-    broker = LocalBroker(data_dir, port=free_port())
-    broker.start()
-    return broker
+def start_broker(data_dir: Path, attempts: int = 4) -> tuple[LocalBroker, int]:
+    """A fresh local broker; returns it and how many starts it took.
+
+    LocalBroker picks a random urlsafe-base64 cluster id, and one that starts with "-" is
+    read by kafka-storage as an option (about 1 start in 64 fails so): then wipe and retry.
+    """
+    for attempt in range(1, attempts + 1):
+        broker = LocalBroker(data_dir, port=free_port())
+        try:
+            broker.start()
+            return broker, attempt
+        except BrokerError as err:
+            broker.wipe()
+            if "--cluster-id" not in str(err) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 30.0) -> None:
@@ -175,19 +187,26 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
     await wait_for_topics(bootstrap, names)
 
 
+async def _cluster(consumer: AIOKafkaConsumer):
+    """Fresh metadata of every topic (the consumer's own only tracks topics it reads)."""
+    return await consumer._client.fetch_all_metadata()
+
+
 async def wait_for_topics(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
-    """Wait until every topic's partitions all have a leader (metadata settles after creation)."""
+    """Wait until every partition of the topics has a leader (it takes a moment after creation)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout
         while True:
-            await consumer._client.force_metadata_update()
-            missing = [n for n in names if not consumer.partitions_for_topic(n)]
-            if not missing:
+            cluster = await _cluster(consumer)
+            waiting = [name for name in names if not cluster.partitions_for_topic(name) or any(
+                cluster.leader_for_partition(TopicPartition(name, p)) in (None, -1)
+                for p in cluster.partitions_for_topic(name))]
+            if not waiting:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"topics never appeared: {missing}")
+                raise TimeoutError(f"topics without leaders after {timeout}s: {waiting}")
             await asyncio.sleep(0.2)
     finally:
         await consumer.stop()
@@ -198,8 +217,9 @@ async def high_watermarks(bootstrap: str, wanted: Callable[[str], bool]) -> dict
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
     await consumer.start()
     try:
-        topics = [t for t in await consumer.topics() if wanted(t)]
-        partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        cluster = await _cluster(consumer)
+        partitions = [TopicPartition(t, p) for t in cluster.topics(exclude_internal_topics=False) if wanted(t)
+                      for p in cluster.partitions_for_topic(t) or ()]
         return await consumer.end_offsets(partitions) if partitions else {}
     finally:
         await consumer.stop()
@@ -240,3 +260,18 @@ def per_topic(offsets: dict[TopicPartition, int]) -> dict[str, int]:
     for tp, offset in offsets.items():
         totals[tp.topic] = totals.get(tp.topic, 0) + offset
     return totals
+
+
+async def warm_broker(bootstrap: str, payloads: list[tuple[bytes, bytes]], topic: str = "bench-warmup") -> None:
+    """Push messages through the broker and read them back, so its JIT warm-up is not in the first scenario."""
+    await create_topics(bootstrap, [topic], 8)
+    before = await high_watermarks(bootstrap, lambda t: t == topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in payloads:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await count_records(bootstrap, before, await high_watermarks(bootstrap, lambda t: t == topic))

@@ -109,14 +109,27 @@ _FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-te
 
 def owner_url(account_id: str) -> str | None:
     """Base URL of the worker that owns the account's partition, or None when it is this one."""
-    partition = partition_for(account_id.encode())
+    url = partition_owner(partition_for(account_id.encode()))
+    if url is None:
+        raise Problem(503, "NOT_READY", "partition ownership is not known yet (rebalancing)", headers=RETRY_AFTER)
+    here = app.conf.canonical_url
+    target = URL(url)
+    return None if (target.host, target.port) == (here.host, here.port) else str(target).rstrip("/")
+
+
+def partition_owner(partition: int) -> str | None:
+    """URL of the worker that processes this partition of the commands topic (and so holds its state)."""
+    commands = settings.topic("commands")
+    if app.consumer is not None and any(tp.topic == commands and tp.partition == partition
+                                        for tp in app.consumer.assignment()):
+        return str(app.conf.canonical_url)
+    # Another worker's: from the assignor's view of the table's changelog, which is
+    # co-partitioned with the commands topic.
     changelog = oms_table.changelog_topic.get_topic_name()
     for url, topics in app.router.table_metadata(oms_table.name).items():
         if partition in topics.get(changelog, ()):
-            here = app.conf.canonical_url
-            target = URL(url)
-            return None if (target.host, target.port) == (here.host, here.port) else str(target).rstrip("/")
-    raise Problem(503, "NOT_READY", "partition ownership is not known yet (rebalancing)", headers=RETRY_AFTER)
+            return url
+    return None
 
 
 app.service(CommandProducer)

@@ -5,6 +5,8 @@ from typing import Any
 
 from atlas.app import app
 from atlas.producer import CommandProducer
+from atlas.settings import settings
+from atlas.web.common import partition_owner
 from atlas.web.problems import ApiView
 
 
@@ -26,6 +28,7 @@ class ReadyView(ApiView):
             "broker": producer is not None and await producer.broker_reachable(),
             "tables_recovered": app.tables.recovery.completed.is_set(),
             "partitions_assigned": bool(app.consumer.assignment()) if app.consumer else False,
+            "ownership_known": all(partition_owner(p) is not None for p in range(settings.partitions)),
         }
         ready = all(checks.values())
         headers = None if ready else {"Retry-After": "2"}

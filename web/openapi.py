@@ -118,7 +118,7 @@ def document() -> dict:
         },
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI")}, auth=False, problems=())},
         "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "up")}, auth=False, problems=())},
-        "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned",
+        "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned, owners known",
                                {"200": _json({"type": "object"}, "ready")}, auth=False, problems=(503,))},
     }
     return {

@@ -135,4 +135,5 @@ def test_health_and_readiness(anonymous):
     assert anonymous.get("/healthz").body == {"status": "ok"}
     ready = anonymous.get("/readyz")
     assert ready.status == 200
-    assert ready.body["checks"] == {"broker": True, "tables_recovered": True, "partitions_assigned": True}
+    assert ready.body["checks"] == {"broker": True, "tables_recovered": True, "partitions_assigned": True,
+                                    "ownership_known": True}

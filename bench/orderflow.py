@@ -1,0 +1,219 @@
+"""Order-flow benchmark of ATLAS: latency at a fixed rate, saturation throughput, and a bare-Kafka baseline.
+
+    python -m bench.orderflow [--rate 500] [--duration 20] [--accounts 50] [--http-rate 200] [--out bench/REPORT.md]
+
+Starts its own Kafka broker (or uses ATLAS_KAFKA_BOOTSTRAP), one fresh worker per scenario, and
+writes a Markdown report. It measures; it asserts nothing about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from atlas.settings import Settings
+from bench.load import make_orders
+from bench.report import Results, machine, render, summary
+from bench.runs import AtlasTarget, BareTarget, Target, latency_run, saturation_run
+from bench.stack import ROOT, BareLoop, WorkerSpec, api_key, start_broker, warm_broker, write_accounts
+
+GUARANTEES = {"alo": "at_least_once", "eos": "exactly_once"}
+BARE = "bare aiokafka loop"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.orderflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500, help="orders/s of the latency runs (default 500)")
+    parser.add_argument("--duration", type=float, help="measured seconds of each latency run (default 20, quick 5)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each latency run (default 2, quick 1)")
+    parser.add_argument("--accounts", type=int, default=50, help="bench accounts the orders are spread over")
+    parser.add_argument("--http-rate", type=float, default=200, help="orders/s of the HTTP run (default 200)")
+    parser.add_argument("--saturation", type=int, help="backlog of each saturation run (default 20000, quick 3000)")
+    parser.add_argument("--commit-interval", type=float, help="ATLAS_COMMIT_INTERVAL for the workers and the bare loop "
+                                                               "(default: the worker's own default)")
+    parser.add_argument("--linger-ms", type=int, help="ATLAS_PRODUCER_LINGER_MS for the workers and the bare loop")
+    parser.add_argument("--only", nargs="+", choices=["bare", "alo", "eos", "http"],
+                        help="run only these targets (default: all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute and a half in all)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (broker data, worker logs)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "REPORT.md", help="report path")
+    args = parser.parse_args(argv)
+    args.duration = args.duration if args.duration is not None else (5 if args.quick else 20)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    args.saturation = args.saturation if args.saturation is not None else (3000 if args.quick else 20_000)
+    args.only = set(args.only or ["bare", "alo", "eos", "http"])
+    return args
+
+
+class Bench:
+    """The broker, the accounts and every process a run starts; leaving the `with` stops them all."""
+
+    def __init__(self, args: argparse.Namespace, results: Results):
+        self.args, self.results = args, results
+        self.settings = Settings()  # what the workers get from this environment, unless overridden
+        self.commit_interval = args.commit_interval if args.commit_interval is not None else self.settings.commit_interval
+        self.linger_ms = args.linger_ms if args.linger_ms is not None else self.settings.producer_linger_ms
+        self.root = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
+        self.run_id = uuid.uuid4().hex[:6]
+        self.broker = None
+        self.broker_pid: int | None = None
+        self.targets: list[Target] = []
+        self.keep = args.keep
+
+    def __enter__(self) -> "Bench":
+        try:
+            if "kafka_bootstrap" in self.settings.model_fields_set:
+                self.bootstrap, kafka = self.settings.kafka_bootstrap, "external broker (ATLAS_KAFKA_BOOTSTRAP)"
+                self.results.notes.append("broker CPU is not measured on an external broker")
+            else:
+                print(f"starting a Kafka broker in {self.root / 'kafka'} ...", file=sys.stderr)
+                self.broker, attempts = start_broker(self.root / "kafka")
+                if attempts > 1:
+                    self.results.notes.append(
+                        f"the local broker took {attempts} starts: LocalBroker's random cluster id began with '-', "
+                        "which kafka-storage reads as an option (infra/kafka/broker.py `_new_cluster_id`)")
+                self.bootstrap, self.broker_pid, kafka = self.broker.bootstrap, self.broker.read_pid(), self.broker.version
+            self.accounts = write_accounts(self.root / "accounts.json", self.args.accounts)
+            warmup = [(o.account_id.encode(), o.command()) for o in make_orders("warm", 20_000, self.accounts)]
+            asyncio.run(warm_broker(self.bootstrap, warmup))
+        except BaseException:
+            self.__exit__()
+            raise
+        self.results.machine = machine(kafka)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        try:
+            for target in reversed(self.targets):
+                try:
+                    target.stop()
+                except Exception as err:  # keep stopping the others
+                    print(f"could not stop {target.label}: {err}", file=sys.stderr)
+            if self.broker is not None:
+                self.broker.stop()
+            if self.keep:
+                print(f"kept {self.root}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # targets
+
+    def worker(self, key: str, kind: str) -> AtlasTarget:
+        spec = WorkerSpec(self.bootstrap, f"bench-{self.run_id}-{key}-{kind}", GUARANTEES[key],
+                          self.root / "accounts.json", self.root, self.args.commit_interval, self.args.linger_ms)
+        return AtlasTarget(spec, f"ATLAS {GUARANTEES[key]}")
+
+    def bare(self, kind: str) -> BareTarget:
+        prefix = f"bench-{self.run_id}-bare-{kind}"
+        return BareTarget(BareLoop(self.bootstrap, prefix, self.root, self.commit_interval, self.linger_ms), prefix, BARE)
+
+    def scenario(self, name: str, target: Target, run: Callable[[Target], Awaitable]):
+        """Run one scenario on a fresh target; a failure is recorded, the benchmark goes on."""
+        self.targets.append(target)
+        started = time.monotonic()
+        print(f"--- {name}", file=sys.stderr)
+        try:
+            result = asyncio.run(run(target))
+            print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+            return result
+        except Exception as err:
+            self.keep = True
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            self.results.failures.append(f"{name}: {type(err).__name__}: {first} (logs kept in {self.root})")
+            print(f"    FAILED: {err!r}\n{target.log_tail()}", file=sys.stderr)
+            return None
+        finally:
+            target.stop()
+
+    # scenarios
+
+    def latency(self, key: str, target: Target, via: str = "kafka") -> None:
+        rate = self.args.http_rate if via == "http" else self.args.rate
+        warmup = int(rate * self.args.warmup)
+        orders = make_orders(f"{key}-{via}", warmup + int(rate * self.args.duration), self.accounts)
+        keys = {a: api_key(a) for a in self.accounts}
+        drain = max(30.0, 4 * self.commit_interval)
+        run = lambda t: latency_run(t, self.bootstrap, self.broker_pid, orders, rate, warmup, via, keys, drain)  # noqa: E731
+        result = self.scenario(f"{target.label}, {via} at {rate:g}/s", target, run)
+        if result is not None:
+            self.results.latency[key if via == "kafka" else f"{key}-{via}"] = result
+            if result.answered < result.measured:
+                self.results.failures.append(f"{target.label} {via}: {result.measured - result.answered} of "
+                                             f"{result.measured} measured orders got no execution report")
+
+    def saturation(self, key: str, target: Target) -> None:
+        orders = make_orders(f"{key}-sat", self.args.saturation, self.accounts, seed=11)
+        partitions = self.settings.partitions
+        run = lambda t: saturation_run(t, self.bootstrap, self.broker_pid, orders, partitions,  # noqa: E731
+                                       settle_s=self.commit_interval + 1.0)
+        result = self.scenario(f"{target.label}, saturation of {len(orders)} orders", target, run)
+        if result is not None:
+            self.results.saturation[key] = result
+
+    def run(self) -> None:
+        args, only = self.args, self.args.only
+        self.results.settings = {
+            "commit interval (ATLAS_COMMIT_INTERVAL; the bare loop commits as often)": f"{self.commit_interval:g} s",
+            "worker producer linger (ATLAS_PRODUCER_LINGER_MS; the bare loop's too)": f"{self.linger_ms} ms",
+            "partitions per topic": str(self.settings.partitions),
+            "accounts": f"{args.accounts} (orders round-robin over them)",
+        }
+        self.results.load = [
+            f"latency runs: {args.warmup:g} s warm-up + {args.duration:g} s measured at {args.rate:g} orders/s "
+            f"(HTTP: {args.http_rate:g} orders/s), SubmitOrder LIMIT BTC-USD within ±5% of 65000, 0.0001-0.01 BTC",
+            "Kafka input: one aiokafka producer (acks=all, linger 0), key = account id; "
+            "HTTP input: one aiohttp session, at most 64 requests in flight",
+            f"saturation runs: {args.saturation} orders pre-produced (acks=all, linger 20 ms), then the target starts",
+        ]
+        if "bare" in only:
+            self.latency("bare", self.bare("lat"))
+        for key in ("alo", "eos"):
+            if key in only:
+                self.latency(key, self.worker(key, "lat"))
+        if "http" in only:
+            self.latency("alo", self.worker("alo", "http"), via="http")
+        if "bare" in only:
+            self.saturation("bare", self.bare("sat"))
+        for key in ("alo", "eos"):
+            if key in only:
+                self.saturation(key, self.worker(key, "sat"))
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    command = shlex.join(["python", "-m", "bench.orderflow", *(sys.argv[1:] if argv is None else argv)])
+    results = Results(command=command, started=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    started = time.monotonic()
+    try:
+        with Bench(args, results) as bench:
+            bench.run()
+    except KeyboardInterrupt:
+        print("interrupted: every process this run started has been stopped", file=sys.stderr)
+        return 130
+    results.wall_s = time.monotonic() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(results))
+    print(summary(results))
+    print(f"report written to {args.out}")
+    return 1 if results.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
