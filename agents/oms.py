@@ -28,6 +28,16 @@ log = logging.getLogger(__name__)
 COMMANDS_TOPIC = settings.topic("commands")
 
 
+# Accounts this worker has written since its partitions were last assigned: the first write
+# after an assignment starts a new epoch (see AccountState.epochs).
+_touched: set[str] = set()
+
+
+@app.on_rebalance_complete.connect
+async def _new_assignment(sender, **kwargs) -> None:
+    _touched.clear()
+
+
 class Send(NamedTuple):
     topic: Any
     key: bytes | None
@@ -68,7 +78,10 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         if config is None:
             return _invalid(topic, partition, offset, ts, key, value, f"UNKNOWN_ACCOUNT: no account {account_id}", is_command)
         account = new_account(config, DEFAULT_LIMITS)
-    orders = {oid: load_order(account_id, oid, account.seq) for oid in orders_needed(account, event)}
+    fresh = account_id not in _touched
+    if fresh:
+        account = account.new_epoch()
+    orders = {oid: load_order(account, oid) for oid in orders_needed(account, event)}
     market = current_market(instruments())
     if is_command:
         outcome = apply_command(account, orders, event, market, ts)
@@ -77,8 +90,9 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     sends = []
     if outcome.dead_letter:
         sends.append(_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter))
-    if outcome.orders or outcome.account is not account:
+    if outcome.orders or outcome.account is not account or fresh:
         save(outcome.account.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders)
+        _touched.add(account_id)
     sends.extend(Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports)
     sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
     return sends
@@ -105,7 +119,7 @@ def _invalid(topic, partition, offset, ts, key, value, error, is_command) -> lis
         account_id, client_order_id, command_id = named
         order_id = order_id_for(account_id, client_order_id)
         account = load_account(account_id)
-        if account is None or load_order(account_id, order_id, account.seq) is None:
+        if account is None or load_order(account, order_id) is None:
             report = unknown_order_report(account_id, order_id, client_order_id, ExecType.REJECTED,
                                           command_id or f"{topic}-{partition}-{offset}", error, ts)
             sends.append(Send(executions, account_id.encode(), report.model_dump_json().encode()))

@@ -4,7 +4,7 @@ Imported by `atlas.app` before the app is created.
 """
 from __future__ import annotations
 
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.producer import ProducerBuffer
 
 _send_pending = ProducerBuffer._send_pending
@@ -36,6 +36,21 @@ async def _flush_until_delivered(self: ProducerBuffer) -> None:
         await fut
 
 
+_commit_transaction = TransactionManager.commit
+
+
+async def _commit_transaction_after_flush(self: TransactionManager, offsets, start_new_transaction: bool = True) -> bool:
+    """Under exactly_once, hand the buffered changelog writes to the transaction before committing it.
+
+    Faust flushes the producer buffer before committing offsets only without transactions.
+    With them, writes still buffered at commit time went into the next transaction while
+    the offsets of the events that made them were committed in this one; a `kill -9`
+    before the next commit then lost those events (seen in tests/faults/test_kill_restart.py).
+    """
+    await self.app.producer.buffer.flush()
+    return await _commit_transaction(self, offsets, start_new_transaction=start_new_transaction)
+
+
 ProducerBuffer._send_pending = _send_pending_tracked
 ProducerBuffer.flush = _flush_until_delivered
 
@@ -57,3 +72,4 @@ async def _perform_seek_with_flow_stopped(self: Consumer) -> None:
     await _perform_seek(self)
 
 Consumer.perform_seek = _perform_seek_with_flow_stopped
+TransactionManager.commit = _commit_transaction_after_flush

@@ -114,8 +114,12 @@ class AccountState(BaseModel):
     model_config = _FROZEN
 
     account_id: str
-    # Number of events applied; each stored order version records the seq that wrote it.
+    # Number of events applied; each stored order version records the seq (and epoch) that wrote it.
     seq: int = 0
+    # The first seq of each epoch. A worker starts a new epoch the first time it touches the
+    # account after a restart or a rebalance, so a seq reused after a lost account write
+    # (an order version whose event the account never recorded) is told apart by its epoch.
+    epochs: tuple[int, ...] = (1,)
     balances: dict[str, Balance] = Field(default_factory=dict)
     deposits: dict[str, Dec] = Field(default_factory=dict)
     net_fills: dict[str, Dec] = Field(default_factory=dict)
@@ -129,6 +133,22 @@ class AccountState(BaseModel):
     open_buys: dict[str, Dec] = Field(default_factory=dict)
     throttle_tokens: int = 0  # thousandths of an order
     throttle_ts: int = 0
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next event is written in."""
+        return len(self.epochs) - 1
+
+    def new_epoch(self) -> "AccountState":
+        """The account with a new epoch starting at the next event."""
+        return self.model_copy(update={"epochs": self.epochs + (self.seq + 1,)})
+
+    def includes(self, seq: int, epoch: int) -> bool:
+        """True when the version written at (seq, epoch) belongs to this account's history."""
+        if seq > self.seq:
+            return False
+        started = [i for i, first in enumerate(self.epochs) if first <= seq]
+        return bool(started) and started[-1] == epoch
 
     def balance(self, asset: str) -> Balance:
         return self.balances.get(asset) or Balance()

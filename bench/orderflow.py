@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import shutil
 import signal
@@ -36,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds of each latency run (default 20, quick 5)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each latency run (default 2, quick 1)")
     parser.add_argument("--accounts", type=int, default=50, help="bench accounts the orders are spread over")
+    parser.add_argument("--low-rate", type=float, default=100,
+                        help="orders/s of a second, light-load latency run per guarantee (0: skip; default 100)")
     parser.add_argument("--http-rate", type=float, default=200, help="orders/s of the HTTP run (default 200)")
     parser.add_argument("--saturation", type=int, help="backlog of each saturation run (default 20000, quick 3000)")
     parser.add_argument("--commit-interval", type=float, help="ATLAS_COMMIT_INTERVAL for the workers and the bare loop "
@@ -139,8 +142,8 @@ class Bench:
 
     # scenarios
 
-    def latency(self, key: str, target: Target, via: str = "kafka") -> None:
-        rate = self.args.http_rate if via == "http" else self.args.rate
+    def latency(self, key: str, target: Target, via: str = "kafka", rate: float | None = None) -> None:
+        rate = rate or (self.args.http_rate if via == "http" else self.args.rate)
         warmup = int(rate * self.args.warmup)
         orders = make_orders(f"{key}-{via}", warmup + int(rate * self.args.duration), self.accounts)
         keys = {a: api_key(a) for a in self.accounts}
@@ -148,7 +151,7 @@ class Bench:
         run = lambda t: latency_run(t, self.bootstrap, self.broker_pid, orders, rate, warmup, via, keys, drain)  # noqa: E731
         result = self.scenario(f"{target.label}, {via} at {rate:g}/s", target, run)
         if result is not None:
-            self.results.latency[key if via == "kafka" else f"{key}-{via}"] = result
+            self.results.latency[key] = result
             if result.answered < result.measured:
                 self.results.failures.append(f"{target.label} {via}: {result.measured - result.answered} of "
                                              f"{result.measured} measured orders got no execution report")
@@ -171,8 +174,9 @@ class Bench:
             "accounts": f"{args.accounts} (orders round-robin over them)",
         }
         self.results.load = [
-            f"latency runs: {args.warmup:g} s warm-up + {args.duration:g} s measured at {args.rate:g} orders/s "
-            f"(HTTP: {args.http_rate:g} orders/s), SubmitOrder LIMIT BTC-USD within ±5% of 65000, 0.0001-0.01 BTC",
+            f"latency runs: {args.warmup:g} s warm-up + {args.duration:g} s measured at {args.rate:g} orders/s"
+            + (f" and at {args.low_rate:g} orders/s" if args.low_rate else "")
+            + f" (HTTP: {args.http_rate:g} orders/s); SubmitOrder LIMIT BTC-USD within ±5% of 65000, 0.0001-0.01 BTC",
             "Kafka input: one aiokafka producer (acks=all, linger 0), key = account id; "
             "HTTP input: one aiohttp session, at most 64 requests in flight",
             f"saturation runs: {args.saturation} orders pre-produced (acks=all, linger 20 ms), then the target starts",
@@ -182,8 +186,11 @@ class Bench:
         for key in ("alo", "eos"):
             if key in only:
                 self.latency(key, self.worker(key, "lat"))
+        for key in ("alo", "eos"):
+            if key in only and args.low_rate:
+                self.latency(f"{key}-low", self.worker(key, "low"), rate=args.low_rate)
         if "http" in only:
-            self.latency("alo", self.worker("alo", "http"), via="http")
+            self.latency("alo-http", self.worker("alo", "http"), via="http")
         if "bare" in only:
             self.saturation("bare", self.bare("sat"))
         for key in ("alo", "eos"):
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Bench(args, results) as bench:
             bench.run()
+            results.machine["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     except KeyboardInterrupt:
         print("interrupted: every process this run started has been stopped", file=sys.stderr)
         return 130

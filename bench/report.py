@@ -75,10 +75,12 @@ def _rejected(counter) -> str:
 
 def latency_table(runs: dict[str, LatencyRun]) -> list[str]:
     header = ["scenario", "input", "offered/s", "measured", "answered", "achieved/s", "p50 ms", "p99 ms",
-              "p99.9 ms", "max ms", "max send lag ms", "target CPU %", "broker CPU %", "bench CPU %", "rejected"]
+              "p99.9 ms", "max ms", "max send lag ms", "target CPU %", "target CPU-wait %", "broker CPU %",
+              "bench CPU %", "others CPU %", "rejected"]
     rows = [[r.label, r.via, f"{r.offered_rate:g}", str(r.measured), str(r.answered), _f(r.achieved_rate),
-             *_pcts(r.latency), _f(r.max_send_lag_ms), _f(r.cpu_pct.get("target"), 0), _f(r.cpu_pct.get("broker"), 0),
-             _f(r.cpu_pct.get("bench"), 0), _rejected(r.rejected)] for r in runs.values()]
+             *_pcts(r.latency), _f(r.max_send_lag_ms),
+             *(_f(r.cpu_pct.get(k), 0) for k in ("target", "target wait", "broker", "bench", "others")),
+             _rejected(r.rejected)] for r in runs.values()]
     return _table(header, rows)
 
 
@@ -91,9 +93,12 @@ def http_table(runs: dict[str, LatencyRun]) -> list[str]:
 
 def saturation_table(runs: dict[str, SaturationRun]) -> list[str]:
     header = ["scenario", "backlog", "produced in s", "drain window s", "orders/s", "records/order (data)",
-              "offsets/order", "target CPU-s /1000", "broker CPU-s /1000", "rejected"]
+              "offsets/order", "bytes/order", "target CPU-s /1000", "broker CPU-s /1000", "target CPU %",
+              "target CPU-wait %", "broker CPU %", "others CPU %", "rejected"]
     rows = [[r.label, str(r.orders), _f(r.produce_s, 2), _f(r.window_s, 2), _f(r.rate, 0), _f(r.records_per_order, 2),
-             _f(r.offsets_per_order, 2), _f(r.cpu_per_1000("target"), 2), _f(r.cpu_per_1000("broker"), 2),
+             _f(r.offsets_per_order, 2), _f(r.bytes_per_order, 0), _f(r.cpu_per_1000("target"), 2),
+             _f(r.cpu_per_1000("broker"), 2),
+             *(_f(r.cpu_pct(k), 0) for k in ("target", "target wait", "broker", "others")),
              _rejected(r.rejected)] for r in runs.values()]
     return _table(header, rows)
 
@@ -102,11 +107,13 @@ def records_table(runs: dict[str, SaturationRun]) -> list[str]:
     rows = []
     for r in runs.values():
         for topic in sorted(set(r.offsets) | set(r.records)):
-            rows.append([r.label, topic, str(r.records.get(topic, 0)), _f(r.records.get(topic, 0) / r.answered, 2),
-                         str(r.offsets.get(topic, 0))])
+            records, size = r.records.get(topic, 0), r.record_bytes.get(topic, 0)
+            rows.append([r.label, topic, str(records), _f(records / r.answered, 2), str(r.offsets.get(topic, 0)),
+                         _f(size / records if records else None, 0), _f(size / r.answered, 0)])
         for topic, n in sorted(r.internal.items()):
-            rows.append([r.label, f"{topic} (broker-internal)", "", _f(n / r.answered, 3), str(n)])
-    return _table(["scenario", "topic", "data records", "per order", "offset delta"], rows)
+            rows.append([r.label, f"{topic} (broker-internal)", "", "", str(n), "", ""])
+    return _table(["scenario", "topic", "data records", "per order", "offset delta", "bytes/record",
+                   "bytes/order"], rows)
 
 
 def ratios(res: Results) -> list[list[str]]:
@@ -118,9 +125,12 @@ def ratios(res: Results) -> list[list[str]]:
         ["saturation throughput, exactly_once / at_least_once", _ratio(rate("eos"), rate("alo"))],
         ["saturation throughput, ATLAS at_least_once / bare loop", _ratio(rate("alo"), rate("bare"))],
         ["saturation throughput, ATLAS exactly_once / bare loop", _ratio(rate("eos"), rate("bare"))],
-        ["p50 latency at the fixed rate, ATLAS at_least_once / bare loop", _ratio(p50("alo"), p50("bare"))],
-        ["p50 latency at the fixed rate, ATLAS exactly_once / bare loop", _ratio(p50("eos"), p50("bare"))],
+        ["p50 latency at --rate, ATLAS at_least_once / bare loop", _ratio(p50("alo"), p50("bare"))],
+        ["p50 latency at --rate, ATLAS exactly_once / bare loop", _ratio(p50("eos"), p50("bare"))],
+        ["p50 latency at the light rate, exactly_once / at_least_once", _ratio(p50("eos-low"), p50("alo-low"))],
         ["process CPU per order at saturation, ATLAS at_least_once / bare loop", _ratio(cpu("alo"), cpu("bare"))],
+        ["Kafka records per order at saturation, ATLAS at_least_once / bare loop",
+         _ratio(*(sat[k].records_per_order if k in sat else None for k in ("alo", "bare")))],
     ]
 
 
@@ -142,6 +152,9 @@ HOW_TO_READ = """\
   order and commits offsets every commit interval after a producer flush: the floor for any Python consumer on
   this broker. ATLAS additionally validates, runs risk checks, reads and writes RocksDB, and writes its changelog
   and venue requests.
+- CPU columns are in % of one core over the run (latency) or the drain window (saturation). *CPU-wait* is the
+  time the target's threads were runnable but waiting for a CPU (/proc schedstat), *others* is machine CPU used
+  by processes outside this benchmark: both high means the target was starved by other tenants, not slow.
 - The machine is shared and noisy (load from other processes, one broker, load generator and target on the
   same cores). Absolute numbers move between runs; compare **ratios within one run**.
 """

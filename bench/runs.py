@@ -106,6 +106,7 @@ class SaturationRun:
     cpu_s: dict[str, float | None]
     offsets: dict[str, int]
     records: dict[str, int]
+    record_bytes: dict[str, int]
     internal: dict[str, int]
     rejected: Counter = field(default_factory=Counter)
 
@@ -117,9 +118,18 @@ class SaturationRun:
         seconds = self.cpu_s.get(name)
         return None if seconds is None or not self.window_orders else seconds / self.window_orders * 1000
 
+    def cpu_pct(self, name: str) -> float | None:
+        """CPU (or run-queue wait) of `name` over the drain window, in % of one core."""
+        seconds = self.cpu_s.get(name)
+        return None if seconds is None or self.window_s <= 0 else 100 * seconds / self.window_s
+
     @property
     def records_per_order(self) -> float:
         return sum(self.records.values()) / self.answered if self.answered else 0.0
+
+    @property
+    def bytes_per_order(self) -> float:
+        return sum(self.record_bytes.values()) / self.answered if self.answered else 0.0
 
     @property
     def offsets_per_order(self) -> float:
@@ -211,10 +221,12 @@ async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None,
     mine_after = {tp: o for tp, o in after.items() if mine(tp.topic)}
     offsets = {t: n - per_topic(mine_before).get(t, 0) for t, n in per_topic(mine_after).items()}
     internal = {t: n - per_topic(before).get(t, 0) for t, n in per_topic(after).items() if t in INTERNAL_TOPICS}
+    written = await count_records(bootstrap, mine_before, mine_after)
     return SaturationRun(
         label=target.label, orders=len(orders), produce_s=produce_s, answered=tracker.seen,
         window_orders=tracker.seen - tracker.first_batch, window_s=(tracker.last_ns - tracker.first_ns) / 1e9,
         cpu_s=CpuMeter.delta(cpu_first, cpu_last), offsets={t: n for t, n in offsets.items() if n},
-        records=await count_records(bootstrap, mine_before, mine_after), internal=internal,
+        records={t: n for t, (n, _) in written.items()}, record_bytes={t: b for t, (_, b) in written.items()},
+        internal=internal,
         rejected=tracker.reject_reasons,
     )

@@ -146,7 +146,11 @@ class BareLoop:
 
 
 class CpuMeter:
-    """User+system CPU seconds of named processes, read with psutil."""
+    """CPU seconds of named processes (psutil user+system) and of the whole machine.
+
+    Also the seconds their threads sat runnable but waiting for a CPU (/proc schedstat): on a
+    shared machine that is how much other tenants slowed them down.
+    """
 
     def __init__(self, pids: dict[str, Callable[[], int | None]]):
         self.pids = pids
@@ -160,12 +164,33 @@ class CpuMeter:
             except psutil.Error:
                 times = None
             out[name] = None if times is None else times.user + times.system
+            out[f"{name} wait"] = _runqueue_wait(pid) if pid else None
+        busy = psutil.cpu_times()
+        out["machine"] = busy.user + busy.nice + busy.system + busy.irq + busy.softirq + busy.steal
         return out
 
     @staticmethod
     def delta(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:
-        return {name: (None if before.get(name) is None or after.get(name) is None else after[name] - before[name])
-                for name in after}
+        """After minus before, plus `others`: machine CPU not used by the named processes."""
+        out = {name: (None if before.get(name) is None or after[name] is None else after[name] - before[name])
+               for name in after}
+        mine = [out.get(name) for name in out if not name.endswith(" wait") and name != "machine"]
+        out["others"] = None if out.get("machine") is None else out["machine"] - sum(v for v in mine if v)
+        return out
+
+
+def _runqueue_wait(pid: int) -> float | None:
+    """Seconds the process's threads have spent runnable on a run queue, not running."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that just ended
+    except OSError:
+        return None
+    return total / 1e9
 
 
 # -- Kafka ---------------------------------------------------------------------------
@@ -226,12 +251,16 @@ async def high_watermarks(bootstrap: str, wanted: Callable[[str], bool]) -> dict
 
 
 async def count_records(bootstrap: str, before: dict[TopicPartition, int], after: dict[TopicPartition, int],
-                        timeout: float = 120.0) -> dict[str, int]:
-    """Data records (control markers excluded, aborted data included) between two offset snapshots, per topic."""
+                        timeout: float = 120.0) -> dict[str, tuple[int, int]]:
+    """Data records and their key+value bytes between two offset snapshots, per topic.
+
+    Transaction markers are not records; data of aborted transactions is (it was written).
+    """
     ranges = {tp: (before.get(tp, 0), end) for tp, end in after.items() if end > before.get(tp, 0)}
     counts: dict[str, int] = {tp.topic: 0 for tp in ranges}
+    sizes: dict[str, int] = {tp.topic: 0 for tp in ranges}
     if not ranges:
-        return counts
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted",
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
     await consumer.start()
@@ -244,7 +273,10 @@ async def count_records(bootstrap: str, before: dict[TopicPartition, int], after
         while open_tps and time.monotonic() < deadline:
             batch = await consumer.getmany(*open_tps, timeout_ms=200, max_records=10_000)
             for tp, records in batch.items():
-                counts[tp.topic] += sum(1 for r in records if r.offset < ranges[tp][1])
+                for record in records:
+                    if record.offset < ranges[tp][1]:
+                        counts[tp.topic] += 1
+                        sizes[tp.topic] += len(record.key or b"") + len(record.value or b"")
             for tp in list(open_tps):
                 if await consumer.position(tp) >= ranges[tp][1]:
                     open_tps.discard(tp)
@@ -252,7 +284,7 @@ async def count_records(bootstrap: str, before: dict[TopicPartition, int], after
             raise TimeoutError(f"could not read to the end of {sorted(str(tp) for tp in open_tps)}")
     finally:
         await consumer.stop()
-    return counts
+    return {topic: (counts[topic], sizes[topic]) for topic in counts}
 
 
 def per_topic(offsets: dict[TopicPartition, int]) -> dict[str, int]:

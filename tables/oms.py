@@ -7,9 +7,9 @@ processing that account's events):
 
 One table means one changelog partition per account partition, written in order. So
 whatever prefix of it survives a crash is a consistent cut, provided each event writes
-its orders first and the account (which advances `seq`) last. A stored order whose `seq`
-is beyond the account's belongs to an event the account never finished: readers take its
-`prev` then, and the event is applied again.
+its orders first and the account (which advances `seq`) last. A stored order version
+whose (seq, epoch) is not in the account's history belongs to an event the account never
+recorded: readers take its `prev` then, and the event is applied again when it is read.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class StoredOrder(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     seq: int
+    epoch: int = 0
     cur: Order
     prev: Order | None = None
 
@@ -49,19 +50,20 @@ def load_account(account_id: str) -> AccountState | None:
     return None if raw is None else AccountState.model_validate_json(raw)
 
 
-def load_order(account_id: str, order_id: str, at_seq: int) -> Order | None:
-    """The order as it was once the account's event `at_seq` was applied."""
-    raw = oms_table.get(order_key(account_id, order_id))
-    if raw is None:
-        return None
-    stored = StoredOrder.model_validate_json(raw)
-    return stored.cur if stored.seq <= at_seq else stored.prev
+def load_order(account: AccountState, order_id: str) -> Order | None:
+    """The order as the account's history has it."""
+    raw = oms_table.get(order_key(account.account_id, order_id))
+    return None if raw is None else _version(StoredOrder.model_validate_json(raw), account)
+
+
+def _version(stored: StoredOrder, account: AccountState) -> Order | None:
+    return stored.cur if account.includes(stored.seq, stored.epoch) else stored.prev
 
 
 def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, Order | None]) -> None:
     """Write an event's orders, then its account (the account write is what marks the event applied)."""
     for order in orders:
-        stored = StoredOrder(seq=account.seq, cur=order, prev=previous.get(order.order_id))
+        stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order, prev=previous.get(order.order_id))
         oms_table[order_key(account.account_id, order.order_id)] = stored.model_dump_json().encode()
     oms_table[account_key(account.account_id)] = account.model_dump_json().encode()
 
@@ -73,8 +75,7 @@ def iter_orders(account_id: str) -> Iterator[Order]:
         return
     prefix = order_key(account_id, "").encode()
     for raw in _scan_prefix(prefix):
-        stored = StoredOrder.model_validate_json(raw)
-        order = stored.cur if stored.seq <= account.seq else stored.prev
+        order = _version(StoredOrder.model_validate_json(raw), account)
         if order is not None:
             yield order
 

@@ -57,7 +57,7 @@ def _check_terms(symbol: str, quantity, price) -> None:
 
 def _local_order(account_id: str, order_id: str) -> Order | None:
     account = load_account(account_id)
-    return None if account is None else load_order(account_id, order_id, account.seq)
+    return None if account is None else load_order(account, order_id)
 
 
 @app.page("/api/v1/orders")
