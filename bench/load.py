@@ -150,17 +150,26 @@ class Tracker:
         if report.get("exec_type") == "REJECTED":
             self.reject_reasons[(report.get("reason") or "?").split(":")[0]] += 1
 
-    async def wait_for(self, expected: int, idle_timeout: float, first_timeout: float | None = None) -> bool:
-        """Wait until `expected` orders have a report; False once nothing new came for `idle_timeout` s."""
-        while True:
+    async def wait_for(self, expected: int, idle_timeout: float, first_timeout: float | None = None,
+                       check_start: Callable[[], None] | None = None) -> bool:
+        """Wait until `expected` orders have a report; False once nothing new came for `idle_timeout` s
+        (`first_timeout` s before the first report). Until that first report, `check_start()` runs every
+        second and may raise to give up early."""
+        seen, changed = self.seen, time.monotonic()
+        while self.seen < expected:
+            if check_start is not None and self.first_ns is None:
+                check_start()
             self._progress.clear()
-            if self.seen >= expected:
-                return True
-            timeout = first_timeout if (self.first_ns is None and first_timeout) else idle_timeout
             try:
-                await asyncio.wait_for(self._progress.wait(), timeout)
+                await asyncio.wait_for(self._progress.wait(), 1.0)
             except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            if self.seen != seen:
+                seen, changed = self.seen, now
+            elif now - changed > (first_timeout if self.first_ns is None and first_timeout else idle_timeout):
                 return self.seen >= expected
+        return True
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -24,7 +26,7 @@ from typing import Awaitable, Callable
 from atlas.settings import Settings
 from bench.load import make_orders
 from bench.report import Results, machine, render, summary
-from bench.runs import AtlasTarget, BareTarget, Target, latency_run, saturation_run
+from bench.runs import AtlasTarget, BareTarget, StartFailed, Target, latency_run, saturation_run
 from bench.stack import ROOT, BareLoop, WorkerSpec, api_key, start_broker, warm_broker, write_accounts
 
 GUARANTEES = {"alo": "at_least_once", "eos": "exactly_once"}
@@ -34,27 +36,38 @@ BARE = "bare aiokafka loop"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.orderflow", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=500, help="orders/s of the latency runs (default 500)")
-    parser.add_argument("--duration", type=float, help="measured seconds of each latency run (default 20, quick 5)")
+    parser.add_argument("--duration", type=float, help="measured seconds of each latency run (default 20, quick 3; "
+                                                        "the light-rate runs take half)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each latency run (default 2, quick 1)")
     parser.add_argument("--accounts", type=int, default=50, help="bench accounts the orders are spread over")
-    parser.add_argument("--low-rate", type=float, default=100,
-                        help="orders/s of a second, light-load latency run per guarantee (0: skip; default 100)")
+    parser.add_argument("--low-rate", type=float,
+                        help="orders/s of a second, light-load latency run per guarantee (0: skip; default 100, "
+                             "quick 0)")
     parser.add_argument("--http-rate", type=float, default=200, help="orders/s of the HTTP run (default 200)")
-    parser.add_argument("--saturation", type=int, help="backlog of each saturation run (default 20000, quick 3000)")
+    parser.add_argument("--saturation", type=int, help="backlog of each saturation run (default 20000, quick 2000)")
     parser.add_argument("--commit-interval", type=float, help="ATLAS_COMMIT_INTERVAL for the workers and the bare loop "
                                                                "(default: the worker's own default)")
     parser.add_argument("--linger-ms", type=int, help="ATLAS_PRODUCER_LINGER_MS for the workers and the bare loop")
     parser.add_argument("--only", nargs="+", choices=["bare", "alo", "eos", "http"],
                         help="run only these targets (default: all)")
-    parser.add_argument("--quick", action="store_true", help="short runs (about a minute and a half in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs, no light-rate runs (about 1.5 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (broker data, worker logs)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "REPORT.md", help="report path")
     args = parser.parse_args(argv)
-    args.duration = args.duration if args.duration is not None else (5 if args.quick else 20)
+    args.duration = args.duration if args.duration is not None else (3 if args.quick else 20)
+    args.low_rate = args.low_rate if args.low_rate is not None else (0 if args.quick else 100)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    args.saturation = args.saturation if args.saturation is not None else (3000 if args.quick else 20_000)
+    args.saturation = args.saturation if args.saturation is not None else (2000 if args.quick else 20_000)
     args.only = set(args.only or ["bare", "alo", "eos", "http"])
     return args
+
+
+@dataclass(frozen=True)
+class Maker:
+    """Makes a fresh target for each attempt at a scenario."""
+
+    label: str
+    make: Callable[[int], Target]
 
 
 class Bench:
@@ -113,55 +126,76 @@ class Bench:
 
     # targets
 
-    def worker(self, key: str, kind: str) -> AtlasTarget:
-        spec = WorkerSpec(self.bootstrap, f"bench-{self.run_id}-{key}-{kind}", GUARANTEES[key],
-                          self.root / "accounts.json", self.root, self.args.commit_interval, self.args.linger_ms)
-        return AtlasTarget(spec, f"ATLAS {GUARANTEES[key]}")
+    def worker(self, key: str, kind: str) -> Maker:
+        """Fresh ATLAS workers (own app id, topics and state) for one scenario."""
+        label = f"ATLAS {GUARANTEES[key]}"
 
-    def bare(self, kind: str) -> BareTarget:
-        prefix = f"bench-{self.run_id}-bare-{kind}"
-        return BareTarget(BareLoop(self.bootstrap, prefix, self.root, self.commit_interval, self.linger_ms), prefix, BARE)
+        def make(attempt: int) -> Target:
+            spec = WorkerSpec(self.bootstrap, f"bench-{self.run_id}-{key}-{kind}-{attempt}", GUARANTEES[key],
+                              self.root / "accounts.json", self.root, self.args.commit_interval, self.args.linger_ms)
+            return AtlasTarget(spec, label)
+        return Maker(label, make)
 
-    def scenario(self, name: str, target: Target, run: Callable[[Target], Awaitable]):
-        """Run one scenario on a fresh target; a failure is recorded, the benchmark goes on."""
-        self.targets.append(target)
-        started = time.monotonic()
-        print(f"--- {name}", file=sys.stderr)
-        try:
-            result = asyncio.run(run(target))
-            print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr)
-            return result
-        except Exception as err:
-            self.keep = True
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            self.results.failures.append(f"{name}: {type(err).__name__}: {first} (logs kept in {self.root})")
-            print(f"    FAILED: {err!r}\n{target.log_tail()}", file=sys.stderr)
-            return None
-        finally:
-            target.stop()
+    def bare(self, kind: str) -> Maker:
+        def make(attempt: int) -> Target:
+            prefix = f"bench-{self.run_id}-bare-{kind}-{attempt}"
+            loop = BareLoop(self.bootstrap, prefix, self.root, self.commit_interval, self.linger_ms)
+            return BareTarget(loop, prefix, BARE)
+        return Maker(BARE, make)
+
+    def scenario(self, name: str, maker: Maker, run: Callable[[Target], Awaitable], attempts: int = 3):
+        """Run one scenario on a fresh target; a target that does not start is replaced, a failure recorded."""
+        for attempt in range(1, attempts + 1):
+            target = maker.make(attempt)
+            self.targets.append(target)
+            self.results.target_starts += 1
+            started = time.monotonic()
+            print(f"--- {name}" + (f" (attempt {attempt})" if attempt > 1 else ""), file=sys.stderr)
+            try:
+                result = asyncio.run(run(target))
+                print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+                return result
+            except StartFailed as err:
+                self.results.start_failures.append(f"{name}, attempt {attempt}: {err}")
+                self.keep = True
+                print(f"    {err}", file=sys.stderr)
+            except Exception as err:
+                self.keep = True
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                self.results.failures.append(f"{name}: {type(err).__name__}: {first} (logs kept in {self.root})")
+                print(f"    FAILED: {err!r}\n{target.log_tail()}", file=sys.stderr)
+                return None
+            finally:
+                target.stop()
+        self.results.failures.append(f"{name}: no target started in {attempts} attempts (logs kept in {self.root})")
+        return None
 
     # scenarios
 
-    def latency(self, key: str, target: Target, via: str = "kafka", rate: float | None = None) -> None:
+    def latency(self, key: str, maker: Maker, via: str = "kafka", rate: float | None = None,
+                duration: float | None = None) -> None:
         rate = rate or (self.args.http_rate if via == "http" else self.args.rate)
         warmup = int(rate * self.args.warmup)
-        orders = make_orders(f"{key}-{via}", warmup + int(rate * self.args.duration), self.accounts)
+        orders = make_orders(f"{key}-{via}", warmup + int(rate * (duration or self.args.duration)), self.accounts)
         keys = {a: api_key(a) for a in self.accounts}
         drain = max(30.0, 4 * self.commit_interval)
-        run = lambda t: latency_run(t, self.bootstrap, self.broker_pid, orders, rate, warmup, via, keys, drain)  # noqa: E731
-        result = self.scenario(f"{target.label}, {via} at {rate:g}/s", target, run)
+        probe = make_orders("probe", 1, self.accounts)[0]
+        run = lambda t: latency_run(t, self.bootstrap, self.broker_pid, orders, rate, warmup, via, keys,  # noqa: E731
+                                    drain, probe)
+        label = maker.label
+        result = self.scenario(f"{label}, {via} at {rate:g}/s", maker, run)
         if result is not None:
             self.results.latency[key] = result
             if result.answered < result.measured:
-                self.results.failures.append(f"{target.label} {via}: {result.measured - result.answered} of "
+                self.results.failures.append(f"{label} {via} at {rate:g}/s: {result.measured - result.answered} of "
                                              f"{result.measured} measured orders got no execution report")
 
-    def saturation(self, key: str, target: Target) -> None:
+    def saturation(self, key: str, maker: Maker) -> None:
         orders = make_orders(f"{key}-sat", self.args.saturation, self.accounts, seed=11)
         partitions = self.settings.partitions
         run = lambda t: saturation_run(t, self.bootstrap, self.broker_pid, orders, partitions,  # noqa: E731
                                        settle_s=self.commit_interval + 1.0)
-        result = self.scenario(f"{target.label}, saturation of {len(orders)} orders", target, run)
+        result = self.scenario(f"{maker.label}, saturation of {len(orders)} orders", maker, run)
         if result is not None:
             self.results.saturation[key] = result
 
@@ -175,7 +209,7 @@ class Bench:
         }
         self.results.load = [
             f"latency runs: {args.warmup:g} s warm-up + {args.duration:g} s measured at {args.rate:g} orders/s"
-            + (f" and at {args.low_rate:g} orders/s" if args.low_rate else "")
+            + (f" (and {args.duration / 2:g} s at {args.low_rate:g} orders/s)" if args.low_rate else "")
             + f" (HTTP: {args.http_rate:g} orders/s); SubmitOrder LIMIT BTC-USD within ±5% of 65000, 0.0001-0.01 BTC",
             "Kafka input: one aiokafka producer (acks=all, linger 0), key = account id; "
             "HTTP input: one aiohttp session, at most 64 requests in flight",
@@ -186,9 +220,10 @@ class Bench:
         for key in ("alo", "eos"):
             if key in only:
                 self.latency(key, self.worker(key, "lat"))
-        for key in ("alo", "eos"):
+        for key in ("bare", "alo", "eos"):
             if key in only and args.low_rate:
-                self.latency(f"{key}-low", self.worker(key, "low"), rate=args.low_rate)
+                maker = self.bare("low") if key == "bare" else self.worker(key, "low")
+                self.latency(f"{key}-low", maker, rate=args.low_rate, duration=args.duration / 2)
         if "http" in only:
             self.latency("alo-http", self.worker("alo", "http"), via="http")
         if "bare" in only:
@@ -204,6 +239,8 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # aiokafka warns on every retried produce (e.g. NotLeaderForPartition on a topic created a moment ago)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _terminate)
     command = shlex.join(["python", "-m", "bench.orderflow", *(sys.argv[1:] if argv is None else argv)])
     results = Results(command=command, started=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))

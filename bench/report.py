@@ -49,6 +49,8 @@ class Results:
     latency: dict[str, LatencyRun] = field(default_factory=dict)
     saturation: dict[str, SaturationRun] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    start_failures: list[str] = field(default_factory=list)
+    target_starts: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -75,10 +77,10 @@ def _rejected(counter) -> str:
 
 def latency_table(runs: dict[str, LatencyRun]) -> list[str]:
     header = ["scenario", "input", "offered/s", "measured", "answered", "achieved/s", "p50 ms", "p99 ms",
-              "p99.9 ms", "max ms", "max send lag ms", "target CPU %", "target CPU-wait %", "broker CPU %",
+              "p99.9 ms", "max ms", "p50 first → last quarter ms", "max send lag ms", "target CPU %", "target CPU-wait %", "broker CPU %",
               "bench CPU %", "others CPU %", "rejected"]
     rows = [[r.label, r.via, f"{r.offered_rate:g}", str(r.measured), str(r.answered), _f(r.achieved_rate),
-             *_pcts(r.latency), _f(r.max_send_lag_ms),
+             *_pcts(r.latency), f"{_f(r.p50_first_quarter)} → {_f(r.p50_last_quarter)}", _f(r.max_send_lag_ms),
              *(_f(r.cpu_pct.get(k), 0) for k in ("target", "target wait", "broker", "bench", "others")),
              _rejected(r.rejected)] for r in runs.values()]
     return _table(header, rows)
@@ -127,6 +129,8 @@ def ratios(res: Results) -> list[list[str]]:
         ["saturation throughput, ATLAS exactly_once / bare loop", _ratio(rate("eos"), rate("bare"))],
         ["p50 latency at --rate, ATLAS at_least_once / bare loop", _ratio(p50("alo"), p50("bare"))],
         ["p50 latency at --rate, ATLAS exactly_once / bare loop", _ratio(p50("eos"), p50("bare"))],
+        ["p50 latency at the light rate, ATLAS at_least_once / bare loop", _ratio(p50("alo-low"), p50("bare-low"))],
+        ["p50 latency at the light rate, ATLAS exactly_once / bare loop", _ratio(p50("eos-low"), p50("bare-low"))],
         ["p50 latency at the light rate, exactly_once / at_least_once", _ratio(p50("eos-low"), p50("alo-low"))],
         ["process CPU per order at saturation, ATLAS at_least_once / bare loop", _ratio(cpu("alo"), cpu("bare"))],
         ["Kafka records per order at saturation, ATLAS at_least_once / bare loop",
@@ -138,7 +142,9 @@ HOW_TO_READ = """\
 - **Latency** runs are open loop: order *n* is due at `t0 + n/rate` and its latency runs from that due time
   to the moment the bench's consumer of `<prefix>.executions` (read_committed) saw the order's first execution
   report (PENDING_NEW, or REJECTED). A sender that falls behind therefore shows as latency (see *max send lag*).
-  The first seconds of each run are a warm-up and are not measured.
+  The first seconds of each run are a warm-up and are not measured. A p50 that grows from the first quarter of
+  the run to the last means the target could not keep up with the offered rate: a queue built up, and the
+  percentiles then mostly tell how long the run lasted.
 - **Saturation** runs produce the whole backlog to `<prefix>.commands` before the target starts, then time the
   target from its first execution report to its last: orders/s is reports in that window / its length. CPU-s per
   1,000 orders are psutil user+system deltas over the same window (*target* is the ATLAS worker or the bare
@@ -178,8 +184,26 @@ def render(res: Results) -> str:
     lines += ["", "## Ratios", "", *_table(["ratio", "value"], ratios(res))]
     lines += ["", "## How to read this", "", HOW_TO_READ.rstrip()]
     lines += ["", "## What did not work / caveats", ""]
-    lines += [f"- {item}" for item in res.failures + res.notes] or ["- nothing failed."]
+    lines += [f"- {item}" for item in res.failures]
+    if res.start_failures:
+        lines += [f"- {len(res.start_failures)} of {res.target_starts} target starts failed and were replaced by a "
+                  "fresh target (new app id and topics); the scenario then ran on the replacement:", *START_RACE]
+        lines += [f"  - {item}" for item in res.start_failures]
+    lines += [f"- {item}" for item in res.notes]
+    if not (res.failures or res.start_failures or res.notes):
+        lines.append("- nothing failed.")
     return "\n".join(lines) + "\n"
+
+
+START_RACE = [
+    "  Faust creates the worker's changelog topics (`<app_id>-oms-changelog`, `<app_id>-market-state-changelog`)",
+    "  right before its consumer joins the group; when the group leader's metadata does not list a new topic yet,",
+    "  Faust's partition assignor logs `Ignoring missing topic` and the worker never gets that changelog's",
+    "  partitions. Without the oms changelog the `oms` agent crashes on its first table write with",
+    "  `PartitionsMismatch` (restarted by its supervisor, it crashes again) while `/readyz` answers ready;",
+    "  without the market-state changelog the worker never becomes ready. The bench spots the log line (or the",
+    "  missing answer to a probe order) and starts another worker; ATLAS itself does not recover.",
+]
 
 
 def summary(res: Results) -> str:

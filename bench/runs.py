@@ -6,7 +6,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from bench.load import (
     BenchOrder, Percentiles, Schedule, Tracker, post_http, produce_all, progress_bar, send_kafka,
@@ -14,6 +14,13 @@ from bench.load import (
 from bench.stack import (
     INTERNAL_TOPICS, BareLoop, CpuMeter, WorkerSpec, count_records, create_topics, high_watermarks, per_topic,
 )
+
+
+START_TIMEOUT = 45.0  # a worker is normally ready in under 5 s
+
+
+class StartFailed(Exception):
+    """The target never became ready, or never answered an order once it said it was: worth a retry."""
 
 
 class Target(Protocol):
@@ -25,7 +32,8 @@ class Target(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def pid(self) -> int | None: ...
-    def log_tail(self) -> str: ...
+    def log_tail(self, lines: int = 30) -> str: ...
+    def start_problem(self) -> str | None: ...
 
 
 class AtlasTarget:
@@ -40,7 +48,7 @@ class AtlasTarget:
         return self.worker.url
 
     def start(self) -> None:
-        self.worker.start()
+        self.worker.start(timeout=START_TIMEOUT)
 
     def stop(self) -> None:
         self.worker.stop()
@@ -48,8 +56,19 @@ class AtlasTarget:
     def pid(self) -> int | None:
         return self.worker.proc.pid if self.worker.proc else None
 
-    def log_tail(self) -> str:
-        return self.worker.tail(30)
+    def log_tail(self, lines: int = 30) -> str:
+        return self.worker.tail(lines)
+
+    def start_problem(self) -> str | None:
+        """Why this worker will never process an order, when its log already says so."""
+        try:
+            log = self.worker.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        if "Ignoring missing topic" in log:
+            return (f"{self.label} started without a changelog topic: Faust's partition assignor logged "
+                    "'Ignoring missing topic' for a topic it had just created")
+        return None
 
 
 class BareTarget:
@@ -59,7 +78,7 @@ class BareTarget:
         self.loop, self.prefix, self.label = loop, prefix, label
 
     def start(self) -> None:
-        self.loop.spawn().wait_ready()
+        self.loop.spawn().wait_ready(timeout=START_TIMEOUT)
 
     def stop(self) -> None:
         self.loop.stop()
@@ -67,8 +86,11 @@ class BareTarget:
     def pid(self) -> int | None:
         return self.loop.proc.pid if self.loop.proc else None
 
-    def log_tail(self) -> str:
-        return self.loop.tail()
+    def log_tail(self, lines: int = 30) -> str:
+        return self.loop.tail(lines)
+
+    def start_problem(self) -> str | None:
+        return None
 
 
 @dataclass
@@ -87,6 +109,8 @@ class LatencyRun:
     rejected: Counter = field(default_factory=Counter)
     http: Percentiles | None = None
     http_statuses: dict[str, int] = field(default_factory=dict)
+    p50_first_quarter: float | None = None
+    p50_last_quarter: float | None = None
 
     @property
     def achieved_rate(self) -> float:
@@ -136,17 +160,50 @@ class SaturationRun:
         return sum(self.offsets.values()) / self.answered if self.answered else 0.0
 
 
+async def _start(target: Target) -> None:
+    try:
+        await asyncio.to_thread(target.start)
+    except (TimeoutError, RuntimeError) as err:
+        raise StartFailed(f"{target.label} did not start: {str(err).splitlines()[0]}") from err
+
+
+def _check_start(target: Target) -> Callable[[], None]:
+    def check() -> None:
+        problem = target.start_problem()
+        if problem:
+            raise StartFailed(problem)
+    return check
+
+
+async def _probe(target: Target, bootstrap: str, order: BenchOrder, timeout: float = 30.0) -> None:
+    """One order end to end, so the run starts on a target known to answer (and warmed up)."""
+    tracker = Tracker(bootstrap, f"{target.prefix}.executions", order.client_order_id.rsplit("-", 1)[0], 1)
+    await tracker.start(from_end=True)
+    try:
+        await produce_all(bootstrap, f"{target.prefix}.commands", [order])
+        if not await tracker.wait_for(1, idle_timeout=timeout, check_start=_check_start(target)):
+            raise StartFailed(f"{target.label} was ready but answered no order within {timeout:g} s")
+    finally:
+        await tracker.stop()
+
+
+def _median_ms(latencies_ns: list[int]) -> float | None:
+    return sorted(latencies_ns)[len(latencies_ns) // 2] / 1e6 if latencies_ns else None
+
+
 def _meter(target: Target, broker_pid: int | None) -> CpuMeter:
     return CpuMeter({"target": target.pid, "broker": lambda: broker_pid, "bench": os.getpid})
 
 
 async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder], rate: float,
                       warmup: int, via: str = "kafka", keys: dict[str, str] | None = None,
-                      drain_timeout: float = 30.0) -> LatencyRun:
+                      drain_timeout: float = 30.0, probe: BenchOrder | None = None) -> LatencyRun:
     """Start the target, then send `orders` at `rate`; the first `warmup` orders are not measured."""
     if isinstance(target, BareTarget):
         await create_topics(bootstrap, [f"{target.prefix}.commands", f"{target.prefix}.executions"], 8)
-    await asyncio.to_thread(target.start)
+    await _start(target)
+    if probe is not None:
+        await _probe(target, bootstrap, probe)
     tag = orders[0].client_order_id.rsplit("-", 1)[0]
     tracker = Tracker(bootstrap, f"{target.prefix}.executions", tag, len(orders))
     await tracker.start(from_end=True)
@@ -170,10 +227,13 @@ async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, or
         await tracker.stop()
     answered = sum(1 for n, t in enumerate(tracker.received_ns) if n >= warmup and t)
     last = max(tracker.received_ns[warmup:], default=0)
+    latencies = schedule.latencies(tracker.received_ns, skip=warmup)  # in due order
+    quarter = len(latencies) // 4
     return LatencyRun(
         label=target.label, via=via, offered_rate=rate, measured=len(orders) - warmup, answered=answered,
         elapsed_s=(last - schedule.due_ns(warmup)) / 1e9 if last else 0.0,
-        latency=Percentiles.of(schedule.latencies(tracker.received_ns, skip=warmup)),
+        latency=Percentiles.of(latencies),
+        p50_first_quarter=_median_ms(latencies[:quarter]), p50_last_quarter=_median_ms(latencies[-quarter:]) if quarter else None,
         max_send_lag_ms=schedule.max_lag_ns / 1e6,
         cpu_pct={k: None if v is None else 100 * v / wall for k, v in CpuMeter.delta(cpu_before, cpu_after).items()},
         rejected=tracker.reject_reasons,
@@ -183,7 +243,7 @@ async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, or
 
 
 async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder],
-                         partitions: int, settle_s: float, start_timeout: float = 120.0,
+                         partitions: int, settle_s: float, start_timeout: float = 2 * START_TIMEOUT,
                          drain_timeout: float = 60.0) -> SaturationRun:
     """Produce every order first, then start the target and time it from its first report to its last."""
     prefix = target.prefix
@@ -201,11 +261,14 @@ async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None,
                       on_first_report=lambda: cpu_first.update(meter.sample()))
     await tracker.start(from_end=False)
     bar = asyncio.create_task(progress_bar(f"{target.label} saturation", len(orders), tracker, lambda: len(orders)))
-    starting = asyncio.create_task(asyncio.to_thread(target.start))
+    starting = asyncio.create_task(_start(target))
     try:
-        complete = await tracker.wait_for(len(orders), idle_timeout=drain_timeout, first_timeout=start_timeout)
+        complete = await tracker.wait_for(len(orders), idle_timeout=drain_timeout, first_timeout=start_timeout,
+                                          check_start=_check_start(target))
         cpu_last = meter.sample()
         await starting
+        if tracker.first_ns is None:
+            raise StartFailed(f"{target.label} was ready but answered no order within {start_timeout:g} s")
     finally:
         bar.cancel()
         await asyncio.gather(bar, return_exceptions=True)
