@@ -35,6 +35,11 @@ class BenchOrder:
     quantity: str
     price: str
 
+    @property
+    def tag(self) -> str:
+        """The run tag of the client order id `<tag>-<n>`."""
+        return self.client_order_id.rsplit("-", 1)[0]
+
     def terms(self) -> dict:
         return {"client_order_id": self.client_order_id, "symbol": "BTC-USD", "side": self.side, "type": "LIMIT",
                 "quantity": self.quantity, "price": self.price, "time_in_force": "GTC"}
@@ -140,9 +145,10 @@ class Tracker:
 
     def _note(self, report: dict, now: int) -> None:
         client_order_id = report.get("client_order_id") or ""
-        if not client_order_id.startswith(self._prefix):
+        suffix = client_order_id[len(self._prefix):]
+        if not client_order_id.startswith(self._prefix) or not suffix.isdigit():
             return
-        n = int(client_order_id[len(self._prefix):])
+        n = int(suffix)
         if n >= self.count or self.received_ns[n]:
             return
         self.received_ns[n] = now
@@ -157,6 +163,9 @@ class Tracker:
         second and may raise to give up early."""
         seen, changed = self.seen, time.monotonic()
         while self.seen < expected:
+            if self._task.done():
+                self._task.result()  # the consumer loop died: raise what killed it
+                raise RuntimeError("the execution-report consumer stopped")
             if check_start is not None and self.first_ns is None:
                 check_start()
             self._progress.clear()

@@ -96,11 +96,11 @@ def http_table(runs: dict[str, LatencyRun]) -> list[str]:
 def saturation_table(runs: dict[str, SaturationRun]) -> list[str]:
     header = ["scenario", "backlog", "produced in s", "drain window s", "orders/s", "records/order (data)",
               "offsets/order", "bytes/order", "target CPU-s /1000", "broker CPU-s /1000", "target CPU %",
-              "target CPU-wait %", "broker CPU %", "others CPU %", "rejected"]
+              "target CPU-wait %", "broker CPU %", "others CPU %", "CPU-bound ceiling orders/s", "rejected"]
     rows = [[r.label, str(r.orders), _f(r.produce_s, 2), _f(r.window_s, 2), _f(r.rate, 0), _f(r.records_per_order, 2),
              _f(r.offsets_per_order, 2), _f(r.bytes_per_order, 0), _f(r.cpu_per_1000("target"), 2),
              _f(r.cpu_per_1000("broker"), 2),
-             *(_f(r.cpu_pct(k), 0) for k in ("target", "target wait", "broker", "others")),
+             *(_f(r.cpu_pct(k), 0) for k in ("target", "target wait", "broker", "others")), _f(r.ceiling, 0),
              _rejected(r.rejected)] for r in runs.values()]
     return _table(header, rows)
 
@@ -111,11 +111,11 @@ def records_table(runs: dict[str, SaturationRun]) -> list[str]:
         for topic in sorted(set(r.offsets) | set(r.records)):
             records, size = r.records.get(topic, 0), r.record_bytes.get(topic, 0)
             rows.append([r.label, topic, str(records), _f(records / r.answered, 2), str(r.offsets.get(topic, 0)),
-                         _f(size / records if records else None, 0), _f(size / r.answered, 0)])
+                         str(r.markers(topic)), _f(size / records if records else None, 0), _f(size / r.answered, 0)])
         for topic, n in sorted(r.internal.items()):
-            rows.append([r.label, f"{topic} (broker-internal)", "", "", str(n), "", ""])
-    return _table(["scenario", "topic", "data records", "per order", "offset delta", "bytes/record",
-                   "bytes/order"], rows)
+            rows.append([r.label, f"{topic} (broker-internal)", "", "", str(n), "", "", ""])
+    return _table(["scenario", "topic", "data records", "per order", "offset delta", "transaction markers",
+                   "bytes/record", "bytes/order"], rows)
 
 
 def ratios(res: Results) -> list[list[str]]:
@@ -123,8 +123,10 @@ def ratios(res: Results) -> list[list[str]]:
     rate = lambda key: sat[key].rate if key in sat else None  # noqa: E731
     p50 = lambda key: lat[key].latency.p50 if key in lat and lat[key].latency else None  # noqa: E731
     cpu = lambda key: sat[key].cpu_per_1000("target") if key in sat else None  # noqa: E731
+    ceiling = lambda key: sat[key].ceiling if key in sat else None  # noqa: E731
     return [
         ["saturation throughput, exactly_once / at_least_once", _ratio(rate("eos"), rate("alo"))],
+        ["CPU-bound ceiling, exactly_once / at_least_once", _ratio(ceiling("eos"), ceiling("alo"))],
         ["saturation throughput, ATLAS at_least_once / bare loop", _ratio(rate("alo"), rate("bare"))],
         ["saturation throughput, ATLAS exactly_once / bare loop", _ratio(rate("eos"), rate("bare"))],
         ["p50 latency at --rate, ATLAS at_least_once / bare loop", _ratio(p50("alo"), p50("bare"))],
@@ -132,10 +134,48 @@ def ratios(res: Results) -> list[list[str]]:
         ["p50 latency at the light rate, ATLAS at_least_once / bare loop", _ratio(p50("alo-low"), p50("bare-low"))],
         ["p50 latency at the light rate, ATLAS exactly_once / bare loop", _ratio(p50("eos-low"), p50("bare-low"))],
         ["p50 latency at the light rate, exactly_once / at_least_once", _ratio(p50("eos-low"), p50("alo-low"))],
+        ["CPU-bound ceiling, ATLAS at_least_once / bare loop", _ratio(ceiling("alo"), ceiling("bare"))],
         ["process CPU per order at saturation, ATLAS at_least_once / bare loop", _ratio(cpu("alo"), cpu("bare"))],
         ["Kafka records per order at saturation, ATLAS at_least_once / bare loop",
          _ratio(*(sat[k].records_per_order if k in sat else None for k in ("alo", "bare")))],
     ]
+
+
+def observations(res: Results) -> list[str]:
+    """What the figures of this run say, in words; each claim is computed from the run itself."""
+    out = []
+    for r in res.latency.values():
+        first, last = r.p50_first_quarter, r.p50_last_quarter
+        if r.achieved_rate < 0.95 * r.offered_rate or (first and last and last > 2 * first + 50):
+            out.append(f"{r.label} ({r.via} input) did not keep up with {r.offered_rate:g} orders/s: it answered "
+                       f"{r.achieved_rate:.0f}/s and its p50 grew from {_f(first)} ms in the first quarter of the run "
+                       f"to {_f(last)} ms in the last. Its percentiles are queueing time and grow with --duration.")
+    for r in res.saturation.values():
+        cpu, wait, others = r.cpu_pct("target"), r.cpu_pct("target wait"), r.cpu_pct("others")
+        if cpu and wait and wait > 20 and cpu + wait >= 80:
+            out.append(f"{r.label} at saturation ran on a CPU {cpu:.0f}% of the window and waited for one "
+                       f"{wait:.0f}% of it, while processes outside the benchmark used {_f(others, 0)}% of a core: "
+                       f"it was CPU-bound and short of CPU. With a core to itself it would drain about "
+                       f"{_f(r.ceiling, 0)} orders/s (1000 / its CPU-s per 1,000 orders).")
+        changelog = [t for t in r.records if t.endswith("-oms-changelog")]
+        outputs = [t for t in r.records if t.endswith((".executions", ".venue.orders"))]
+        if changelog and r.record_bytes:
+            share = sum(r.record_bytes[t] for t in changelog) / max(1, sum(r.record_bytes.values()))
+            out.append(f"{r.label}: the OMS changelog is {share:.0%} of the bytes written per order "
+                       f"({_f(r.bytes_per_order, 0)} bytes in all, {_f(r.records[changelog[0]] / r.answered, 1)} "
+                       f"changelog records per order averaging "
+                       f"{_f(r.record_bytes[changelog[0]] / max(1, r.records[changelog[0]]), 0)} bytes).")
+        if "exactly_once" in r.label and changelog and r.markers(changelog[0]) > 0 and outputs \
+                and all(r.markers(t) == 0 for t in outputs):
+            out.append(f"{r.label}: only the changelog was written in transactions ({r.markers(changelog[0])} "
+                       f"transaction markers in `{changelog[0]}`, none in `.executions` or `.venue.orders`). "
+                       "The reports and venue requests the `oms` agent sends with `Topic.send_soon` go out through "
+                       "Faust's non-transactional producer (faust-streaming 0.15.3 `Topic.publish_message` passes "
+                       "no transactional id), so a read_committed consumer sees them before the transaction that "
+                       "holds the state change commits, and they are not rolled back with it. That is also why "
+                       "exactly_once latency here is close to at_least_once's rather than bound by the commit "
+                       "interval.")
+    return out
 
 
 HOW_TO_READ = """\
@@ -158,6 +198,14 @@ HOW_TO_READ = """\
   order and commits offsets every commit interval after a producer flush: the floor for any Python consumer on
   this broker. ATLAS additionally validates, runs risk checks, reads and writes RocksDB, and writes its changelog
   and venue requests.
+- The bench's own consumer reads every report; at tens of thousands a second it may be what limits the bare
+  loop's figure, so take that one (and the ratios against it) as a bound, not a measurement of the loop alone.
+  The *CPU-bound ceiling* is 1000 / CPU-s per 1,000 orders: what the target would drain with a core to itself,
+  if CPU is its limit. It moves less with the machine's load than orders/s does.
+- Nothing plays the venue here: `<prefix>.venue.orders` is not consumed, so every bench order stays open
+  (PENDING_NEW) and open orders pile up on each account. Every order rewrites its account's state, which lists
+  the account's open orders, so changelog bytes per order grow with the backlog (compare runs of different
+  `--saturation` sizes, not only their ratios).
 - CPU columns are in % of one core over the run (latency) or the drain window (saturation). *CPU-wait* is the
   time the target's threads were runnable but waiting for a CPU (/proc schedstat), *others* is machine CPU used
   by processes outside this benchmark: both high means the target was starved by other tenants, not slow.
@@ -182,6 +230,9 @@ def render(res: Results) -> str:
         lines += ["", "## Saturation: drain a pre-produced backlog", "", *saturation_table(res.saturation),
                   "", "### Kafka records written per order", "", *records_table(res.saturation)]
     lines += ["", "## Ratios", "", *_table(["ratio", "value"], ratios(res))]
+    found = observations(res)
+    if found:
+        lines += ["", "## Observations (computed from this run)", ""] + [f"- {item}" for item in found]
     lines += ["", "## How to read this", "", HOW_TO_READ.rstrip()]
     lines += ["", "## What did not work / caveats", ""]
     lines += [f"- {item}" for item in res.failures]

@@ -28,6 +28,7 @@ class Target(Protocol):
 
     prefix: str
     label: str
+    partitions: int
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -39,8 +40,8 @@ class Target(Protocol):
 class AtlasTarget:
     """One ATLAS worker with its own app id and topics."""
 
-    def __init__(self, spec: WorkerSpec, label: str):
-        self.spec, self.label, self.prefix = spec, label, spec.app_id
+    def __init__(self, spec: WorkerSpec, label: str, partitions: int):
+        self.spec, self.label, self.prefix, self.partitions = spec, label, spec.app_id, partitions
         self.worker = spec.process()
 
     @property
@@ -74,8 +75,8 @@ class AtlasTarget:
 class BareTarget:
     """The bare aiokafka loop, on topics it does not create itself."""
 
-    def __init__(self, loop: BareLoop, prefix: str, label: str):
-        self.loop, self.prefix, self.label = loop, prefix, label
+    def __init__(self, loop: BareLoop, prefix: str, label: str, partitions: int):
+        self.loop, self.prefix, self.label, self.partitions = loop, prefix, label, partitions
 
     def start(self) -> None:
         self.loop.spawn().wait_ready(timeout=START_TIMEOUT)
@@ -142,6 +143,16 @@ class SaturationRun:
         seconds = self.cpu_s.get(name)
         return None if seconds is None or not self.window_orders else seconds / self.window_orders * 1000
 
+    @property
+    def ceiling(self) -> float | None:
+        """Orders/s the target would drain with a core to itself, if CPU is what bounds it."""
+        per_1000 = self.cpu_per_1000("target")
+        return 1000 / per_1000 if per_1000 else None
+
+    def markers(self, topic: str) -> int:
+        """Offsets that hold no data record: transaction markers."""
+        return self.offsets.get(topic, 0) - self.records.get(topic, 0)
+
     def cpu_pct(self, name: str) -> float | None:
         """CPU (or run-queue wait) of `name` over the drain window, in % of one core."""
         seconds = self.cpu_s.get(name)
@@ -177,7 +188,7 @@ def _check_start(target: Target) -> Callable[[], None]:
 
 async def _probe(target: Target, bootstrap: str, order: BenchOrder, timeout: float = 30.0) -> None:
     """One order end to end, so the run starts on a target known to answer (and warmed up)."""
-    tracker = Tracker(bootstrap, f"{target.prefix}.executions", order.client_order_id.rsplit("-", 1)[0], 1)
+    tracker = Tracker(bootstrap, f"{target.prefix}.executions", order.tag, 1)
     await tracker.start(from_end=True)
     try:
         await produce_all(bootstrap, f"{target.prefix}.commands", [order])
@@ -200,12 +211,11 @@ async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, or
                       drain_timeout: float = 30.0, probe: BenchOrder | None = None) -> LatencyRun:
     """Start the target, then send `orders` at `rate`; the first `warmup` orders are not measured."""
     if isinstance(target, BareTarget):
-        await create_topics(bootstrap, [f"{target.prefix}.commands", f"{target.prefix}.executions"], 8)
+        await create_topics(bootstrap, [f"{target.prefix}.commands", f"{target.prefix}.executions"], target.partitions)
     await _start(target)
     if probe is not None:
         await _probe(target, bootstrap, probe)
-    tag = orders[0].client_order_id.rsplit("-", 1)[0]
-    tracker = Tracker(bootstrap, f"{target.prefix}.executions", tag, len(orders))
+    tracker = Tracker(bootstrap, f"{target.prefix}.executions", orders[0].tag, len(orders))
     await tracker.start(from_end=True)
     schedule = Schedule(rate, len(orders))
     meter = _meter(target, broker_pid)
@@ -243,21 +253,20 @@ async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, or
 
 
 async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder],
-                         partitions: int, settle_s: float, start_timeout: float = 2 * START_TIMEOUT,
+                         settle_s: float, start_timeout: float = 2 * START_TIMEOUT,
                          drain_timeout: float = 60.0) -> SaturationRun:
     """Produce every order first, then start the target and time it from its first report to its last."""
     prefix = target.prefix
     mine = lambda topic: topic.startswith(f"{prefix}.") or topic.startswith(f"{prefix}-")  # noqa: E731
     ours = lambda topic: mine(topic) or topic in INTERNAL_TOPICS  # noqa: E731
     # 1. the backlog, on topics created the way the worker would create them
-    await create_topics(bootstrap, [f"{prefix}.commands", f"{prefix}.executions"], partitions)
+    await create_topics(bootstrap, [f"{prefix}.commands", f"{prefix}.executions"], target.partitions)
     produce_s = await produce_all(bootstrap, f"{prefix}.commands", orders)
     before = await high_watermarks(bootstrap, ours)
     # 2. the target starts and drains it; the window opens at its first report
     meter = _meter(target, broker_pid)
     cpu_first: dict[str, float | None] = {}
-    tag = orders[0].client_order_id.rsplit("-", 1)[0]
-    tracker = Tracker(bootstrap, f"{prefix}.executions", tag, len(orders),
+    tracker = Tracker(bootstrap, f"{prefix}.executions", orders[0].tag, len(orders),
                       on_first_report=lambda: cpu_first.update(meter.sample()))
     await tracker.start(from_end=False)
     bar = asyncio.create_task(progress_bar(f"{target.label} saturation", len(orders), tracker, lambda: len(orders)))
