@@ -47,13 +47,21 @@ async def ensure_topics() -> None:
     from aiokafka.errors import TopicAlreadyExistsError
 
     from atlas import topics
+    from atlas.tables import market, oms  # noqa: F401  (registers the tables, if discovery has not yet)
 
+    # The tables' changelogs too: Faust creates them itself, but a worker whose consumer
+    # subscribed before they existed saw them with no partitions and its agent crashed on
+    # the first table write ("PartitionsMismatch ... changelog topic has 0 partitions").
+    changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+    compacted = {"cleanup.policy": "compact"}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(t.get_topic_name(), settings.partitions, settings.replication_factor)
                   for t in topics.ALL if t.get_topic_name() not in existing]
+        wanted += [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=compacted)
+                   for name in changelogs if name not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)

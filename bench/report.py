@@ -269,6 +269,6 @@ def summary(res: Results) -> str:
     for r in res.saturation.values():
         lines.append(f"  {r.label:<28} saturation  {r.rate:,.0f} orders/s  records/order {r.records_per_order:.2f}  "
                      f"target CPU-s/1000 {_f(r.cpu_per_1000('target'), 2)}  broker CPU-s/1000 {_f(r.cpu_per_1000('broker'), 2)}")
-    lines += [f"  {name}: {value}" for name, value in ratios(res)]
+    lines += [f"  {name}: {value}" for name, value in ratios(res) if value != "n/a"]
     lines += [f"  FAILED: {item}" for item in res.failures]
     return "\n".join(lines)

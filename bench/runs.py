@@ -49,7 +49,23 @@ class AtlasTarget:
         return self.worker.url
 
     def start(self) -> None:
-        self.worker.start(timeout=START_TIMEOUT)
+        """Spawn the worker and wait for /readyz, giving up early once its log shows it never will be."""
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            self.worker.start(timeout=2)
+            return
+        except TimeoutError:
+            pass
+        while True:
+            problem = self.start_problem()
+            if problem:
+                raise StartFailed(problem)
+            try:
+                self.worker.wait_ready(timeout=1)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
 
     def stop(self) -> None:
         self.worker.stop()
