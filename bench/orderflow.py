@@ -32,7 +32,7 @@ from bench.stack import ROOT, BareLoop, WorkerSpec, api_key, start_broker, warm_
 
 GUARANTEES = {"alo": "at_least_once", "eos": "exactly_once"}
 BARE = "bare aiokafka loop"
-BARE_BACKLOG_FACTOR = 5
+BARE_BACKLOG_FACTOR = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -193,7 +193,7 @@ class Bench:
                                              f"{result.measured} measured orders got no execution report")
 
     def saturation(self, key: str, maker: Maker) -> None:
-        # The bare loop drains 20,000 orders in well under a second: give it more, for a window worth timing.
+        # The bare loop drains 20,000 orders in under a second: give it more, for a window worth timing.
         backlog = self.args.saturation * (BARE_BACKLOG_FACTOR if key == "bare" else 1)
         orders = make_orders(f"{key}-sat", backlog, self.accounts, seed=11)
         run = partial(saturation_run, bootstrap=self.bootstrap, broker_pid=self.broker_pid, orders=orders,

@@ -159,7 +159,7 @@ def observations(res: Results) -> list[str]:
                        f"{_f(r.ceiling, 0)} orders/s (1000 / its CPU-s per 1,000 orders).")
         changelog = [t for t in r.records if t.endswith("-oms-changelog")]
         outputs = [t for t in r.records if t.endswith((".executions", ".venue.orders"))]
-        if changelog and r.record_bytes:
+        if changelog and r.record_bytes and not any("OMS changelog is" in line for line in out):
             share = sum(r.record_bytes[t] for t in changelog) / max(1, sum(r.record_bytes.values()))
             out.append(f"{r.label}: the OMS changelog is {share:.0%} of the bytes written per order "
                        f"({_f(r.bytes_per_order, 0)} bytes in all, {_f(r.records[changelog[0]] / r.answered, 1)} "
