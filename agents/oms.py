@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from atlas.app import app
+from atlas.app import EXACTLY_ONCE, app
 from atlas.commands import COMMAND, SubmitOrder
 from atlas.events import DeadLetter, ExecType, VenueReport
 from atlas.partitioning import partition_for
@@ -53,9 +53,13 @@ async def oms(stream):
         sends = process(message.topic, message.partition, message.offset, int(message.timestamp * 1000),
                         message.key, message.value)
         for send in sends:
-            # Through the producer buffer, behind this event's table changelog writes, so an
-            # output is never in Kafka while the state change that caused it is not.
-            send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
+            if EXACTLY_ONCE:
+                # Inside the transaction (Faust's send_soon would bypass it).
+                await send.topic.send(key=send.key, value=send.value, partition=send.partition)
+            else:
+                # Through the producer buffer, behind this event's table changelog writes, so an
+                # output is never in Kafka while the state change that caused it is not.
+                send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:

@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,7 +107,7 @@ class Bench:
         except BaseException:
             self.__exit__()
             raise
-        self.results.machine = machine(kafka)
+        self.results.machine = {"ATLAS code": _code_version(), **machine(kafka)}
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -235,6 +236,20 @@ class Bench:
         for key in ("alo", "eos"):
             if key in only:
                 self.saturation(key, self.worker(key, "sat"))
+
+
+def _code_version() -> str:
+    """The commit measured, and whether the code (bench/ aside) differed from it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    if not commit:
+        return "unknown (not a git checkout)"
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if not line[3:].startswith("bench/")]
+    return f"commit {commit}" + (f", with local changes in {len(changed)} file(s)" if changed else "")
 
 
 def _terminate(signum, frame) -> None:

@@ -253,7 +253,8 @@ START_RACE = [
     "  partitions. Without the oms changelog the `oms` agent crashes on its first table write with",
     "  `PartitionsMismatch` (restarted by its supervisor, it crashes again) while `/readyz` answers ready;",
     "  without the market-state changelog the worker never becomes ready. The bench spots the log line (or the",
-    "  missing answer to a probe order) and starts another worker; ATLAS itself does not recover.",
+    "  missing answer to a probe order) and starts another worker. Since commit 360e282 `ensure_topics` creates",
+    "  the changelogs before the consumer subscribes; a start failure on a later commit is a regression.",
 ]
 
 

@@ -125,7 +125,11 @@ def _first_error(text: str) -> str:
 
 
 def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+    # The storage tool takes an id that starts with "-" for an option (1 id in 64).
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _pid_alive(pid: int) -> bool:
