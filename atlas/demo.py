@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 from atlas.launch import WorkerProcess
 from atlas.settings import ROOT

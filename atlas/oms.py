@@ -103,11 +103,16 @@ def _report(step: _Step, order: Order, exec_type: ExecType, cause_id: str, ts: i
 
 
 def _venue(step: _Step, order: Order, request: str, ts: int, quantity: Decimal, price: Decimal | None) -> None:
-    step.venue.append(VenueRequest(
-        request=request, request_id=order.executions[-1].exec_id, order_id=order.order_id,
-        account_id=order.account_id, symbol=order.symbol, side=order.side, type=order.type,
-        time_in_force=order.time_in_force, quantity=quantity, price=price, limit_guard=order.limit_guard, ts=ts,
-    ))
+    step.venue.append(_venue_request(order, request, order.executions[-1].exec_id, quantity, price, ts))
+
+
+def _venue_request(order: Order, request: str, request_id: str, quantity: Decimal, price: Decimal | None,
+                   ts: int) -> VenueRequest:
+    return VenueRequest(
+        request=request, request_id=request_id, order_id=order.order_id, account_id=order.account_id,
+        symbol=order.symbol, side=order.side, type=order.type, time_in_force=order.time_in_force,
+        quantity=quantity, price=price, limit_guard=order.limit_guard, ts=ts,
+    )
 
 
 def unknown_order_report(account_id: str, order_id: str, client_order_id: str, exec_type: ExecType,
@@ -502,8 +507,4 @@ def replay_requests(order: Order, report: ExecutionReport) -> tuple[VenueRequest
         if pending is None or pending.command_id != report.cause_id:
             return ()  # the venue has answered that replace already
         quantity, price = pending.quantity, pending.price
-    return (VenueRequest(
-        request=kind, request_id=report.exec_id, order_id=order.order_id, account_id=order.account_id,
-        symbol=order.symbol, side=order.side, type=order.type, time_in_force=order.time_in_force,
-        quantity=quantity, price=price, limit_guard=order.limit_guard, ts=report.ts,
-    ),)
+    return (_venue_request(order, kind, report.exec_id, quantity, price, report.ts),)
