@@ -61,12 +61,18 @@ TRANSITIONS: dict[tuple[OrdStatus, LifecycleEvent], OrdStatus | _Target] = {
     (S.PENDING_CANCEL, E.REJECT_CANCEL): WORKING,
     (S.PENDING_CANCEL, E.REJECT): S.REJECTED,
     (S.PENDING_CANCEL, E.EXPIRE): S.EXPIRED,
+    # The kill switch cancels an order whose replace is still pending: the venue answers
+    # the replace first (requests for a symbol are handled in order), then the cancel.
+    (S.PENDING_CANCEL, E.REPLACE): KEEP,
+    (S.PENDING_CANCEL, E.REJECT_REPLACE): KEEP,
     (S.PENDING_REPLACE, E.ACKNOWLEDGE): KEEP,
     (S.PENDING_REPLACE, E.FILL): KEEP,
     (S.PENDING_REPLACE, E.REPLACE): WORKING,
     (S.PENDING_REPLACE, E.REJECT_REPLACE): WORKING,
     (S.PENDING_REPLACE, E.CANCEL): S.CANCELED,
     (S.PENDING_REPLACE, E.EXPIRE): S.EXPIRED,
+    # Only the kill switch asks this (a client's cancel is refused as already pending).
+    (S.PENDING_REPLACE, E.REQUEST_CANCEL): S.PENDING_CANCEL,
 }
 del S, E
 

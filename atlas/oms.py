@@ -379,9 +379,12 @@ def _kill_switch(step: _Step, orders: Mapping[str, Order], cmd: SetAccountKillSw
         return step.done()
     for order_id in step.account.open_orders:
         order = orders.get(order_id)
-        if order is None or _request_reject(order, LifecycleEvent.REQUEST_CANCEL, order_id):
+        # Unlike a client's cancel, this one also covers an order whose replace is pending.
+        if order is None or not allows(order.status, LifecycleEvent.REQUEST_CANCEL):
             continue
-        updated = order.model_copy(update={"status": OrdStatus.PENDING_CANCEL})
+        status = next_status(order.status, LifecycleEvent.REQUEST_CANCEL, filled=order.filled_quantity,
+                             quantity=order.quantity)
+        updated = order.model_copy(update={"status": status})
         updated = _report(step, updated, ExecType.PENDING_CANCEL, cmd.command_id, ts, reason=RejectCode.KILL_SWITCH.value)
         _venue(step, updated, "cancel", ts, updated.quantity, updated.price)
     return step.done()

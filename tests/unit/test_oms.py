@@ -589,14 +589,35 @@ def test_kill_switch_loads_the_open_orders():
     assert orders_needed(book.account, kill_switch(False)) == ()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: oms._kill_switch skips orders that _request_reject refuses; a "
-                                       "PENDING_REPLACE order gets no cancel and works on once the replace is done")
 def test_kill_switch_engaged_requests_cancel_of_order_pending_replace():
     book = Book()
     order = book.place()
     book.command(replace(order.order_id, price="64100"))
     outcome = book.command(kill_switch(True, "ops"))
     assert [(v.request, v.order_id) for v in outcome.venue] == [("cancel", order.order_id)]
+    assert book.order(order.order_id).status is OrdStatus.PENDING_CANCEL
+
+
+@pytest.mark.parametrize("answer", ["REPLACED", "REPLACE_REJECTED"])
+def test_kill_switch_during_replace_ends_canceled_with_funds_released(answer):
+    book = Book()
+    order = book.place(quantity="1", price="64000")
+    book.command(replace(order.order_id, quantity="2", price="64000"))
+    book.command(kill_switch(True, "ops"))
+    book.venue(order.order_id, answer)
+    assert book.order(order.order_id).status is OrdStatus.PENDING_CANCEL
+    book.venue(order.order_id, "CANCELED")
+    assert book.order(order.order_id).status is OrdStatus.CANCELED
+    assert book.balance("USD")[1] == 0
+    assert book.account.open_orders == ()
+
+
+def test_client_cancel_of_order_pending_replace_is_rejected_already_pending():
+    book = Book()
+    order = book.place()
+    book.command(replace(order.order_id, price="64100"))
+    report = book.command(cancel(order.order_id)).reports[0]
+    assert report.exec_type is ExecType.CANCEL_REJECTED and report.reason.startswith("ALREADY_PENDING")
 
 
 # -- determinism and replay --------------------------------------------------------------
