@@ -54,12 +54,28 @@ async def oms(stream):
                         message.key, message.value)
         for send in sends:
             if EXACTLY_ONCE:
-                # Inside the transaction (Faust's send_soon would bypass it).
-                await send.topic.send(key=send.key, value=send.value, partition=send.partition)
+                await _send_in_transaction(send, message.topic, message.partition)
             else:
                 # Through the producer buffer, behind this event's table changelog writes, so an
                 # output is never in Kafka while the state change that caused it is not.
                 send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
+
+
+async def _send_in_transaction(send: Send, source_topic: str, source_partition: int) -> None:
+    """Send in the transaction that commits the source message's offset (exactly_once).
+
+    Faust picks a transaction by the destination partition: a venue request (keyed by symbol)
+    then committed with another partition's offsets, and after a kill the venue could answer
+    an order whose own transaction was aborted. Here every output of an event commits or
+    aborts together with the event's offset and its changelog writes (same partition).
+    """
+    group = app.assignor.group_for_topic(source_topic)
+    transactional_id = f"{app.conf.id}-{group}-{source_partition}"
+    partition = send.partition
+    if partition is None:
+        partition = partition_for(send.key) if send.key is not None else source_partition
+    await app.producer.send(send.topic.get_topic_name(), send.key, send.value, partition, None, None,
+                            transactional_id=transactional_id)
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:

@@ -106,16 +106,7 @@ async def run_flow(cluster: Cluster, kill_after: float) -> dict[str, list[tuple[
     return fills
 
 
-EXACTLY_ONCE_KNOWN_GAP = pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN ISSUE (open): under exactly_once Faust commits one transaction per destination "
-           "partition, so the venue request can commit while the OMS's own (changelog + offsets) aborts at "
-           "the kill; the venue's ack and fill then arrive before the replayed submit and are dead-lettered "
-           "as UNKNOWN_ORDER, leaving the order PENDING_NEW. Fix planned: park reports for unknown orders. "
-           "Runs in CI; passes about half the runs.")
-
-
-@pytest.mark.parametrize("guarantee", ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_KNOWN_GAP)])
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(kafka_bootstrap, tmp_path, guarantee):
     cluster = Cluster(kafka_bootstrap, tmp_path, f"kill-{guarantee[:5]}-{uuid.uuid4().hex[:6]}", guarantee=guarantee)
     cluster.start_worker()
