@@ -16,11 +16,13 @@ from atlas.app import EXACTLY_ONCE, app
 from atlas.commands import COMMAND, SubmitOrder
 from atlas.events import DeadLetter, ExecType, VenueReport
 from atlas.partitioning import partition_for
-from atlas.oms import apply_command, apply_venue_report, new_account, orders_needed, unknown_order_report
+from atlas.oms import (
+    apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
+)
 from atlas.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
-from atlas.tables.oms import load_account, load_order, save
+from atlas.tables.oms import forget_cached, iter_orders, load_account, load_order, save
 from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
 from atlas.values import order_id_for
 
@@ -33,9 +35,15 @@ COMMANDS_TOPIC = settings.topic("commands")
 _touched: set[str] = set()
 
 
+@app.on_partitions_revoked.connect
+async def _partitions_revoked(sender, revoked, **kwargs) -> None:
+    forget_cached()
+
+
 @app.on_rebalance_complete.connect
 async def _new_assignment(sender, **kwargs) -> None:
     _touched.clear()
+    forget_cached()
 
 
 class Send(NamedTuple):
@@ -92,7 +100,7 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         # partition rather than apply it where that account's state does not live.
         log.warning("re-keying %s message at %s/%s to account %s", topic, partition, offset, account_id)
         return [Send(commands if is_command else venue_reports, wanted_key, value, partition_for(wanted_key))]
-    account = load_account(account_id)
+    account = load_account(account_id, cached=True)
     if account is None:
         config = directory().get(account_id)
         if config is None:
@@ -101,7 +109,10 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     fresh = account_id not in _touched
     if fresh:
         account = account.new_epoch()
-    orders = {oid: load_order(account, oid) for oid in orders_needed(account, event)}
+    if needs_open_orders(event):
+        orders = {o.order_id: o for o in iter_orders(account_id) if o.is_open}
+    else:
+        orders = {oid: load_order(account, oid, cached=True) for oid in orders_needed(event)}
     market = current_market(instruments())
     if is_command:
         outcome = apply_command(account, orders, event, market, ts)

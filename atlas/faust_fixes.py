@@ -1,10 +1,11 @@
-"""Corrections to faust-streaming 0.15.3 that ATLAS's guarantees depend on.
+"""Corrections to faust-streaming 0.15.3 that ATLAS's guarantees depend on, and one shortcut on its hot path.
 
 Imported by `atlas.app` before the app is created.
 """
 from __future__ import annotations
 
 from faust.transport.consumer import Consumer, TransactionManager
+from faust.topics import Topic
 from faust.transport.producer import ProducerBuffer
 
 _send_pending = ProducerBuffer._send_pending
@@ -73,3 +74,21 @@ async def _perform_seek_with_flow_stopped(self: Consumer) -> None:
 
 Consumer.perform_seek = _perform_seek_with_flow_stopped
 TransactionManager.commit = _commit_transaction_after_flush
+
+
+_get_producer = Topic._get_producer
+
+
+async def _get_started_producer(self: Topic):
+    """Skip `App.maybe_start_producer` (a stampede-guarded coroutine) once the producer runs.
+
+    Not a correction but a cost: it ran for every message sent, about a tenth of the
+    producer path's time in a profile of the `oms` agent.
+    """
+    app = self.app
+    if not app.in_transaction and app.producer.started:
+        return app.producer
+    return await _get_producer(self)
+
+
+Topic._get_producer = _get_started_producer

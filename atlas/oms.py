@@ -65,15 +65,18 @@ def new_account(config: AccountConfig, default_limits: Limits) -> AccountState:
     )
 
 
-def orders_needed(account: AccountState, event: Command | VenueReport) -> tuple[str, ...]:
+def orders_needed(event: Command | VenueReport) -> tuple[str, ...]:
     """Ids of the orders an event reads, for the agent to load before calling the core."""
     if isinstance(event, SubmitOrder):
         return (order_id_for(event.account_id, event.client_order_id),)
     if isinstance(event, (CancelOrder, ReplaceOrder, VenueReport)):
         return (event.order_id,)
-    if isinstance(event, SetAccountKillSwitch) and event.engaged:
-        return account.open_orders
     return ()
+
+
+def needs_open_orders(event: Command | VenueReport) -> bool:
+    """True when the event reads every open order of the account (engaging its kill switch)."""
+    return isinstance(event, SetAccountKillSwitch) and event.engaged
 
 
 def terms_digest(cmd: SubmitOrder) -> str:
@@ -163,7 +166,7 @@ def _settle_reservation(account: AccountState, order: Order) -> tuple[AccountSta
 
 
 def _track_open(account: AccountState, before: Order | None, after: Order, base: str) -> AccountState:
-    """Keep the open-order list and the open-buy quantity (of asset `base`) in step with an order's change."""
+    """Keep the open-order count and the open-buy quantity (of asset `base`) in step with an order's change."""
     updates: dict = {}
     if after.side is Side.BUY:
         old_leaves = before.leaves_quantity if before else ZERO
@@ -173,9 +176,9 @@ def _track_open(account: AccountState, before: Order | None, after: Order, base:
             updates["open_buys"] = {**account.open_buys, base: left}
     was_open = before is not None and before.is_open
     if after.is_open and not was_open:
-        updates["open_orders"] = account.open_orders + (after.order_id,)
+        updates["open_count"] = account.open_count + 1
     elif was_open and not after.is_open:
-        updates["open_orders"] = tuple(o for o in account.open_orders if o != after.order_id)
+        updates["open_count"] = account.open_count - 1
     return account.model_copy(update=updates) if updates else account
 
 
@@ -377,10 +380,10 @@ def _kill_switch(step: _Step, orders: Mapping[str, Order], cmd: SetAccountKillSw
     step.account = step.account.model_copy(update={"killed": cmd.engaged, "kill_reason": cmd.reason})
     if not cmd.engaged:
         return step.done()
-    for order_id in step.account.open_orders:
-        order = orders.get(order_id)
+    # In submission order, so the venue sees the cancels in a stable order.
+    for order in sorted(orders.values(), key=lambda o: (o.created_at, o.order_id)):
         # Unlike a client's cancel, this one also covers an order whose replace is pending.
-        if order is None or not allows(order.status, LifecycleEvent.REQUEST_CANCEL):
+        if not allows(order.status, LifecycleEvent.REQUEST_CANCEL):
             continue
         status = next_status(order.status, LifecycleEvent.REQUEST_CANCEL, filled=order.filled_quantity,
                              quantity=order.quantity)

@@ -170,7 +170,7 @@ def check_order(order: SubmitOrder, account: AccountState, market: Market) -> Re
     notional = order.quantity * (order.price if order.price is not None else reference)
     if notional > limits.max_order_notional:
         return Reject(RejectCode.MAX_ORDER_NOTIONAL, f"notional {notional} exceeds the limit {limits.max_order_notional}")
-    if len(account.open_orders) >= limits.max_open_orders:
+    if account.open_count >= limits.max_open_orders:
         return Reject(RejectCode.MAX_OPEN_ORDERS, f"{limits.max_open_orders} orders are open already")
     if order.side is Side.BUY:
         cap = limits.max_position.get(instrument.base)

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     commit_interval: float = Field(2.8, gt=0, description="Seconds between offset commits (Faust broker_commit_interval)")
     session_timeout: float = Field(10.0, ge=6.0, description="Consumer-group session timeout: how soon a dead worker's partitions move")
-    producer_linger_ms: int = Field(0, ge=0, description="Producer linger: 0 favours latency")
+    producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
 
     @property

@@ -128,7 +128,9 @@ class AccountState(BaseModel):
     recent_commands: tuple[str, ...] = ()
     killed: bool = False
     kill_reason: str = ""
-    open_orders: tuple[str, ...] = ()
+    # Number of open orders (the orders themselves are found by a prefix scan when needed, so
+    # the account's stored value stays the same size however many orders are open).
+    open_count: int = 0
     # Leaves quantity of open buys per base asset, for the position limit.
     open_buys: dict[str, Dec] = Field(default_factory=dict)
     throttle_tokens: int = 0  # thousandths of an order

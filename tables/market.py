@@ -6,7 +6,7 @@ Keys: `ref/<symbol>` -> mid price string, `halt/<symbol>` -> bool, `kill` -> {en
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Iterator, Mapping
+from cachetools import TTLCache
 
 from atlas.app import app
 from atlas.instruments import Instrument
@@ -19,35 +19,29 @@ market_state = app.GlobalTable(
 )
 
 
-class _Prices(Mapping[str, Decimal]):
-    """Reference prices read straight from the table (no copy per event)."""
-
-    def __getitem__(self, symbol: str) -> Decimal:
-        value = market_state.get(f"ref/{symbol}")
-        if value is None:
-            raise KeyError(symbol)
-        return Decimal(value)
-
-    def get(self, symbol, default=None):
-        try:
-            return self[symbol]
-        except KeyError:
-            return default
-
-    def __iter__(self) -> Iterator[str]:
-        return (k.decode()[4:] for k in market_state.keys() if k.startswith(b"ref/"))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-class _Halts:
-    def __contains__(self, symbol: object) -> bool:
-        return bool(market_state.get(f"halt/{symbol}"))
+# The OMS reads the market on every event; a snapshot a few milliseconds old is as good as the
+# table itself, which every worker holds eventually consistent anyway.
+SNAPSHOT_TTL_S = 0.01
+_snapshots: TTLCache[str, Market] = TTLCache(maxsize=1, ttl=SNAPSHOT_TTL_S)
 
 
 def current_market(instruments: dict[str, Instrument]) -> Market:
-    """A `Market` view over the table for the pure core."""
+    """The market as the pure core sees it: reference prices, halts and the global kill switch."""
+    market = _snapshots.get("market")
+    if market is None or market.instruments is not instruments:
+        market = _snapshots["market"] = _read_market(instruments)
+    return market
+
+
+def _read_market(instruments: dict[str, Instrument]) -> Market:
+    prices: dict[str, Decimal] = {}
+    halted: set[str] = set()
+    for raw_key, value in list(market_state.items()):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        if key.startswith("ref/") and value is not None:
+            prices[key[4:]] = Decimal(value)
+        elif key.startswith("halt/") and value:
+            halted.add(key[5:])
     kill = market_state.get("kill") or {}
-    return Market(instruments=instruments, reference_prices=_Prices(), halted=_Halts(),
+    return Market(instruments=instruments, reference_prices=prices, halted=frozenset(halted),
                   global_kill=bool(kill.get("engaged")))

@@ -10,11 +10,16 @@ whatever prefix of it survives a crash is a consistent cut, provided each event 
 its orders first and the account (which advances `seq`) last. A stored order version
 whose (seq, epoch) is not in the account's history belongs to an event the account never
 recorded: readers take its `prev` then, and the event is applied again when it is read.
+
+The agent reads through a cache of decoded values (most events touch an account read a
+moment ago). It is written through on every save and emptied whenever partitions move,
+since recovery writes to the store behind its back.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
+from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict
 
 from atlas.app import app
@@ -23,6 +28,16 @@ from atlas.state import AccountState, Order
 
 oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
                       partitions=settings.partitions)
+
+
+_accounts: LRUCache[str, AccountState] = LRUCache(maxsize=10_000)
+_orders: LRUCache[str, Order] = LRUCache(maxsize=20_000)
+
+
+def forget_cached() -> None:
+    """Drop every cached value (call when partitions are revoked or assigned)."""
+    _accounts.clear()
+    _orders.clear()
 
 
 class StoredOrder(BaseModel):
@@ -44,16 +59,28 @@ def order_key(account_id: str, order_id: str) -> str:
     return f"o/{account_id}/{order_id}"
 
 
-def load_account(account_id: str) -> AccountState | None:
-    """The account's stored state, or None before its first event."""
-    raw = oms_table.get(account_key(account_id))
-    return None if raw is None else AccountState.model_validate_json(raw)
+def load_account(account_id: str, *, cached: bool = False) -> AccountState | None:
+    """The account's stored state, or None before its first event (`cached`: for the agent only)."""
+    key = account_key(account_id)
+    if cached and (hit := _accounts.get(key)) is not None:
+        return hit
+    raw = oms_table.get(key)
+    account = None if raw is None else AccountState.model_validate_json(raw)
+    if cached and account is not None:
+        _accounts[key] = account
+    return account
 
 
-def load_order(account: AccountState, order_id: str) -> Order | None:
-    """The order as the account's history has it."""
-    raw = oms_table.get(order_key(account.account_id, order_id))
-    return None if raw is None else _version(StoredOrder.model_validate_json(raw), account)
+def load_order(account: AccountState, order_id: str, *, cached: bool = False) -> Order | None:
+    """The order as the account's history has it (`cached`: for the agent only)."""
+    key = order_key(account.account_id, order_id)
+    if cached and (hit := _orders.get(key)) is not None:
+        return hit
+    raw = oms_table.get(key)
+    order = None if raw is None else _version(StoredOrder.model_validate_json(raw), account)
+    if cached and order is not None:
+        _orders[key] = order
+    return order
 
 
 def _version(stored: StoredOrder, account: AccountState) -> Order | None:
@@ -64,8 +91,12 @@ def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, O
     """Write an event's orders, then its account (the account write is what marks the event applied)."""
     for order in orders:
         stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order, prev=previous.get(order.order_id))
-        oms_table[order_key(account.account_id, order.order_id)] = stored.model_dump_json().encode()
-    oms_table[account_key(account.account_id)] = account.model_dump_json().encode()
+        key = order_key(account.account_id, order.order_id)
+        oms_table[key] = stored.model_dump_json().encode()
+        _orders[key] = order
+    key = account_key(account.account_id)
+    oms_table[key] = account.model_dump_json().encode()
+    _accounts[key] = account
 
 
 def iter_orders(account_id: str) -> Iterator[Order]:

@@ -16,7 +16,9 @@ from atlas.accounts import AccountConfig, Limits
 from atlas.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.events import VenueReport, VenueReportKind
 from atlas.instruments import Instrument, load_instruments
-from atlas.oms import Command, Outcome, apply_command, apply_venue_report, new_account, orders_needed
+from atlas.oms import (
+    Command, Outcome, apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed,
+)
 from atlas.risk import Market
 from atlas.state import AccountState, Order
 from atlas.values import ZERO, OrderType, Side, order_id_for
@@ -140,7 +142,7 @@ def venue_report(order_id: str, kind: VenueReportKind | str, **kw: Any) -> Venue
 class Book:
     """One account and its orders, driven through the pure core the way the `oms` agent drives it.
 
-    Each step loads the orders the event names (`orders_needed`), applies the event, stores
+    Each step loads the orders the event names (`orders_needed`, or every open one), applies the event, stores
     the returned account and merges `Outcome.orders`; then it checks `assert_invariants`.
     """
 
@@ -153,7 +155,9 @@ class Book:
         self.check = check
 
     def _load(self, event: Command | VenueReport) -> dict[str, Order | None]:
-        return {oid: self.orders.get(oid) for oid in orders_needed(self.account, event)}
+        if needs_open_orders(event):
+            return {oid: o for oid, o in self.orders.items() if o.is_open}
+        return {oid: self.orders.get(oid) for oid in orders_needed(event)}
 
     def _store(self, outcome: Outcome) -> Outcome:
         self.account = outcome.account
@@ -254,9 +258,8 @@ def assert_invariants(account_state: AccountState, orders: Mapping[str, Order]) 
     net = {asset: qty for asset, qty in account_state.net_fills.items() if qty != 0}
     assert net == {asset: qty for asset, qty in fills.items() if qty != 0}, f"net_fills {net} != order fills {fills}"
 
-    assert len(account_state.open_orders) == len(set(account_state.open_orders)), "open_orders has duplicates"
-    assert set(account_state.open_orders) == {o.order_id for o in open_orders}, (
-        f"open_orders {sorted(account_state.open_orders)} != {sorted(o.order_id for o in open_orders)}")
+    assert account_state.open_count == len(open_orders), (
+        f"open_count {account_state.open_count} != {len(open_orders)} open orders")
 
     buys: dict[str, Decimal] = {}
     for o in open_orders:

@@ -179,7 +179,7 @@ def test_any_sequence_of_commands_and_reports_keeps_invariants_and_frees_everyth
             outcome = book.venue(order.order_id, VenueReportKind.CANCELED)
             assert outcome.dead_letter is None, outcome.dead_letter
 
-    assert book.account.open_orders == ()
+    assert book.account.open_count == 0
     assert {asset: bal.reserved for asset, bal in book.account.balances.items() if bal.reserved} == {}
     assert {asset: qty for asset, qty in book.account.open_buys.items() if qty} == {}
     for order in book.orders.values():

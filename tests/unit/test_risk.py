@@ -135,9 +135,9 @@ def test_check_order_market_order_notional_uses_the_reference_price():
 
 
 def test_check_order_at_max_open_orders_rejects_max_open_orders():
-    full = account(limits=limits(max_open_orders=2)).model_copy(update={"open_orders": ("O1", "O2")})
+    full = account(limits=limits(max_open_orders=2)).model_copy(update={"open_count": 2})
     assert code_of(submit(), full) is RejectCode.MAX_OPEN_ORDERS
-    assert code_of(submit(), full.model_copy(update={"open_orders": ("O1",)})) is None
+    assert code_of(submit(), full.model_copy(update={"open_count": 1})) is None
 
 
 def test_check_order_buy_beyond_max_position_rejects_position_limit():
