@@ -6,6 +6,7 @@ Keys: `ref/<symbol>` -> mid price string, `halt/<symbol>` -> bool, `kill` -> {en
 from __future__ import annotations
 
 from decimal import Decimal
+
 from cachetools import TTLCache
 
 from atlas.app import app
@@ -13,10 +14,9 @@ from atlas.instruments import Instrument
 from atlas.risk import Market
 from atlas.settings import settings
 
-market_state = app.GlobalTable(
-    "market-state", default=None, key_type=bytes,
-    partitions=settings.partitions, store="memory://",
-)
+# In RocksDB like the other tables. (It used to say store="memory://", which Faust silently
+# ignored: yarl's URL("memory://") is falsy, so the app's rocksdb:// store was used anyway.)
+market_state = app.GlobalTable("market-state", default=None, key_type=bytes, partitions=settings.partitions)
 
 
 # The OMS reads the market on every event; a snapshot a few milliseconds old is as good as the
@@ -34,14 +34,12 @@ def current_market(instruments: dict[str, Instrument]) -> Market:
 
 
 def _read_market(instruments: dict[str, Instrument]) -> Market:
+    # Key by key: iterating the table would count and scan its store.
     prices: dict[str, Decimal] = {}
-    halted: set[str] = set()
-    for raw_key, value in list(market_state.items()):
-        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-        if key.startswith("ref/") and value is not None:
-            prices[key[4:]] = Decimal(value)
-        elif key.startswith("halt/") and value:
-            halted.add(key[5:])
+    for symbol in instruments:
+        value = market_state.get(f"ref/{symbol}")
+        if value is not None:
+            prices[symbol] = Decimal(value)
+    halted = frozenset(symbol for symbol in instruments if market_state.get(f"halt/{symbol}"))
     kill = market_state.get("kill") or {}
-    return Market(instruments=instruments, reference_prices=prices, halted=frozenset(halted),
-                  global_kill=bool(kill.get("engaged")))
+    return Market(instruments=instruments, reference_prices=prices, halted=halted, global_kill=bool(kill.get("engaged")))
