@@ -165,16 +165,16 @@ def observations(res: Results) -> list[str]:
                        f"({_f(r.bytes_per_order, 0)} bytes in all, {_f(r.records[changelog[0]] / r.answered, 1)} "
                        f"changelog records per order averaging "
                        f"{_f(r.record_bytes[changelog[0]] / max(1, r.records[changelog[0]]), 0)} bytes).")
-        if "exactly_once" in r.label and changelog and r.markers(changelog[0]) > 0 and outputs \
-                and all(r.markers(t) == 0 for t in outputs):
-            out.append(f"{r.label}: only the changelog was written in transactions ({r.markers(changelog[0])} "
-                       f"transaction markers in `{changelog[0]}`, none in `.executions` or `.venue.orders`). "
-                       "The reports and venue requests the `oms` agent sends with `Topic.send_soon` go out through "
-                       "Faust's non-transactional producer (faust-streaming 0.15.3 `Topic.publish_message` passes "
-                       "no transactional id), so a read_committed consumer sees them before the transaction that "
-                       "holds the state change commits, and they are not rolled back with it. That is also why "
-                       "exactly_once latency here is close to at_least_once's rather than bound by the commit "
-                       "interval.")
+        if "exactly_once" in r.label and changelog and outputs:
+            if all(r.markers(t) > 0 for t in changelog + outputs):
+                out.append(f"{r.label}: the changelog and the outputs were written in the same transactions "
+                           f"({r.markers(changelog[0])} transaction markers in `{changelog[0]}`, "
+                           f"{r.markers(outputs[0])} in `{outputs[0]}`), so a read_committed consumer sees an "
+                           "order's first report only once the transaction holding it commits: exactly_once "
+                           "latency is bound by the commit interval and by how fast the broker ends transactions.")
+            else:
+                out.append(f"{r.label}: some outputs were written outside transactions (transaction markers: "
+                           + ", ".join(f"`{t}` {r.markers(t)}" for t in changelog + outputs) + ").")
     return out
 
 
@@ -203,9 +203,8 @@ HOW_TO_READ = """\
   The *CPU-bound ceiling* is 1000 / CPU-s per 1,000 orders: what the target would drain with a core to itself,
   if CPU is its limit. It moves less with the machine's load than orders/s does.
 - Nothing plays the venue here: `<prefix>.venue.orders` is not consumed, so every bench order stays open
-  (PENDING_NEW) and open orders pile up on each account. Every order rewrites its account's state, which lists
-  the account's open orders, so changelog bytes per order grow with the backlog (compare runs of different
-  `--saturation` sizes, not only their ratios).
+  (PENDING_NEW) and open orders pile up on each account. The account's stored state counts its open orders
+  rather than listing them, so changelog bytes per order do not grow with the backlog.
 - CPU columns are in % of one core over the run (latency) or the drain window (saturation). *CPU-wait* is the
   time the target's threads were runnable but waiting for a CPU (/proc schedstat), *others* is machine CPU used
   by processes outside this benchmark: both high means the target was starved by other tenants, not slow.

@@ -175,7 +175,9 @@ class CpuMeter:
         out = {name: (None if before.get(name) is None or after[name] is None else after[name] - before[name])
                for name in after}
         mine = [out.get(name) for name in out if not name.endswith(" wait") and name != "machine"]
-        out["others"] = None if out.get("machine") is None else out["machine"] - sum(v for v in mine if v)
+        # Machine-wide and per-process counters are sampled apart and do not add up exactly: a
+        # difference below zero means "nothing measurable", not negative use.
+        out["others"] = None if out.get("machine") is None else max(0.0, out["machine"] - sum(v for v in mine if v))
         return out
 
 
