@@ -30,8 +30,10 @@ oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
                       partitions=settings.partitions)
 
 
-_accounts: LRUCache[str, AccountState] = LRUCache(maxsize=10_000)
-_orders: LRUCache[str, Order] = LRUCache(maxsize=20_000)
+# Small on purpose: every cached object is one more for the garbage collector's full passes,
+# whose pauses show in the latency tail. Orders are read again mostly within seconds (acks, fills).
+_accounts: LRUCache[str, AccountState] = LRUCache(maxsize=4_096)
+_orders: LRUCache[str, Order] = LRUCache(maxsize=2_048)
 
 
 def forget_cached() -> None:
