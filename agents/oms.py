@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from atlas.app import EXACTLY_ONCE, app
+from atlas.agents.outputs import Send, emit
+from atlas.app import app
 from atlas.commands import COMMAND, SubmitOrder
 from atlas.events import DeadLetter, ExecType, VenueReport
 from atlas.partitioning import partition_for
@@ -46,13 +46,6 @@ async def _new_assignment(sender, **kwargs) -> None:
     forget_cached()
 
 
-class Send(NamedTuple):
-    topic: Any
-    key: bytes | None
-    value: bytes
-    partition: int | None = None
-
-
 @app.agent(oms_input, concurrency=1)
 async def oms(stream):
     """Apply each command or venue report to its account, then send what it caused."""
@@ -60,30 +53,7 @@ async def oms(stream):
         message = event.message
         sends = process(message.topic, message.partition, message.offset, int(message.timestamp * 1000),
                         message.key, message.value)
-        for send in sends:
-            if EXACTLY_ONCE:
-                await _send_in_transaction(send, message.topic, message.partition)
-            else:
-                # Through the producer buffer, behind this event's table changelog writes, so an
-                # output is never in Kafka while the state change that caused it is not.
-                send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
-
-
-async def _send_in_transaction(send: Send, source_topic: str, source_partition: int) -> None:
-    """Send in the transaction that commits the source message's offset (exactly_once).
-
-    Faust picks a transaction by the destination partition: a venue request (keyed by symbol)
-    then committed with another partition's offsets, and after a kill the venue could answer
-    an order whose own transaction was aborted. Here every output of an event commits or
-    aborts together with the event's offset and its changelog writes (same partition).
-    """
-    group = app.assignor.group_for_topic(source_topic)
-    transactional_id = f"{app.conf.id}-{group}-{source_partition}"
-    partition = send.partition
-    if partition is None:
-        partition = partition_for(send.key) if send.key is not None else source_partition
-    await app.producer.send(send.topic.get_topic_name(), send.key, send.value, partition, None, None,
-                            transactional_id=transactional_id)
+        await emit(sends, message.topic, message.partition)
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:

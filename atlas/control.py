@@ -35,6 +35,7 @@ class VenueControl(BaseModel):
     volatility: Dec | None = None
     spread_bps: Dec | None = None
     liquidity: Dec | None = None
+    levels: int | None = Field(None, ge=0, le=50)
     tick_interval_ms: int | None = Field(None, ge=10)
     ts: int = 0
 

@@ -89,11 +89,18 @@ def walk_through() -> None:
         "quantity": "50", "price": "64000.00"})
     show("bad input", "POST", "/api/v1/orders", {"client_order_id": "x", "symbol": "DOGE-USD", "side": "BUY",
                                                  "type": "LIMIT", "quantity": "1", "price": "1"})
+    show("replace", "PATCH", f"/api/v1/orders/{order_id}", {"price": "64100.00"})
+    time.sleep(1.0)
     show("cancel", "DELETE", f"/api/v1/orders/{order_id}")
-    time.sleep(0.5)
+    time.sleep(1.0)
     show("executions", "GET", f"/api/v1/orders/{order_id}/executions")
-    print("\nThe order waits for the venue (the next issue) to acknowledge and fill it; its cancel is"
-          " PENDING_CANCEL until the venue answers.")
+    marketable = show("marketable buy", "POST", "/api/v1/orders", {
+        "client_order_id": f"{client_order_id}-lift", "symbol": "BTC-USD", "side": "BUY", "type": "LIMIT",
+        "quantity": "0.01", "price": "66000.00", "time_in_force": "IOC"})
+    time.sleep(1.0)
+    show("its executions", "GET", f"/api/v1/orders/{marketable['order_id']}/executions")
+    print("\nThe venue in the worker acknowledged the resting order, replaced and cancelled it, and filled the"
+          " marketable one against its market maker (the trades are on atlas.marketdata).")
     print(f"Try it yourself: curl -s -H 'X-API-Key: alice-demo-key' {BASE}/api/v1/orders | python3 -m json.tool")
     print("Stop everything with: make demo-down")
 

@@ -1,6 +1,7 @@
 """Events: what the OMS and the venue tell each other and the world.
 
-- `atlas.venue.orders` (key = symbol): `VenueRequest`s from the OMS.
+- `atlas.venue.orders` (key = symbol): `VenueRequest`s from the OMS, and the venue's own
+  `VenueTick`s and `VenueParamsChange`s, so one symbol's whole input is one ordered log.
 - `atlas.venue.reports` (key = account_id): `VenueReport`s from the venue.
 - `atlas.executions` (key = account_id): `ExecutionReport`s, FIX ExecType / OrdStatus.
 - `atlas.deadletter` (key = source key): `DeadLetter`s for input that failed validation.
@@ -8,9 +9,9 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from atlas.values import Dec, OrderType, Side, TimeInForce
 
@@ -97,6 +98,36 @@ class VenueRequest(BaseModel):
     # A market order may not trade beyond this price (the OMS reserved funds at it).
     limit_guard: Dec | None = None
     ts: int
+
+
+class VenueTick(BaseModel):
+    """A heartbeat of the synthetic market: the mid moves and the maker re-quotes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: Literal["tick"]
+    symbol: str
+    ts: int
+
+
+class VenueParamsChange(BaseModel):
+    """New market parameters for one symbol, copied in from `atlas.venue.control`; left-out fields stay."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: Literal["params"]
+    symbol: str
+    halted: bool | None = None
+    volatility: Dec | None = None
+    spread_bps: Dec | None = None
+    liquidity: Dec | None = None
+    levels: int | None = Field(None, ge=0, le=50)
+    tick_interval_ms: int | None = Field(None, ge=10)
+    ts: int = 0
+
+
+VenueInput = Annotated[Union[VenueRequest, VenueTick, VenueParamsChange], Field(discriminator="request")]
+VENUE_INPUT = TypeAdapter(VenueInput)
 
 
 class VenueReportKind(str, enum.Enum):

@@ -178,6 +178,12 @@ class Book:
             for level in side.values():
                 yield from level.live()
 
+    def restore(self, orders: list[Resting], seq: int) -> None:
+        """Put back orders saved from `resting()` (in that order, which is their priority)."""
+        for order in orders:
+            self._rest(order)
+        self.seq = seq
+
     # -- commands --------------------------------------------------------------------
 
     def submit(self, order_id: str, account_id: str, side: Side, order_type: OrderType,

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     session_timeout: float = Field(10.0, ge=6.0, description="Consumer-group session timeout: how soon a dead worker's partitions move")
     producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
+    venue_enabled: bool = Field(True, description="Run the simulated venue in this worker (off: something else answers "
+                                                  "atlas.venue.orders, as the OMS tests that play the venue do)")
+    venue_seed: int = Field(7, description="Seed of the synthetic market's random walk")
 
     @property
     def commit_seconds(self) -> float:

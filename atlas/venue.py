@@ -16,7 +16,7 @@ from atlas.events import VenueReport, VenueReportKind, VenueRequest
 from atlas.instruments import Instrument
 from atlas.market_maker import MarketParams, next_mid, quotes
 from atlas.matching import (
-    Accepted, Book, Canceled, CancelRejected, Event, Expired, Rejected, Replaced, ReplaceRejected, Trade,
+    Accepted, Book, Canceled, CancelRejected, Event, Expired, Rejected, Replaced, ReplaceRejected, Resting, Trade,
 )
 from atlas.values import OrderType, Side, TimeInForce
 
@@ -139,6 +139,34 @@ class SymbolVenue:
                 self.maker_orders.append(order_id)
             self._translate(out, events, f"{cause}/{n}", ts)
         return out
+
+    # -- saving and restoring ---------------------------------------------------------------
+
+    def to_state(self) -> dict:
+        """Everything needed to resume exactly here, as JSON-ready values."""
+        p = self.params
+        return {
+            "symbol": self.instrument.symbol, "seed": self.seed, "mid": self.mid, "tick": self.tick_no, "day": self.day,
+            "params": {"volatility": str(p.volatility), "spread_bps": str(p.spread_bps), "liquidity": p.liquidity,
+                       "levels": p.levels, "tick_interval_ms": p.tick_interval_ms, "halted": p.halted},
+            "maker_orders": self.maker_orders, "book_seq": self.book.seq,
+            "book": [[o.order_id, o.account_id, o.side.value, o.price, o.quantity, o.filled, o.time_in_force.value,
+                      o.seq] for o in self.book.resting()],
+        }
+
+    @classmethod
+    def from_state(cls, instrument: Instrument, state: dict) -> "SymbolVenue":
+        """The venue `to_state` saved."""
+        raw = state["params"]
+        params = MarketParams(volatility=Decimal(raw["volatility"]), spread_bps=Decimal(raw["spread_bps"]),
+                              liquidity=raw["liquidity"], levels=raw["levels"],
+                              tick_interval_ms=raw["tick_interval_ms"], halted=raw["halted"])
+        venue = cls(instrument, params, state["seed"])
+        venue.mid, venue.tick_no, venue.day = state["mid"], state["tick"], state["day"]
+        venue.maker_orders = list(state["maker_orders"])
+        venue.book.restore([Resting(oid, acct, Side(side), price, qty, filled, TimeInForce(tif), seq)
+                            for oid, acct, side, price, qty, filled, tif, seq in state["book"]], state["book_seq"])
+        return venue
 
     def set_params(self, params: MarketParams) -> None:
         """New parameters, live from the control center; they show from the next tick."""

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from atlas.app import app
 from atlas.settings import settings
 from atlas.state import AccountState, Order
+from atlas.tables.scan import scan_prefix
 
 oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
                       partitions=settings.partitions)
@@ -107,22 +108,7 @@ def iter_orders(account_id: str) -> Iterator[Order]:
     if account is None:
         return
     prefix = order_key(account_id, "").encode()
-    for raw in _scan_prefix(prefix):
+    for _, raw in scan_prefix(oms_table, prefix):
         order = _version(StoredOrder.model_validate_json(raw), account)
         if order is not None:
             yield order
-
-
-def _scan_prefix(prefix: bytes) -> Iterator[bytes]:
-    store = oms_table.data
-    dbs = getattr(store, "_dbs", None)
-    if dbs is None:  # the memory store of unit tests
-        for key, value in list(oms_table.items()):
-            if bytes(key).startswith(prefix):
-                yield value
-        return
-    for db in list(dbs.values()):
-        for key, value in db.items(from_key=prefix):
-            if not key.startswith(prefix):
-                break
-            yield value

@@ -46,6 +46,8 @@ class Cluster:
     root: Path
     app_id: str
     guarantee: str = "at_least_once"
+    # Off for the tests that play the venue themselves on `venue.orders`.
+    venue: bool = False
 
     def __post_init__(self) -> None:
         self.accounts_file = self.root / "accounts.json"
@@ -57,7 +59,7 @@ class Cluster:
             "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
             "ATLAS_DATA_DIR": str(self.root / name), "ATLAS_WEB_PORT": str(port),
             "ATLAS_PROCESSING_GUARANTEE": self.guarantee, "ATLAS_ACCOUNTS_FILE": str(self.accounts_file),
-            "ATLAS_COMMIT_INTERVAL": "0.5",
+            "ATLAS_COMMIT_INTERVAL": "0.5", "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
         }
 
     def start_worker(self, name: str | None = None, port: int | None = None) -> WorkerProcess:

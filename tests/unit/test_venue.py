@@ -1,6 +1,7 @@
 """One symbol's venue: requests in decimals become engine calls, engine events become the OMS's reports."""
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -155,3 +156,19 @@ def test_oms_order_filled_by_the_maker_settles_exact_balances():
     assert oms.balance("USD") == (D("100000") - cost, 0) and oms.balance("BTC") == (D("0.015"), 0)
     last = order.executions[-1]
     assert (last.cum_qty, last.leaves_qty) == (D("0.015"), 0)
+
+
+def test_a_venue_restored_from_its_state_carries_on_exactly_as_the_original():
+    params = MarketParams(volatility=Decimal("0.002"), spread_bps=Decimal(4), liquidity=50, levels=5)
+    original = venue(params, 3)
+    for n in range(10):
+        original.tick(T0 + 250 * n)
+        original.handle(request(f"r{n}", side=Side.BUY if n % 2 else Side.SELL, price="64990.00" if n % 2 else
+                                "65010.00", quantity="0.0020"))
+    restored = SymbolVenue.from_state(BTC, json.loads(json.dumps(original.to_state())))
+    assert restored.to_state() == original.to_state()
+    for n in range(10, 30):
+        step = [v.tick(T0 + 250 * n).reports + v.handle(request(f"r{n}", price="65020.00", quantity="0.0150")).reports
+                for v in (original, restored)]
+        assert step[0] == step[1]
+    assert_book_invariants(restored.book)

@@ -1,0 +1,40 @@
+"""How an agent sends what one input message caused.
+
+Under at_least_once the sends go through Faust's producer buffer, behind the event's table
+changelog writes, so an output is never in Kafka while the state change that caused it is
+not. Under exactly_once they go into the transaction that commits the input's offset (Faust
+itself picks a transaction by the *destination* partition, which let a venue request commit
+while the OMS state that made it was aborted after a kill).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from atlas.app import EXACTLY_ONCE, app
+from atlas.partitioning import partition_for
+
+
+class Send(NamedTuple):
+    topic: Any
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+async def emit(sends: list[Send], source_topic: str, source_partition: int) -> None:
+    """Send an event's outputs, in order."""
+    for send in sends:
+        if EXACTLY_ONCE:
+            await _send_in_transaction(send, source_topic, source_partition)
+        else:
+            send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
+
+
+async def _send_in_transaction(send: Send, source_topic: str, source_partition: int) -> None:
+    group = app.assignor.group_for_topic(source_topic)
+    transactional_id = f"{app.conf.id}-{group}-{source_partition}"
+    partition = send.partition
+    if partition is None:
+        partition = partition_for(send.key) if send.key is not None else source_partition
+    await app.producer.send(send.topic.get_topic_name(), send.key, send.value, partition, None, None,
+                            transactional_id=transactional_id)

@@ -1,0 +1,189 @@
+"""The `venue` agent: the simulated exchange, one ordered input log per symbol.
+
+`atlas.venue.orders` (key = symbol) carries the OMS's requests, the market's ticks (sent by
+the `venue_ticker` timer of the worker that owns the symbol) and parameter changes (copied
+in from `atlas.venue.control` by `venue_control_copier`). `process` applies one of them to the
+symbol's `SymbolVenue` and records the outputs and the new state (see `tables/venue.py`);
+the agent then sends reports to `atlas.venue.reports` (key = account) and market data to
+`atlas.marketdata` (key = symbol): trades as they happen, the book and the mid once per tick.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+
+from pydantic import ValidationError
+
+from atlas.agents.outputs import Send, emit
+from atlas.app import app
+from atlas.control import VenueControl
+from atlas.events import VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueRequest, VenueTick
+from atlas.market_maker import MarketParams
+from atlas.partitioning import partition_for
+from atlas.reference import instruments
+from atlas.settings import settings
+from atlas.tables.venue import cached_params, forget_cached, load, outbox, save
+from atlas.topics import deadletter, marketdata, venue_control, venue_orders, venue_reports
+from atlas.venue import SymbolVenue, VenueOutput
+
+log = logging.getLogger(__name__)
+VENUE_ORDERS = settings.topic("venue.orders")
+BOOK_LEVELS = 10
+_TOPICS = {t.get_topic_name(): t for t in (venue_reports, marketdata, deadletter, venue_orders)}
+
+
+def default_params(symbol: str) -> MarketParams:
+    """The synthetic market a symbol starts with, until the control center changes it."""
+    return MarketParams(volatility=Decimal("0.0005"), spread_bps=Decimal(4), liquidity=500, levels=10,
+                        tick_interval_ms=250)
+
+
+@app.on_partitions_revoked.connect
+async def _partitions_revoked(sender, revoked, **kwargs) -> None:
+    forget_cached()
+
+
+@app.on_rebalance_complete.connect
+async def _new_assignment(sender, **kwargs) -> None:
+    forget_cached()
+
+
+@app.agent(venue_orders, concurrency=1)
+async def venue(stream):
+    """Run each symbol's exchange over its input log."""
+    async for event in stream.events():
+        if not settings.venue_enabled:
+            continue
+        message = event.message
+        sends = process(message.partition, message.offset, int(message.timestamp * 1000), message.key, message.value)
+        await emit(sends, message.topic, message.partition)
+
+
+def process(partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:
+    """Everything one input message does to its symbol's venue, and what it must send."""
+    try:
+        message = VENUE_INPUT.validate_json(value)
+    except ValidationError as exc:
+        return [_dead_letter(partition, offset, ts, key, value, f"INVALID_MESSAGE: {exc.errors()[0]['msg']}")]
+    instrument = instruments().get(message.symbol)
+    if instrument is None:
+        sends = [_dead_letter(partition, offset, ts, key, value, f"UNKNOWN_SYMBOL: {message.symbol}")]
+        if isinstance(message, VenueRequest):
+            sends.append(_reject(message, f"UNKNOWN_SYMBOL: {message.symbol}"))
+        return sends
+    if key != message.symbol.encode() or partition != partition_for(message.symbol.encode()):
+        log.warning("re-keying venue input at %s/%s to symbol %s", partition, offset, message.symbol)
+        key = message.symbol.encode()
+        return [Send(venue_orders, key, value, partition_for(key))]
+    applied, symbol_venue = load(instrument, SymbolVenue(instrument, default_params(message.symbol),
+                                                         settings.venue_seed))
+    if offset <= applied:
+        # Read again after a restart: applied already; its outputs may not have gone out.
+        return [_decode_send(raw) for raw in outbox(message.symbol, offset) or []]
+    if isinstance(message, VenueRequest):
+        out = symbol_venue.handle(message)
+    elif isinstance(message, VenueTick):
+        out = symbol_venue.tick(message.ts)
+    else:
+        symbol_venue.set_params(_changed(symbol_venue, message))
+        out = VenueOutput()
+    sends = _sends(symbol_venue, out, book=isinstance(message, VenueTick), ts=message.ts)
+    save(symbol_venue, offset, [_encode_send(s) for s in sends],
+         prune=isinstance(message, VenueTick) and symbol_venue.tick_no % 1000 == 0)
+    return sends
+
+
+def _changed(symbol_venue: SymbolVenue, change: VenueParamsChange) -> MarketParams:
+    liquidity = None if change.liquidity is None else symbol_venue.lots(change.liquidity)
+    return symbol_venue.params.updated(
+        halted=change.halted, volatility=change.volatility, spread_bps=change.spread_bps,
+        liquidity=max(1, liquidity) if liquidity is not None else None, levels=change.levels,
+        tick_interval_ms=change.tick_interval_ms)
+
+
+def _sends(symbol_venue: SymbolVenue, out: VenueOutput, *, book: bool, ts: int) -> list[Send]:
+    symbol = symbol_venue.instrument.symbol.encode()
+    sends = [Send(venue_reports, r.account_id.encode(), r.model_dump_json().encode()) for r in out.reports]
+    for trade in out.trades:
+        doc = {"type": "trade", "symbol": trade.symbol, "price": str(trade.price), "quantity": str(trade.quantity),
+               "aggressor": trade.aggressor.value, "ts": trade.ts}
+        sends.append(Send(marketdata, symbol, json.dumps(doc).encode()))
+    if book:
+        bids, asks = symbol_venue.book.depth(BOOK_LEVELS)
+        doc = {"type": "book", "symbol": symbol_venue.instrument.symbol,
+               "bids": [[str(symbol_venue.price(p)), str(symbol_venue.quantity(q))] for p, q in bids],
+               "asks": [[str(symbol_venue.price(p)), str(symbol_venue.quantity(q))] for p, q in asks],
+               "mid": str(symbol_venue.mid_price), "halted": symbol_venue.params.halted, "ts": ts}
+        sends.append(Send(marketdata, symbol, json.dumps(doc).encode()))
+        mid = {"type": "mid", "symbol": symbol_venue.instrument.symbol, "mid": str(symbol_venue.mid_price), "ts": ts}
+        sends.append(Send(marketdata, symbol, json.dumps(mid).encode()))
+    return sends
+
+
+def _encode_send(send: Send) -> list:
+    return [send.topic.get_topic_name(), None if send.key is None else send.key.decode(), send.value.decode(),
+            send.partition]
+
+
+def _decode_send(raw: list) -> Send:
+    topic, key, value, partition = raw
+    return Send(_TOPICS[topic], None if key is None else key.encode(), value.encode(), partition)
+
+
+def _reject(request: VenueRequest, reason: str) -> Send:
+    report = VenueReport(report_id=f"{request.request_id}/1", kind=VenueReportKind.REJECTED, order_id=request.order_id,
+                         account_id=request.account_id, request_id=request.request_id, reason=reason, ts=request.ts)
+    return Send(venue_reports, request.account_id.encode(), report.model_dump_json().encode())
+
+
+def _dead_letter(partition: int, offset: int, ts: int, key: bytes | None, value: bytes, error: str) -> Send:
+    letter = DeadLetter(topic=VENUE_ORDERS, partition=partition, offset=offset,
+                        key=key.decode(errors="replace") if key is not None else None,
+                        value=value.decode(errors="replace"), error=error, ts=ts)
+    return Send(deadletter, key, letter.model_dump_json().encode())
+
+
+# -- the inputs the venue gives itself --------------------------------------------------------
+
+_last_tick: dict[str, float] = {}
+
+
+@app.timer(0.05)
+async def venue_ticker() -> None:
+    """Send each owned symbol's tick when its interval is up (into its own input log, so ticks are replayable)."""
+    if not settings.venue_enabled or app.consumer is None:
+        return
+    owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == VENUE_ORDERS}
+    now = time.monotonic()
+    for symbol in instruments():
+        if partition_for(symbol.encode()) not in owned:
+            continue
+        interval = _tick_interval(symbol) / 1000
+        if now - _last_tick.get(symbol, 0.0) < interval:
+            continue
+        _last_tick[symbol] = now
+        tick = VenueTick(request="tick", symbol=symbol, ts=int(time.time() * 1000))
+        await venue_orders.send(key=symbol.encode(), value=tick.model_dump_json().encode(),
+                                partition=partition_for(symbol.encode()))
+
+
+def _tick_interval(symbol: str) -> int:
+    params = cached_params(symbol) or default_params(symbol)
+    return params.tick_interval_ms
+
+
+@app.agent(venue_control, concurrency=1)
+async def venue_control_copier(stream):
+    """Copy control-center changes into the symbol's input log, in order with its orders and ticks."""
+    async for event in stream.events():
+        if not settings.venue_enabled:
+            continue
+        try:
+            control = VenueControl.model_validate_json(event.message.value)
+        except ValidationError:
+            continue  # the market agent dead-letters nothing here either; the admin view validated it
+        change = VenueParamsChange(request="params", **control.model_dump(exclude_none=True))
+        symbol = control.symbol.encode()
+        await venue_orders.send(key=symbol, value=change.model_dump_json().encode(), partition=partition_for(symbol))

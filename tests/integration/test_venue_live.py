@@ -1,0 +1,113 @@
+"""The venue in the worker: orders placed over HTTP trade against the market maker and each other."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from decimal import Decimal as D
+
+import pytest
+
+from tests.live import Api, Cluster, Kafka
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def market(kafka_bootstrap, tmp_path_factory) -> Cluster:
+    cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("venue"), f"venue-{uuid.uuid4().hex[:8]}", venue=True)
+    cluster.start_worker()
+    yield cluster
+    cluster.stop()
+
+
+def trader(cluster: Cluster, n: int) -> Api:
+    api = Api(cluster.workers[0].url, cluster.keys[f"trader-{n:02d}"])
+    api.account_id = f"trader-{n:02d}"
+    return api
+
+
+def market_data(cluster: Cluster, until) -> list[dict]:
+    """The documents on the market-data topic, read until `until(documents)` holds."""
+    records = Kafka(cluster.bootstrap).consume(cluster.topic("marketdata"), lambda seen: until([r["value"] for r in seen]))
+    return [r["value"] for r in records]
+
+
+def mid(cluster: Cluster, symbol: str = "BTC-USD") -> D:
+    """The venue's latest mid for a symbol, from its market data."""
+    docs = market_data(cluster, lambda seen: any(d.get("type") == "mid" and d["symbol"] == symbol for d in seen))
+    return D([d for d in docs if d.get("type") == "mid" and d["symbol"] == symbol][-1]["mid"])
+
+
+def executions(api: Api, order_id: str, status: str, exec_type: str | None = None) -> list[dict]:
+    """The order's execution reports, once the last one has `status` (and `exec_type`, if given)."""
+    def done(doc: dict) -> bool:
+        last = doc["executions"][-1] if doc["executions"] else None
+        return last is not None and last["status"] == status and exec_type in (None, last["exec_type"])
+    return api.wait_for(f"/api/v1/orders/{order_id}/executions", done, timeout=30)["executions"]
+
+
+def test_marketable_buy_fills_against_the_maker_and_moves_balances_by_the_trades(market):
+    alice = trader(market, 0)
+    before = alice.get("/api/v1/balances").body["balances"]
+    price = (mid(market) * D("1.01")).quantize(D("0.01"))
+    placed = alice.order(client_order_id="lift", quantity="0.0100", price=str(price))
+    assert placed.status == 202, placed
+    reports = executions(alice, placed.body["order_id"], "FILLED")
+    trades = [r for r in reports if r["exec_type"] == "TRADE"]
+    assert [r["exec_type"] for r in reports][:2] == ["PENDING_NEW", "NEW"] and trades
+    assert sum(D(t["last_qty"]) for t in trades) == D("0.0100")
+    assert all(D(t["last_px"]) <= price for t in trades)
+    last = reports[-1]
+    assert (D(last["cum_qty"]), D(last["leaves_qty"])) == (D("0.0100"), 0)
+    cost = sum(D(t["last_qty"]) * D(t["last_px"]) for t in trades)
+    assert D(last["avg_px"]) == (cost / D("0.0100")).quantize(D("1e-10")).normalize()
+    after = alice.wait_for("/api/v1/balances", lambda doc: D(doc["balances"]["USD"]["reserved"]) == 0)["balances"]
+    assert D(after["USD"]["total"]) == D(before["USD"]["total"]) - cost
+    assert D(after["BTC"]["total"]) == D(before["BTC"]["total"]) + D("0.0100")
+
+
+def test_two_clients_trade_with_each_other_once_the_maker_stops_quoting(market):
+    # The control center takes the maker's ladder away on SOL-USD (through atlas.venue.control).
+    sent = int(time.time() * 1000)
+    control = {"symbol": "SOL-USD", "levels": 0, "ts": sent}
+    Kafka(market.bootstrap).produce(market.topic("venue.control"), [(b"SOL-USD", json.dumps(control).encode())])
+    market_data(market, lambda seen: any(d.get("type") == "book" and d["symbol"] == "SOL-USD" and d["ts"] > sent
+                                         and not d["bids"] and not d["asks"] for d in seen))
+    seller, buyer = trader(market, 1), trader(market, 2)
+    ask = seller.order(client_order_id="ask", symbol="SOL-USD", side="SELL", quantity="2.00", price="150.000")
+    assert ask.status == 202
+    executions(seller, ask.body["order_id"], "NEW")
+    bid = buyer.order(client_order_id="bid", symbol="SOL-USD", side="BUY", quantity="2.00", price="150.000")
+    buys = [r for r in executions(buyer, bid.body["order_id"], "FILLED") if r["exec_type"] == "TRADE"]
+    sells = [r for r in executions(seller, ask.body["order_id"], "FILLED") if r["exec_type"] == "TRADE"]
+    assert [(D(r["last_qty"]), D(r["last_px"])) for r in buys] == [(D("2.00"), D("150.000"))]
+    assert [(D(r["last_qty"]), D(r["last_px"])) for r in sells] == [(D("2.00"), D("150.000"))]
+    seller_sol = seller.get("/api/v1/balances").body["balances"]["SOL"]
+    assert D(seller_sol["total"]) == D("998.00") and D(seller_sol["reserved"]) == 0
+
+
+def test_resting_order_is_replaced_then_cancelled_end_to_end(market):
+    alice = trader(market, 3)
+    low = (mid(market) * D("0.95")).quantize(D("0.01"))  # below the maker's bids, inside the price collar
+    placed = alice.order(client_order_id="rest", quantity="0.0100", price=str(low))
+    order_id = placed.body["order_id"]
+    executions(alice, order_id, "NEW")
+    assert alice.request("PATCH", f"/api/v1/orders/{order_id}", {"price": str(low + 1)}).status == 202
+    replaced = executions(alice, order_id, "NEW", "REPLACED")
+    assert [r["exec_type"] for r in replaced][-2:] == ["PENDING_REPLACE", "REPLACED"]
+    assert D(replaced[-1]["price"]) == low + 1
+    assert alice.request("DELETE", f"/api/v1/orders/{order_id}").status == 202
+    canceled = executions(alice, order_id, "CANCELED")
+    assert [r["exec_type"] for r in canceled][-2:] == ["PENDING_CANCEL", "CANCELED"]
+    balances = alice.get("/api/v1/balances").body["balances"]
+    assert D(balances["USD"]["reserved"]) == 0
+
+
+def test_venue_publishes_book_and_mid_every_tick(market):
+    docs = market_data(market, lambda seen: sum(d.get("type") == "book" for d in seen) >= 6)
+    books = [d for d in docs if d.get("type") == "book" and d["symbol"] == "BTC-USD"]
+    assert books, json.dumps(docs[:3])
+    book = books[-1]
+    assert len(book["bids"]) == 10 and len(book["asks"]) == 10
+    assert D(book["bids"][0][0]) < D(book["mid"]) < D(book["asks"][0][0])
