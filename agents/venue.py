@@ -22,6 +22,7 @@ from atlas.control import VenueControl
 from atlas.events import VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueRequest, VenueTick
 from atlas.market_maker import MarketParams
 from atlas.partitioning import partition_for
+from atlas.producer import BrokerUnavailable, CommandProducer
 from atlas.reference import instruments
 from atlas.settings import settings
 from atlas.tables.venue import cached_params, forget_cached, load, outbox, save
@@ -165,8 +166,7 @@ async def venue_ticker() -> None:
             continue
         _last_tick[symbol] = now
         tick = VenueTick(request="tick", symbol=symbol, ts=int(time.time() * 1000))
-        await venue_orders.send(key=symbol.encode(), value=tick.model_dump_json().encode(),
-                                partition=partition_for(symbol.encode()))
+        await _send_input(symbol, tick.model_dump_json().encode())
 
 
 def _tick_interval(symbol: str) -> int:
@@ -185,5 +185,20 @@ async def venue_control_copier(stream):
         except ValidationError:
             continue  # the market agent dead-letters nothing here either; the admin view validated it
         change = VenueParamsChange(request="params", **control.model_dump(exclude_none=True))
-        symbol = control.symbol.encode()
-        await venue_orders.send(key=symbol, value=change.model_dump_json().encode(), partition=partition_for(symbol))
+        await _send_input(control.symbol, change.model_dump_json().encode())
+
+
+async def _send_input(symbol: str, value: bytes) -> None:
+    """Add to a symbol's input log the way the gateway adds commands: outside any transaction.
+
+    Under exactly_once, Faust would put it in the transaction of its destination partition,
+    which commits only with new offsets of that partition: the venue, reading committed
+    messages only, would never see the tick that was to give it those offsets.
+    """
+    producer = CommandProducer.current
+    if producer is None:
+        return  # not started yet (or stopping): the next timer round sends it
+    try:
+        await producer.send(VENUE_ORDERS, symbol, value)
+    except BrokerUnavailable as exc:
+        log.warning("venue input for %s not sent: %s", symbol, exc)
