@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from decimal import Decimal
 
 from pydantic import ValidationError
 
@@ -27,18 +26,12 @@ from atlas.reference import instruments
 from atlas.settings import settings
 from atlas.tables.venue import cached_params, forget_cached, load, outbox, save
 from atlas.topics import deadletter, marketdata, venue_control, venue_orders, venue_reports
-from atlas.venue import SymbolVenue, VenueOutput
+from atlas.venue import SymbolVenue, VenueOutput, default_params
 
 log = logging.getLogger(__name__)
 VENUE_ORDERS = settings.topic("venue.orders")
 BOOK_LEVELS = 10
 _TOPICS = {t.get_topic_name(): t for t in (venue_reports, marketdata, deadletter, venue_orders)}
-
-
-def default_params(symbol: str) -> MarketParams:
-    """The synthetic market a symbol starts with, until the control center changes it."""
-    return MarketParams(volatility=Decimal("0.0005"), spread_bps=Decimal(4), liquidity=500, levels=10,
-                        tick_interval_ms=250)
 
 
 @app.on_partitions_revoked.connect

@@ -8,6 +8,7 @@ symbol and tick number), so the same input always produces the same reports with
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -21,6 +22,7 @@ from atlas.matching import (
 from atlas.values import OrderType, Side, TimeInForce
 
 MAKER = "venue-maker"  # the account of the market maker's quotes: nobody gets reports for it
+RECENT_TRADES = 100  # kept per symbol for `GET /api/v1/marketdata/{symbol}/trades`
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,12 @@ class VenueOutput:
     trades: list[TradePrint] = field(default_factory=list)
 
 
+def default_params(symbol: str) -> MarketParams:
+    """The synthetic market a symbol starts with, until the control center changes it."""
+    return MarketParams(volatility=Decimal("0.0005"), spread_bps=Decimal(4), liquidity=500, levels=10,
+                        tick_interval_ms=250)
+
+
 class SymbolVenue:
     """The exchange for one instrument."""
 
@@ -56,6 +64,8 @@ class SymbolVenue:
         self.tick_no = 0
         self.day: str | None = None
         self.maker_orders: list[str] = []
+        # (price ticks, lots, aggressor side, ts), oldest first
+        self.recent_trades: deque[tuple[int, int, str, int]] = deque(maxlen=RECENT_TRADES)
 
     # -- units -------------------------------------------------------------------------
 
@@ -149,7 +159,7 @@ class SymbolVenue:
             "symbol": self.instrument.symbol, "seed": self.seed, "mid": self.mid, "tick": self.tick_no, "day": self.day,
             "params": {"volatility": str(p.volatility), "spread_bps": str(p.spread_bps), "liquidity": p.liquidity,
                        "levels": p.levels, "tick_interval_ms": p.tick_interval_ms, "halted": p.halted},
-            "maker_orders": self.maker_orders, "book_seq": self.book.seq,
+            "maker_orders": self.maker_orders, "book_seq": self.book.seq, "trades": list(self.recent_trades),
             "book": [[o.order_id, o.account_id, o.side.value, o.price, o.quantity, o.filled, o.time_in_force.value,
                       o.seq] for o in self.book.resting()],
         }
@@ -164,9 +174,16 @@ class SymbolVenue:
         venue = cls(instrument, params, state["seed"])
         venue.mid, venue.tick_no, venue.day = state["mid"], state["tick"], state["day"]
         venue.maker_orders = list(state["maker_orders"])
+        venue.recent_trades.extend(tuple(t) for t in state.get("trades", ()))
         venue.book.restore([Resting(oid, acct, Side(side), price, qty, filled, TimeInForce(tif), seq)
                             for oid, acct, side, price, qty, filled, tif, seq in state["book"]], state["book_seq"])
         return venue
+
+    def trades(self, limit: int) -> list[TradePrint]:
+        """The latest `limit` trades, newest first."""
+        latest = list(self.recent_trades)[-limit:][::-1]
+        return [TradePrint(self.instrument.symbol, self.price(p), self.quantity(q), Side(side), ts)
+                for p, q, side, ts in latest]
 
     def set_params(self, params: MarketParams) -> None:
         """New parameters, live from the control center; they show from the next tick."""
@@ -194,6 +211,7 @@ class SymbolVenue:
             if isinstance(event, Trade):
                 price, qty = self.price(event.price), self.quantity(event.quantity)
                 out.trades.append(TradePrint(self.instrument.symbol, price, qty, event.taker_side, ts))
+                self.recent_trades.append((event.price, event.quantity, event.taker_side.value, ts))
                 report(event.maker_order_id, event.maker_account_id, VenueReportKind.FILL, last_qty=qty, last_px=price)
                 report(event.taker_order_id, event.taker_account_id, VenueReportKind.FILL, last_qty=qty, last_px=price)
             elif isinstance(event, Accepted):

@@ -64,6 +64,15 @@ def load(instrument: Instrument, new: SymbolVenue) -> tuple[int, SymbolVenue]:
     return loaded
 
 
+def peek(symbol: str, instrument: Instrument) -> SymbolVenue | None:
+    """A symbol's venue as this worker holds it, for reads (None before its first message)."""
+    cached = _venues.get(symbol)
+    if cached is not None:
+        return cached[1]
+    raw = venue_table.get(state_key(symbol))
+    return None if raw is None else SymbolVenue.from_state(instrument, json.loads(raw)["venue"])
+
+
 def save(venue: SymbolVenue, offset: int, outputs: list[list], *, prune: bool = False) -> None:
     """Record one applied message: its outputs, then the state as of its offset (`prune`: drop old outboxes)."""
     symbol = venue.instrument.symbol

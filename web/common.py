@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from yarl import URL
@@ -14,6 +14,7 @@ from atlas.producer import BrokerUnavailable, CommandProducer
 from atlas.reference import directory
 from atlas.settings import settings
 from atlas.tables.oms import oms_table
+from atlas.tables.venue import venue_table
 from atlas.web.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -85,9 +86,10 @@ async def produce(topic: str, key: str, value: BaseModel) -> None:
         raise Problem(503, "BROKER_UNAVAILABLE", f"the command was not accepted: {exc}", headers=RETRY_AFTER) from None
 
 
-async def on_owner(view: Any, request: Any, account_id: str, local: Callable[[], Awaitable[Any]]) -> Any:
-    """Answer on the worker that owns the account's partition, forwarding the request there if it is not us."""
-    base = owner_url(account_id)
+async def on_owner(view: Any, request: Any, key: str, local: Callable[[], Awaitable[Any]], *,
+                   route: "Route | None" = None) -> Any:
+    """Answer on the worker that owns `key`'s partition (an account's by default), forwarding the request there if it is not us."""
+    base = owner_url(key, route or ACCOUNTS)
     if base is None:
         return await local()
     if request.headers.get(FORWARDED_HEADER):
@@ -107,9 +109,20 @@ _FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-te
                                "location", "x-atlas-worker"}
 
 
-def owner_url(account_id: str) -> str | None:
-    """Base URL of the worker that owns the account's partition, or None when it is this one."""
-    url = partition_owner(partition_for(account_id.encode()))
+class Route(NamedTuple):
+    """Where a key's state lives: the topic whose partition owns it, and the table holding it."""
+
+    topic: str
+    table: Any
+
+
+ACCOUNTS = Route(settings.topic("commands"), oms_table)
+SYMBOLS = Route(settings.topic("venue.orders"), venue_table)
+
+
+def owner_url(key: str, route: Route = ACCOUNTS) -> str | None:
+    """Base URL of the worker that owns the key's partition, or None when it is this one."""
+    url = partition_owner(partition_for(key.encode()), route)
     if url is None:
         raise Problem(503, "NOT_READY", "partition ownership is not known yet (rebalancing)", headers=RETRY_AFTER)
     here = app.conf.canonical_url
@@ -117,16 +130,15 @@ def owner_url(account_id: str) -> str | None:
     return None if (target.host, target.port) == (here.host, here.port) else str(target).rstrip("/")
 
 
-def partition_owner(partition: int) -> str | None:
-    """URL of the worker that processes this partition of the commands topic (and so holds its state)."""
-    commands = settings.topic("commands")
-    if app.consumer is not None and any(tp.topic == commands and tp.partition == partition
+def partition_owner(partition: int, route: Route = ACCOUNTS) -> str | None:
+    """URL of the worker that processes this partition of the route's topic (and so holds its state)."""
+    if app.consumer is not None and any(tp.topic == route.topic and tp.partition == partition
                                         for tp in app.consumer.assignment()):
         return str(app.conf.canonical_url)
     # Another worker's: from the assignor's view of the table's changelog, which is
-    # co-partitioned with the commands topic.
-    changelog = oms_table.changelog_topic.get_topic_name()
-    for url, topics in app.router.table_metadata(oms_table.name).items():
+    # co-partitioned with the route's topic.
+    changelog = route.table.changelog_topic.get_topic_name()
+    for url, topics in app.router.table_metadata(route.table.name).items():
         if partition in topics.get(changelog, ()):
             return url
     return None

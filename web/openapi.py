@@ -12,10 +12,11 @@ from atlas.events import ExecutionReport
 from atlas.web.admin import KillSwitchRequest
 from atlas.web.orders import NewOrder, OrderChange
 from atlas.web.problems import ApiView
+from atlas.web.venue import VenueSettings
 
 _MODELS: dict[str, type[BaseModel]] = {
     "NewOrder": NewOrder, "OrderChange": OrderChange, "Limits": Limits,
-    "KillSwitchRequest": KillSwitchRequest, "ExecutionReport": ExecutionReport,
+    "KillSwitchRequest": KillSwitchRequest, "ExecutionReport": ExecutionReport, "VenueSettings": VenueSettings,
 }
 _DEC = {"type": "string", "description": "decimal number as a string"}
 _ORDER = {
@@ -70,6 +71,10 @@ def _query(name: str, description: str, enum: list[str] | None = None) -> dict:
 
 
 _ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_SYMBOL = {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"}}
+_LEVELS = {"type": "array", "items": {"type": "object", "properties": {"price": _DEC, "quantity": _DEC}}}
+_TRADE = {"type": "object", "properties": {"price": _DEC, "quantity": _DEC, "aggressor": {"enum": ["BUY", "SELL"]},
+                                           "ts": {"type": "integer"}}}
 _ACCEPTED = _json({"type": "object"}, "accepted: the outcome arrives as execution reports")
 
 
@@ -116,6 +121,26 @@ def document() -> dict:
             "post": _op("Engage or release the kill switch of an account, or of all (admin)", {"202": _ACCEPTED},
                         body="KillSwitchRequest", problems=(401, 403, 404, 422, 503)),
         },
+        "/api/v1/venue/{symbol}": {
+            "get": _op("A symbol's live market parameters and mid", {"200": _json({"type": "object"}, "parameters")},
+                       params=[_SYMBOL], problems=(401, 404, 503)),
+        },
+        "/api/v1/admin/venue/{symbol}": {
+            "post": _op("Change a symbol's market live: volatility, spread, liquidity, levels, tick, halt (admin)",
+                        {"202": _ACCEPTED}, body="VenueSettings", params=[_SYMBOL],
+                        problems=(400, 401, 403, 404, 413, 422, 503)),
+        },
+        "/api/v1/marketdata/{symbol}": {
+            "get": _op("A symbol's book (10 levels a side), mid and last trade", {"200": _json(
+                {"type": "object", "properties": {"bids": _LEVELS, "asks": _LEVELS, "mid": _DEC,
+                                                  "last_trade": {"oneOf": [_TRADE, {"type": "null"}]}}}, "book")},
+                params=[_SYMBOL], problems=(401, 404, 503)),
+        },
+        "/api/v1/marketdata/{symbol}/trades": {
+            "get": _op("A symbol's latest trades, newest first", {"200": _json(
+                {"type": "object", "properties": {"trades": {"type": "array", "items": _TRADE}}}, "trades")},
+                params=[_SYMBOL, _query("limit", "how many, 1 to 100 (default 50)")], problems=(400, 401, 404, 503)),
+        },
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI")}, auth=False, problems=())},
         "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "up")}, auth=False, problems=())},
         "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned, owners known",
@@ -124,7 +149,8 @@ def document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "ATLAS gateway", "version": "1",
-                 "description": "Order entry and queries of the ATLAS OMS. Decimals travel as JSON strings. "
+                 "description": "Order entry and queries of the ATLAS OMS, and its simulated venue. Decimals "
+                                "travel as JSON strings. "
                                 "Errors are RFC 9457 problem documents."},
         "paths": paths,
         "components": {"schemas": schemas,

@@ -111,3 +111,37 @@ def test_venue_publishes_book_and_mid_every_tick(market):
     book = books[-1]
     assert len(book["bids"]) == 10 and len(book["asks"]) == 10
     assert D(book["bids"][0][0]) < D(book["mid"]) < D(book["asks"][0][0])
+
+
+def test_venue_parameters_change_live_through_the_admin_endpoint(market):
+    admin = Api(market.workers[0].url, market.keys["admin"])
+    alice = trader(market, 4)
+    before = alice.get("/api/v1/venue/ETH-USD")
+    assert before.status == 200 and before.body["levels"] == 10
+    assert alice.post("/api/v1/admin/venue/ETH-USD", {"spread_bps": "20"}).status == 403
+    assert admin.post("/api/v1/admin/venue/ETH-USD", {"liquidity": "0.0001"}).body["code"] == "INVALID_QUANTITY"
+    assert admin.post("/api/v1/admin/venue/ETH-USD", {"spread_bps": "-1"}).status == 422
+    changed = admin.post("/api/v1/admin/venue/ETH-USD", {"spread_bps": "20", "liquidity": "0.250", "levels": 4})
+    assert changed.status == 202, changed
+    params = alice.wait_for("/api/v1/venue/ETH-USD", lambda doc: doc["levels"] == 4)
+    assert (D(params["spread_bps"]), D(params["liquidity"])) == (D(20), D("0.250"))
+    book = alice.wait_for("/api/v1/marketdata/ETH-USD", lambda doc: len(doc["bids"]) == 4)
+    assert all(D(level["quantity"]) == D("0.250") for level in book["bids"] + book["asks"])
+    spread = D(book["asks"][0]["price"]) - D(book["bids"][0]["price"])
+    assert abs(spread / D(book["mid"]) * 10_000 - 20) < 1  # bps, within rounding to the tick
+
+
+def test_marketdata_endpoints_show_the_book_and_the_latest_trades(market):
+    alice = trader(market, 5)
+    book = alice.get("/api/v1/marketdata/BTC-USD").body
+    assert len(book["bids"]) == 10 and D(book["bids"][0]["price"]) < D(book["mid"]) < D(book["asks"][0]["price"])
+    lift = (D(book["mid"]) * D("1.01")).quantize(D("0.01"))
+    placed = alice.order(client_order_id="for-the-tape", quantity="0.0030", price=str(lift))
+    fills = [r for r in executions(alice, placed.body["order_id"], "FILLED") if r["exec_type"] == "TRADE"]
+    tape = alice.wait_for("/api/v1/marketdata/BTC-USD/trades?limit=100",
+                          lambda doc: any(t["ts"] == fills[-1]["ts"] for t in doc["trades"]))["trades"]
+    assert [t["ts"] for t in tape] == sorted((t["ts"] for t in tape), reverse=True)
+    assert {(t["price"], t["quantity"]) for t in tape} >= {(f["last_px"], f["last_qty"]) for f in fills}
+    assert alice.get("/api/v1/marketdata/BTC-USD/trades?limit=0").body["code"] == "INVALID_QUERY"
+    assert alice.get("/api/v1/marketdata/DOGE-USD").body["code"] == "UNKNOWN_SYMBOL"
+    assert alice.get("/api/v1/marketdata/BTC-USD").body["last_trade"] is not None
