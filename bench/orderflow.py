@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from atlas.settings import Settings
+from bench import engine
 from bench.load import make_orders
 from bench.report import Results, machine, render, summary
 from bench.runs import AtlasTarget, BareTarget, StartFailed, Target, latency_run, saturation_run
@@ -51,7 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--commit-interval", type=float, help="ATLAS_COMMIT_INTERVAL for the workers and the bare loop "
                                                                "(default: the worker's own default)")
     parser.add_argument("--linger-ms", type=int, help="ATLAS_PRODUCER_LINGER_MS for the workers and the bare loop")
-    parser.add_argument("--only", nargs="+", choices=["bare", "alo", "eos", "http"],
+    parser.add_argument("--engine-ops", type=int, help="operations per mix of the matching-engine run (default 300000, "
+                                                       "quick 50000)")
+    parser.add_argument("--only", nargs="+", choices=["engine", "bare", "alo", "eos", "http"],
                         help="run only these targets (default: all)")
     parser.add_argument("--quick", action="store_true", help="short runs, no light-rate runs (about 1.5 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (broker data, worker logs)")
@@ -61,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.low_rate = args.low_rate if args.low_rate is not None else (0 if args.quick else 100)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.saturation = args.saturation if args.saturation is not None else (2000 if args.quick else 20_000)
-    args.only = set(args.only or ["bare", "alo", "eos", "http"])
+    args.engine_ops = args.engine_ops if args.engine_ops is not None else (50_000 if args.quick else 300_000)
+    args.only = set(args.only or ["engine", "bare", "alo", "eos", "http"])
     return args
 
 
@@ -225,6 +229,9 @@ class Bench:
             f"saturation runs: {args.saturation} orders ({BARE_BACKLOG_FACTOR * args.saturation} for the bare loop) "
             "pre-produced (acks=all, linger 20 ms), then the target starts",
         ]
+        if "engine" in only:
+            print(f"--- matching engine alone, {args.engine_ops} operations per mix")
+            self.results.engine = engine.measure(args.engine_ops, seed=7)
         if "bare" in only:
             self.latency("bare", self.bare("lat"))
         for key in ("alo", "eos"):

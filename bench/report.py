@@ -52,6 +52,7 @@ class Results:
     start_failures: list[str] = field(default_factory=list)
     target_starts: int = 0
     notes: list[str] = field(default_factory=list)
+    engine: list = field(default_factory=list)  # bench.engine.EngineRun
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -202,7 +203,7 @@ HOW_TO_READ = """\
   loop's figure, so take that one (and the ratios against it) as a bound, not a measurement of the loop alone.
   The *CPU-bound ceiling* is 1000 / CPU-s per 1,000 orders: what the target would drain with a core to itself,
   if CPU is its limit. It moves less with the machine's load than orders/s does.
-- Nothing plays the venue here: `<prefix>.venue.orders` is not consumed, so every bench order stays open
+- Nothing plays the venue here (the workers run with `ATLAS_VENUE_ENABLED=false`): `<prefix>.venue.orders` is not consumed, so every bench order stays open
   (PENDING_NEW) and open orders pile up on each account. The account's stored state counts its open orders
   rather than listing them, so changelog bytes per order do not grow with the backlog.
 - CPU columns are in % of one core over the run (latency) or the drain window (saturation). *CPU-wait* is the
@@ -220,6 +221,13 @@ def render(res: Results) -> str:
     lines += [f"- {k}: {v}" for k, v in res.machine.items()]
     lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in res.settings.items()]
     lines += ["", "## Load", ""] + [f"- {item}" for item in res.load]
+    if res.engine:
+        lines += ["", f"## Matching engine alone (`python -m bench.engine`: {res.engine[0].ops:,} operations per mix, "
+                      "one core, fixed seed)", "",
+                  *_table(["mix", "ops/s", "trades/op", "p50 µs", "p99 µs", "p99.9 µs", "max µs"],
+                          [[r.mix, _f(r.ops_per_s, 0), _f(r.trades_per_op, 2), _f(r.p50_us), _f(r.p99_us),
+                            _f(r.p999_us), _f(r.max_us, 0)] for r in res.engine]),
+                  "", "The max is a garbage-collector pause or a preemption by another process, not an operation's cost."]
     if res.latency:
         lines += ["", "## Latency: submit → first execution report (open loop)", "", *latency_table(res.latency)]
         if http_table(res.latency):

@@ -96,6 +96,8 @@ class WorkerSpec:
             "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
             "ATLAS_ACCOUNTS_FILE": str(self.accounts_file), "ATLAS_DATA_DIR": str(self.root / self.app_id),
             "ATLAS_WEB_PORT": str(free_port()), "ATLAS_PROCESSING_GUARANTEE": self.guarantee,
+            # The OMS alone: nothing answers its venue requests, as in the runs before the venue existed.
+            "ATLAS_VENUE_ENABLED": "false",
         }
         if self.commit_interval is not None:
             env["ATLAS_COMMIT_INTERVAL"] = str(self.commit_interval)
