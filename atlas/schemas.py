@@ -8,7 +8,9 @@ from pydantic import BaseModel
 
 from atlas.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.control import GlobalKillSwitch, MidPrice, VenueControl
-from atlas.events import DeadLetter, ExecutionReport, VenueReport, VenueRequest
+from atlas.events import (
+    VENUE_INPUT, DeadLetter, ExecutionReport, VenueParamsChange, VenueReport, VenueRequest, VenueTick,
+)
 from atlas.settings import ROOT
 
 SCHEMA_DIR = ROOT / "schemas"
@@ -17,13 +19,15 @@ MODELS: dict[str, type[BaseModel]] = {
     "SetLimits": SetLimits, "SetAccountKillSwitch": SetAccountKillSwitch,
     "ExecutionReport": ExecutionReport, "VenueRequest": VenueRequest, "VenueReport": VenueReport,
     "DeadLetter": DeadLetter, "MidPrice": MidPrice, "VenueControl": VenueControl, "GlobalKillSwitch": GlobalKillSwitch,
+    "VenueTick": VenueTick, "VenueParamsChange": VenueParamsChange,
 }
 
 
 def render() -> dict[str, str]:
-    """File name -> schema text, for every message type and the command union."""
+    """File name -> schema text, for every message type, the command union and the venue's input union."""
     docs = {name: model.model_json_schema() for name, model in MODELS.items()}
     docs["Command"] = COMMAND.json_schema()
+    docs["VenueInput"] = VENUE_INPUT.json_schema()
     out = {}
     for name, doc in docs.items():
         doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{name}.schema.json", **doc}

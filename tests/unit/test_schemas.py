@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from atlas.commands import COMMAND
 from atlas.control import GlobalKillSwitch, MidPrice, VenueControl
-from atlas.events import DeadLetter
+from atlas.events import DeadLetter, VenueParamsChange, VenueTick
 from atlas.schemas import MODELS, render
 from tests.helpers import SCHEMAS, T0, Book, cancel, kill_switch, limits, replace, set_limits, submit, venue_report
 
@@ -47,6 +47,8 @@ def _instances() -> dict[str, dict[str, Any]]:
         "MidPrice": MidPrice(type="mid", symbol="BTC-USD", mid="65000.5", ts=T0),
         "VenueControl": VenueControl(symbol="BTC-USD", halted=True, spread_bps="2.5"),
         "GlobalKillSwitch": GlobalKillSwitch(command_id="g1", engaged=True, reason="drill"),
+        "VenueTick": VenueTick(request="tick", symbol="BTC-USD", ts=T0),
+        "VenueParamsChange": VenueParamsChange(request="params", symbol="BTC-USD", volatility="0.001", levels=4, ts=T0),
     }
     return {name: json.loads(message.model_dump_json()) for name, message in messages.items()}
 
@@ -66,6 +68,8 @@ BREAKS = {
     "MidPrice": lambda d: {**d, "mid": 65000.5},
     "VenueControl": lambda d: {**d, "tick_interval_ms": 1},
     "GlobalKillSwitch": lambda d: {**d, "sabotage": True},
+    "VenueTick": lambda d: {k: v for k, v in d.items() if k != "symbol"},
+    "VenueParamsChange": lambda d: {**d, "levels": 51},
 }
 
 
@@ -112,3 +116,8 @@ def test_command_union_schema_and_model_agree_on_a_submit_without_command():
     except ValidationError:
         model_accepts = False
     assert schema_accepts == model_accepts, f"schema accepts: {schema_accepts}, model accepts: {model_accepts}"
+
+
+@pytest.mark.parametrize("name", ["VenueRequest", "VenueTick", "VenueParamsChange"])
+def test_venue_input_union_schema_accepts_every_venue_input(name):
+    assert list(_validator("VenueInput.schema.json").iter_errors(INSTANCES[name])) == []
