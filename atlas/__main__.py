@@ -1,4 +1,4 @@
-"""`python -m atlas`: the Faust worker commands, plus `submit` and `schemas`."""
+"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas` and `watch`."""
 from __future__ import annotations
 
 import argparse
@@ -51,9 +51,15 @@ def _schemas(argv: list[str]) -> int:
     return 0
 
 
+def _watch(argv: list[str]) -> int:
+    from atlas import watch
+
+    return watch.main(argv)
+
+
 def main() -> None:
     """Dispatch to an ATLAS command, or to Faust's command line (worker, ...)."""
-    commands = {"submit": _submit, "schemas": _schemas}
+    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         sys.exit(commands[sys.argv[1]](sys.argv[2:]))
     from atlas.app import app

@@ -6,16 +6,20 @@ curl commands); `python -m atlas.demo --stop` stops it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 
 from atlas.launch import WorkerProcess
 from atlas.settings import ROOT
+from atlas.watch import watch
 
 DEMO_DIR = ROOT / ".atlas" / "demo"
 PID_FILE = DEMO_DIR / "worker.pid"
@@ -100,9 +104,37 @@ def walk_through() -> None:
     time.sleep(1.0)
     show("its executions", "GET", f"/api/v1/orders/{marketable['order_id']}/executions")
     print("\nThe venue in the worker acknowledged the resting order, replaced and cancelled it, and filled the"
-          " marketable one against its market maker (the trades are on atlas.marketdata).")
+          " marketable one against its market maker.")
+    live_market(seconds=8)
     print(f"Try it yourself: curl -s -H 'X-API-Key: alice-demo-key' {BASE}/api/v1/orders | python3 -m json.tool")
     print("Stop everything with: make demo-down")
+
+
+def live_market(seconds: float) -> None:
+    """Print the market (`python -m atlas watch`) while bob trades a little against the maker."""
+    print(f"\nThe live market for {seconds:g} s (top of book as the mid moves, and bob's trades):")
+    stop = threading.Event()
+
+    def bob_trades() -> None:
+        n = 0
+        while not stop.wait(0.7):
+            _, book = call("GET", "/api/v1/marketdata/BTC-USD", key="bob-demo-key")
+            mid = Decimal(book["mid"])
+            side = "BUY" if n % 2 == 0 else "SELL"
+            price = (mid * (Decimal("1.002") if side == "BUY" else Decimal("0.998"))).quantize(Decimal("0.01"))
+            call("POST", "/api/v1/orders", {"client_order_id": f"demo-bob-{uuid.uuid4().hex[:8]}", "symbol": "BTC-USD",
+                                            "side": side, "type": "LIMIT", "quantity": "0.002", "price": str(price),
+                                            "time_in_force": "IOC"}, key="bob-demo-key")
+            n += 1
+
+    trader = threading.Thread(target=bob_trades, daemon=True)
+    trader.start()
+    try:
+        asyncio.run(watch({"BTC-USD"}, seconds))
+    finally:
+        stop.set()
+        trader.join(timeout=5)
+    print("Watch it yourself: python -m atlas watch BTC-USD ETH-USD SOL-USD")
 
 
 def main() -> None:
