@@ -40,7 +40,15 @@ def call(method: str, path: str, body: dict | None = None, key: str = "alice-dem
 def show(title: str, method: str, path: str, body: dict | None = None) -> object:
     status, doc = call(method, path, body)
     print(f"\n$ {method} {path}" + (f"  {json.dumps(body)}" if body else ""))
-    print(f"  -> {status} {json.dumps(doc, indent=2)[:1500]}")
+    if isinstance(doc, dict) and "executions" in doc:
+        # One line per execution report: the order's whole life at a glance.
+        print(f"  -> {status}, {len(doc['executions'])} execution reports:")
+        for e in doc["executions"]:
+            trade = f"  {e['last_qty']} @ {e['last_px']}" if e["exec_type"] == "TRADE" else ""
+            print(f"     {e['seq']:>2}  {e['exec_type']:<16s} {e['status']:<16s} price {e['price']}  "
+                  f"cum {e['cum_qty']}  leaves {e['leaves_qty']}{trade}")
+    else:
+        print(f"  -> {status} {json.dumps(doc, indent=2)[:1500]}")
     return doc
 
 
