@@ -35,8 +35,10 @@ async def run(args: argparse.Namespace) -> None:
             for records in batch.values():
                 for record in records:
                     doc = json.loads(record.value)
+                    # The command id travels on, so bare loops chain (one per hop of the ATLAS pipeline).
                     report = {"client_order_id": doc["client_order_id"], "account_id": doc["account_id"],
-                              "cause_id": doc["command_id"], "exec_type": "PENDING_NEW"}
+                              "command_id": doc["command_id"], "cause_id": doc["command_id"],
+                              "exec_type": args.status, "status": args.status}
                     await producer.send(args.sink, json.dumps(report).encode(), key=record.key)
             if not ready and consumer.assignment():
                 Path(args.ready_file).write_text("ready\n")
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--commit-interval", type=float, default=2.8)
     parser.add_argument("--linger-ms", type=int, default=0)
     parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--status", default="PENDING_NEW", help="exec_type and status of the reports written")
     asyncio.run(run(parser.parse_args()))
 
 

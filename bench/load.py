@@ -66,6 +66,18 @@ def make_orders(tag: str, count: int, accounts: list[str], seed: int = 7) -> lis
     return orders
 
 
+def make_marketable_orders(tag: str, count: int, accounts: list[str], seed: int = 7) -> list[BenchOrder]:
+    """`count` small BTC-USD orders priced 2% through the reference, so the venue's maker fills them at once."""
+    rng = random.Random(seed)
+    orders = []
+    for n in range(count):
+        side = rng.choice(("BUY", "SELL"))
+        cents = REFERENCE_CENTS * (102 if side == "BUY" else 98) // 100
+        orders.append(BenchOrder(account_id=accounts[n % len(accounts)], client_order_id=f"{tag}-{n}", side=side,
+                                 quantity=f"0.{rng.randint(1, 10):04d}", price=f"{cents // 100}.{cents % 100:02d}"))
+    return orders
+
+
 @dataclass(frozen=True)
 class Percentiles:
     """Latency percentiles in milliseconds, from an HdrHistogram in microseconds."""
@@ -98,6 +110,8 @@ class Tracker:
     tag: str
     count: int
     on_first_report: Callable[[], None] | None = None
+    # Count only reports with this status (e.g. FILLED); None: an order's first report of any kind.
+    status: str | None = None
     received_ns: list[int] = field(init=False)
     first_ns: int | None = None
     first_batch: int = 0
@@ -150,6 +164,8 @@ class Tracker:
             return
         n = int(suffix)
         if n >= self.count or self.received_ns[n]:
+            return
+        if self.status is not None and report.get("status") != self.status:
             return
         self.received_ns[n] = now
         self.seen += 1

@@ -27,7 +27,7 @@ from typing import Awaitable, Callable
 
 from atlas.settings import Settings
 from bench import engine
-from bench.load import make_orders
+from bench.load import make_marketable_orders, make_orders
 from bench.report import Results, machine, render, summary
 from bench.runs import AtlasTarget, BareTarget, StartFailed, Target, latency_run, saturation_run
 from bench.stack import ROOT, BareLoop, WorkerSpec, api_key, start_broker, warm_broker, write_accounts
@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--linger-ms", type=int, help="ATLAS_PRODUCER_LINGER_MS for the workers and the bare loop")
     parser.add_argument("--engine-ops", type=int, help="operations per mix of the matching-engine run (default 300000, "
                                                        "quick 50000)")
-    parser.add_argument("--only", nargs="+", choices=["engine", "bare", "alo", "eos", "http"],
+    parser.add_argument("--fills-rate", type=float, default=200, help="orders/s of the submit→FILLED runs (default 200)")
+    parser.add_argument("--only", nargs="+", choices=["engine", "bare", "alo", "eos", "http", "fills"],
                         help="run only these targets (default: all)")
     parser.add_argument("--quick", action="store_true", help="short runs, no light-rate runs (about 1.5 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (broker data, worker logs)")
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.saturation = args.saturation if args.saturation is not None else (2000 if args.quick else 20_000)
     args.engine_ops = args.engine_ops if args.engine_ops is not None else (50_000 if args.quick else 300_000)
-    args.only = set(args.only or ["engine", "bare", "alo", "eos", "http"])
+    args.only = set(args.only or ["engine", "bare", "alo", "eos", "http", "fills"])
     return args
 
 
@@ -135,13 +136,14 @@ class Bench:
 
     # targets
 
-    def worker(self, key: str, kind: str) -> Maker:
+    def worker(self, key: str, kind: str, venue: bool = False) -> Maker:
         """Fresh ATLAS workers (own app id, topics and state) for one scenario."""
-        label = f"ATLAS {GUARANTEES[key]}"
+        label = f"ATLAS {GUARANTEES[key]}" + (" with its venue" if venue else "")
 
         def make(attempt: int) -> Target:
             spec = WorkerSpec(self.bootstrap, f"bench-{self.run_id}-{key}-{kind}-{attempt}", GUARANTEES[key],
-                              self.root / "accounts.json", self.root, self.args.commit_interval, self.args.linger_ms)
+                              self.root / "accounts.json", self.root, self.args.commit_interval, self.args.linger_ms,
+                              venue=venue)
             return AtlasTarget(spec, label, self.settings.partitions)
         return Maker(label, make)
 
@@ -151,6 +153,19 @@ class Bench:
             loop = BareLoop(self.bootstrap, prefix, self.root, self.commit_interval, self.linger_ms)
             return BareTarget(loop, prefix, BARE, self.settings.partitions)
         return Maker(BARE, make)
+
+    def bare_chain(self, kind: str) -> Maker:
+        """Three bare loops in a row: the hops of an order that fills (oms → venue → oms)."""
+        label = f"{BARE}, 3 hops"
+
+        def make(attempt: int) -> Target:
+            prefix = f"bench-{self.run_id}-chain-{kind}-{attempt}"
+            hops = [("commands", "hop1", "PENDING_NEW"), ("hop1", "hop2", "PENDING_NEW"), ("hop2", "executions", "FILLED")]
+            loops = [BareLoop(self.bootstrap, prefix, self.root, self.commit_interval, self.linger_ms, source=source,
+                              sink=sink, status=status, name=f"-{n}") for n, (source, sink, status) in enumerate(hops)]
+            return BareTarget(loops, prefix, label, self.settings.partitions,
+                              topics=("commands", "hop1", "hop2", "executions"))
+        return Maker(label, make)
 
     def scenario(self, name: str, maker: Maker, run: Callable[[Target], Awaitable], attempts: int = 3):
         """Run one scenario on a fresh target; a target that does not start is replaced, a failure recorded."""
@@ -198,6 +213,21 @@ class Bench:
             if result.answered < result.measured:
                 self.results.failures.append(f"{label} {via} at {rate:g}/s: {result.measured - result.answered} of "
                                              f"{result.measured} measured orders got no execution report")
+
+    def fills(self, key: str, maker: Maker) -> None:
+        """Marketable orders at --fills-rate, timed from due time to the FILLED report."""
+        rate = self.args.fills_rate
+        warmup = int(rate * self.args.warmup)
+        orders = make_marketable_orders(f"{key}-fills", warmup + int(rate * self.args.duration), self.accounts)
+        probe = make_marketable_orders("probe-fill", 1, self.accounts)[0]
+        run = partial(latency_run, bootstrap=self.bootstrap, broker_pid=self.broker_pid, orders=orders, rate=rate,
+                      warmup=warmup, drain_timeout=max(30.0, 4 * self.commit_interval), probe=probe, status="FILLED")
+        result = self.scenario(f"{maker.label}, submit→FILLED at {rate:g}/s", maker, run)
+        if result is not None:
+            self.results.fills[key] = result
+            if result.answered < result.measured:
+                self.results.failures.append(f"{maker.label} at {rate:g}/s: {result.measured - result.answered} of "
+                                             f"{result.measured} marketable orders were not FILLED")
 
     def saturation(self, key: str, maker: Maker) -> None:
         # The bare loop drains 20,000 orders in under a second: give it more, for a window worth timing.
@@ -248,6 +278,9 @@ class Bench:
         for key in ("alo", "eos"):
             if key in only:
                 self.saturation(key, self.worker(key, "sat"))
+        if "fills" in only:
+            self.fills("bare-chain", self.bare_chain("fills"))
+            self.fills("alo", self.worker("alo", "fills", venue=True))
 
 
 def _code_version() -> str:

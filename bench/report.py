@@ -53,6 +53,7 @@ class Results:
     target_starts: int = 0
     notes: list[str] = field(default_factory=list)
     engine: list = field(default_factory=list)  # bench.engine.EngineRun
+    fills: dict[str, LatencyRun] = field(default_factory=dict)
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -233,6 +234,17 @@ def render(res: Results) -> str:
         if http_table(res.latency):
             lines += ["", "HTTP response latency (`POST /api/v1/orders`, from the due time to the response):", "",
                       *http_table(res.latency)]
+    if res.fills:
+        lines += ["", "## End to end: submit → FILLED, with the venue in the worker (open loop)", "",
+                  "Orders priced 2% through the market, filled by the venue's market maker: commands → `oms` → "
+                  "venue.orders → `venue` → venue.reports → `oms` → executions; the baseline is three bare loops "
+                  "chained over the same three hops (its CPU is not metered: three processes).", "",
+                  *latency_table(res.fills)]
+        ratio = [_ratio(*(res.fills[k].latency.p50 if k in res.fills and res.fills[k].latency else None
+                          for k in ("alo", "bare-chain"))),
+                 _ratio(*(res.fills[k].latency.p99 if k in res.fills and res.fills[k].latency else None
+                          for k in ("alo", "bare-chain")))]
+        lines += ["", f"Submit → FILLED, ATLAS / bare chain: p50 {ratio[0]}, p99 {ratio[1]}."]
     if res.saturation:
         lines += ["", "## Saturation: drain a pre-produced backlog", "", *saturation_table(res.saturation),
                   "", "### Kafka records written per order", "", *records_table(res.saturation)]
@@ -274,9 +286,15 @@ def summary(res: Results) -> str:
         lines.append(f"  {r.label:<28} {r.via:<5} {r.offered_rate:>6g}/s  answered {r.answered}/{r.measured}  "
                      + (f"p50 {_f(p.p50)}  p99 {_f(p.p99)}  p99.9 {_f(p.p999)}  max {_f(p.max)} ms" if p else "no reports")
                      + extra)
+    for r in res.fills.values():
+        p = r.latency
+        lines.append(f"  {r.label:<28} submit→FILLED {r.offered_rate:>6g}/s  answered {r.answered}/{r.measured}  "
+                     + (f"p50 {_f(p.p50)}  p99 {_f(p.p99)}  p99.9 {_f(p.p999)}  max {_f(p.max)} ms" if p else "none"))
     for r in res.saturation.values():
         lines.append(f"  {r.label:<28} saturation  {r.rate:,.0f} orders/s  records/order {r.records_per_order:.2f}  "
                      f"target CPU-s/1000 {_f(r.cpu_per_1000('target'), 2)}  broker CPU-s/1000 {_f(r.cpu_per_1000('broker'), 2)}")
+    for r in res.engine:
+        lines.append(f"  engine {r.mix:<40} {r.ops_per_s:>9,.0f} ops/s  p50 {_f(r.p50_us)} µs  p99 {_f(r.p99_us)} µs")
     lines += [f"  {name}: {value}" for name, value in ratios(res) if value != "n/a"]
     lines += [f"  FAILED: {item}" for item in res.failures]
     return "\n".join(lines)

@@ -89,22 +89,31 @@ class AtlasTarget:
 
 
 class BareTarget:
-    """The bare aiokafka loop, on topics it does not create itself."""
+    """The bare aiokafka loop (or a chain of them, one per hop), on topics it does not create itself."""
 
-    def __init__(self, loop: BareLoop, prefix: str, label: str, partitions: int):
-        self.loop, self.prefix, self.label, self.partitions = loop, prefix, label, partitions
+    def __init__(self, loop: BareLoop | list[BareLoop], prefix: str, label: str, partitions: int,
+                 topics: tuple[str, ...] = ("commands", "executions")):
+        self.loops = loop if isinstance(loop, list) else [loop]
+        self.prefix, self.label, self.partitions = prefix, label, partitions
+        self.topics = [f"{prefix}.{t}" for t in topics]
 
     def start(self) -> None:
-        self.loop.spawn().wait_ready(timeout=START_TIMEOUT)
+        for loop in self.loops:
+            loop.spawn()
+        for loop in self.loops:
+            loop.wait_ready(timeout=START_TIMEOUT)
 
     def stop(self) -> None:
-        self.loop.stop()
+        for loop in self.loops:
+            loop.stop()
 
     def pid(self) -> int | None:
-        return self.loop.proc.pid if self.loop.proc else None
+        # One process per hop in a chain: its CPU is not one process's, so it is not metered.
+        loop = self.loops[0]
+        return loop.proc.pid if len(self.loops) == 1 and loop.proc else None
 
     def log_tail(self, lines: int = 30) -> str:
-        return self.loop.tail(lines)
+        return "\n".join(loop.tail(lines) for loop in self.loops)
 
     def start_problem(self) -> str | None:
         return None
@@ -202,9 +211,10 @@ def _check_start(target: Target) -> Callable[[], None]:
     return check
 
 
-async def _probe(target: Target, bootstrap: str, order: BenchOrder, timeout: float = 30.0) -> None:
+async def _probe(target: Target, bootstrap: str, order: BenchOrder, timeout: float = 30.0,
+                 status: str | None = None) -> None:
     """One order end to end, so the run starts on a target known to answer (and warmed up)."""
-    tracker = Tracker(bootstrap, f"{target.prefix}.executions", order.tag, 1)
+    tracker = Tracker(bootstrap, f"{target.prefix}.executions", order.tag, 1, status=status)
     await tracker.start(from_end=True)
     try:
         await produce_all(bootstrap, f"{target.prefix}.commands", [order])
@@ -224,14 +234,18 @@ def _meter(target: Target, broker_pid: int | None) -> CpuMeter:
 
 async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder], rate: float,
                       warmup: int, via: str = "kafka", keys: dict[str, str] | None = None,
-                      drain_timeout: float = 30.0, probe: BenchOrder | None = None) -> LatencyRun:
-    """Start the target, then send `orders` at `rate`; the first `warmup` orders are not measured."""
+                      drain_timeout: float = 30.0, probe: BenchOrder | None = None,
+                      status: str | None = None) -> LatencyRun:
+    """Start the target, then send `orders` at `rate`; the first `warmup` orders are not measured.
+
+    Latency runs to each order's first execution report, or to its first with `status` (e.g. FILLED).
+    """
     if isinstance(target, BareTarget):
-        await create_topics(bootstrap, [f"{target.prefix}.commands", f"{target.prefix}.executions"], target.partitions)
+        await create_topics(bootstrap, target.topics, target.partitions)
     await _start(target)
     if probe is not None:
-        await _probe(target, bootstrap, probe)
-    tracker = Tracker(bootstrap, f"{target.prefix}.executions", orders[0].tag, len(orders))
+        await _probe(target, bootstrap, probe, status=status)
+    tracker = Tracker(bootstrap, f"{target.prefix}.executions", orders[0].tag, len(orders), status=status)
     await tracker.start(from_end=True)
     schedule = Schedule(rate, len(orders))
     meter = _meter(target, broker_pid)

@@ -90,14 +90,15 @@ class WorkerSpec:
     root: Path
     commit_interval: float | None = None
     linger_ms: int | None = None
+    venue: bool = False
 
     def env(self) -> dict[str, str]:
         env = {
             "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
             "ATLAS_ACCOUNTS_FILE": str(self.accounts_file), "ATLAS_DATA_DIR": str(self.root / self.app_id),
             "ATLAS_WEB_PORT": str(free_port()), "ATLAS_PROCESSING_GUARANTEE": self.guarantee,
-            # The OMS alone: nothing answers its venue requests, as in the runs before the venue existed.
-            "ATLAS_VENUE_ENABLED": "false",
+            # Without the venue the OMS runs alone: nothing answers its venue requests.
+            "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
         }
         if self.commit_interval is not None:
             env["ATLAS_COMMIT_INTERVAL"] = str(self.commit_interval)
@@ -112,14 +113,15 @@ class WorkerSpec:
 class BareLoop:
     """`python -m bench.bare` in its own process: the consume→parse→produce baseline."""
 
-    def __init__(self, bootstrap: str, prefix: str, root: Path, commit_interval: float, linger_ms: int):
+    def __init__(self, bootstrap: str, prefix: str, root: Path, commit_interval: float, linger_ms: int, *,
+                 source: str = "commands", sink: str = "executions", status: str = "PENDING_NEW", name: str = ""):
         self.root = root
-        self.log_path = root / f"{prefix}.log"
-        self.ready_file = root / f"{prefix}.ready"
+        self.log_path = root / f"{prefix}{name}.log"
+        self.ready_file = root / f"{prefix}{name}.ready"
         self.args = [sys.executable, "-m", "bench.bare", "--bootstrap", bootstrap,
-                     "--source", f"{prefix}.commands", "--sink", f"{prefix}.executions", "--group", prefix,
+                     "--source", f"{prefix}.{source}", "--sink", f"{prefix}.{sink}", "--group", f"{prefix}{name}",
                      "--commit-interval", str(commit_interval), "--linger-ms", str(linger_ms),
-                     "--ready-file", str(self.ready_file)]
+                     "--ready-file", str(self.ready_file), "--status", status]
         self.proc: subprocess.Popen | None = None
 
     def spawn(self) -> "BareLoop":
