@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine-ops", type=int, help="operations per mix of the matching-engine run (default 300000, "
                                                        "quick 50000)")
     parser.add_argument("--fills-rate", type=float, default=200, help="orders/s of the submit→FILLED runs (default 200)")
+    parser.add_argument("--fills-saturation", type=int, help="backlog of marketable orders drained to FILLED "
+                                                              "(default 5000, quick 1000)")
     parser.add_argument("--only", nargs="+", choices=["engine", "bare", "alo", "eos", "http", "fills"],
                         help="run only these targets (default: all)")
     parser.add_argument("--quick", action="store_true", help="short runs, no light-rate runs (about 1.5 minutes)")
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.saturation = args.saturation if args.saturation is not None else (2000 if args.quick else 20_000)
     args.engine_ops = args.engine_ops if args.engine_ops is not None else (50_000 if args.quick else 300_000)
+    args.fills_saturation = args.fills_saturation if args.fills_saturation is not None else \
+        (1000 if args.quick else 5000)
     args.only = set(args.only or ["engine", "bare", "alo", "eos", "http", "fills"])
     return args
 
@@ -214,8 +218,8 @@ class Bench:
                 self.results.failures.append(f"{label} {via} at {rate:g}/s: {result.measured - result.answered} of "
                                              f"{result.measured} measured orders got no execution report")
 
-    def fills(self, key: str, maker: Maker) -> None:
-        """Marketable orders at --fills-rate, timed from due time to the FILLED report."""
+    def fills(self, key: str, maker: Maker, drainer: Maker) -> None:
+        """Marketable orders at --fills-rate, timed from due time to the FILLED report; then a backlog of them."""
         rate = self.args.fills_rate
         warmup = int(rate * self.args.warmup)
         orders = make_marketable_orders(f"{key}-fills", warmup + int(rate * self.args.duration), self.accounts)
@@ -225,6 +229,13 @@ class Bench:
         result = self.scenario(f"{maker.label}, submit→FILLED at {rate:g}/s", maker, run)
         if result is not None:
             self.results.fills[key] = result
+        backlog = self.args.fills_saturation
+        sat = partial(saturation_run, bootstrap=self.bootstrap, broker_pid=self.broker_pid, status="FILLED",
+                      orders=make_marketable_orders(f"{key}-fsat", backlog, self.accounts, seed=13),
+                      settle_s=self.commit_interval + 1.0)
+        drained = self.scenario(f"{maker.label}, {backlog} marketable orders to FILLED", drainer, sat)
+        if drained is not None:
+            self.results.fills_saturation[key] = drained
             if result.answered < result.measured:
                 self.results.failures.append(f"{maker.label} at {rate:g}/s: {result.measured - result.answered} of "
                                              f"{result.measured} marketable orders were not FILLED")
@@ -279,8 +290,8 @@ class Bench:
             if key in only:
                 self.saturation(key, self.worker(key, "sat"))
         if "fills" in only:
-            self.fills("bare-chain", self.bare_chain("fills"))
-            self.fills("alo", self.worker("alo", "fills", venue=True))
+            self.fills("bare-chain", self.bare_chain("fills"), self.bare_chain("fsat"))
+            self.fills("alo", self.worker("alo", "fills", venue=True), self.worker("alo", "fsat", venue=True))
 
 
 def _code_version() -> str:

@@ -54,6 +54,7 @@ class Results:
     notes: list[str] = field(default_factory=list)
     engine: list = field(default_factory=list)  # bench.engine.EngineRun
     fills: dict[str, LatencyRun] = field(default_factory=dict)
+    fills_saturation: dict[str, SaturationRun] = field(default_factory=dict)
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -245,6 +246,14 @@ def render(res: Results) -> str:
                  _ratio(*(res.fills[k].latency.p99 if k in res.fills and res.fills[k].latency else None
                           for k in ("alo", "bare-chain")))]
         lines += ["", f"Submit → FILLED, ATLAS / bare chain: p50 {ratio[0]}, p99 {ratio[1]}."]
+    if res.fills_saturation:
+        sat = res.fills_saturation
+        lines += ["", "Drained to FILLED from a pre-produced backlog of marketable orders:", "",
+                  *_table(["scenario", "backlog", "drain window s", "orders/s", "records/order", "target CPU-s /1000"],
+                          [[r.label, str(r.orders), _f(r.window_s, 2), _f(r.rate, 0), _f(r.records_per_order, 2),
+                            _f(r.cpu_per_1000("target"), 2)] for r in sat.values()]),
+                  "", "Orders/s to FILLED, ATLAS / bare chain: "
+                  + _ratio(*(sat[k].rate if k in sat else None for k in ("alo", "bare-chain"))) + "."]
     if res.saturation:
         lines += ["", "## Saturation: drain a pre-produced backlog", "", *saturation_table(res.saturation),
                   "", "### Kafka records written per order", "", *records_table(res.saturation)]
@@ -290,6 +299,8 @@ def summary(res: Results) -> str:
         p = r.latency
         lines.append(f"  {r.label:<28} submit→FILLED {r.offered_rate:>6g}/s  answered {r.answered}/{r.measured}  "
                      + (f"p50 {_f(p.p50)}  p99 {_f(p.p99)}  p99.9 {_f(p.p999)}  max {_f(p.max)} ms" if p else "none"))
+    for r in res.fills_saturation.values():
+        lines.append(f"  {r.label:<28} to FILLED from a backlog  {r.rate:,.0f} orders/s")
     for r in res.saturation.values():
         lines.append(f"  {r.label:<28} saturation  {r.rate:,.0f} orders/s  records/order {r.records_per_order:.2f}  "
                      f"target CPU-s/1000 {_f(r.cpu_per_1000('target'), 2)}  broker CPU-s/1000 {_f(r.cpu_per_1000('broker'), 2)}")

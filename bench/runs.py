@@ -284,20 +284,21 @@ async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, or
 
 async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder],
                          settle_s: float, start_timeout: float = 2 * START_TIMEOUT,
-                         drain_timeout: float = 60.0) -> SaturationRun:
+                         drain_timeout: float = 60.0, status: str | None = None) -> SaturationRun:
     """Produce every order first, then start the target and time it from its first report to its last."""
     prefix = target.prefix
     mine = lambda topic: topic.startswith(f"{prefix}.") or topic.startswith(f"{prefix}-")  # noqa: E731
     ours = lambda topic: mine(topic) or topic in INTERNAL_TOPICS  # noqa: E731
     # 1. the backlog, on topics created the way the worker would create them
-    await create_topics(bootstrap, [f"{prefix}.commands", f"{prefix}.executions"], target.partitions)
+    topics = target.topics if isinstance(target, BareTarget) else [f"{prefix}.commands", f"{prefix}.executions"]
+    await create_topics(bootstrap, topics, target.partitions)
     produce_s = await produce_all(bootstrap, f"{prefix}.commands", orders)
     before = await high_watermarks(bootstrap, ours)
     # 2. the target starts and drains it; the window opens at its first report
     meter = _meter(target, broker_pid)
     cpu_first: dict[str, float | None] = {}
     tracker = Tracker(bootstrap, f"{prefix}.executions", orders[0].tag, len(orders),
-                      on_first_report=lambda: cpu_first.update(meter.sample()))
+                      on_first_report=lambda: cpu_first.update(meter.sample()), status=status)
     await tracker.start(from_end=False)
     bar = asyncio.create_task(progress_bar(f"{target.label} saturation", len(orders), tracker, lambda: len(orders)))
     starting = asyncio.create_task(_start(target))
