@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--linger-ms", type=int, help="ATLAS_PRODUCER_LINGER_MS for the workers and the bare loop")
     parser.add_argument("--engine-ops", type=int, help="operations per mix of the matching-engine run (default 300000, "
                                                        "quick 50000)")
-    parser.add_argument("--fills-rate", type=float, default=200, help="orders/s of the submit→FILLED runs (default 200)")
+    parser.add_argument("--fills-rate", type=float, default=100, help="orders/s of the submit→FILLED runs (default 100: "
+                                                                     "about a third of what the worker drains to FILLED)")
     parser.add_argument("--fills-saturation", type=int, help="backlog of marketable orders drained to FILLED "
                                                               "(default 5000, quick 1000)")
     parser.add_argument("--only", nargs="+", choices=["engine", "bare", "alo", "eos", "http", "fills"],

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from atlas.risk import collar_bounds
 from tests.live import Api, Cluster, Kafka
 
 pytestmark = pytest.mark.integration
@@ -47,8 +48,14 @@ def executions(api: Api, order_id: str, status: str, exec_type: str | None = Non
     return api.wait_for(f"/api/v1/orders/{order_id}/executions", done, timeout=30)["executions"]
 
 
-def test_marketable_buy_fills_against_the_maker_and_moves_balances_by_the_trades(market):
-    alice = trader(market, 0)
+def demo_account(cluster: Cluster, name: str) -> Api:
+    api = Api(cluster.workers[0].url, cluster.keys[name])
+    api.account_id = name
+    return api
+
+
+def test_alice_marketable_buy_fills_against_the_maker_and_moves_balances_by_the_trades(market):
+    alice = demo_account(market, "alice")
     before = alice.get("/api/v1/balances").body["balances"]
     price = (mid(market) * D("1.01")).quantize(D("0.01"))
     placed = alice.order(client_order_id="lift", quantity="0.0100", price=str(price))
@@ -67,24 +74,29 @@ def test_marketable_buy_fills_against_the_maker_and_moves_balances_by_the_trades
     assert D(after["BTC"]["total"]) == D(before["BTC"]["total"]) + D("0.0100")
 
 
-def test_two_clients_trade_with_each_other_once_the_maker_stops_quoting(market):
+def test_bob_sells_to_alice_once_the_maker_stops_quoting(market):
     # The control center takes the maker's ladder away on SOL-USD (through atlas.venue.control).
     sent = int(time.time() * 1000)
     control = {"symbol": "SOL-USD", "levels": 0, "ts": sent}
     Kafka(market.bootstrap).produce(market.topic("venue.control"), [(b"SOL-USD", json.dumps(control).encode())])
     market_data(market, lambda seen: any(d.get("type") == "book" and d["symbol"] == "SOL-USD" and d["ts"] > sent
                                          and not d["bids"] and not d["asks"] for d in seen))
-    seller, buyer = trader(market, 1), trader(market, 2)
+    seller, buyer = demo_account(market, "bob"), demo_account(market, "alice")
     ask = seller.order(client_order_id="ask", symbol="SOL-USD", side="SELL", quantity="2.00", price="150.000")
     assert ask.status == 202
     executions(seller, ask.body["order_id"], "NEW")
     bid = buyer.order(client_order_id="bid", symbol="SOL-USD", side="BUY", quantity="2.00", price="150.000")
     buys = [r for r in executions(buyer, bid.body["order_id"], "FILLED") if r["exec_type"] == "TRADE"]
     sells = [r for r in executions(seller, ask.body["order_id"], "FILLED") if r["exec_type"] == "TRADE"]
-    assert [(D(r["last_qty"]), D(r["last_px"])) for r in buys] == [(D("2.00"), D("150.000"))]
-    assert [(D(r["last_qty"]), D(r["last_px"])) for r in sells] == [(D("2.00"), D("150.000"))]
-    seller_sol = seller.get("/api/v1/balances").body["balances"]["SOL"]
-    assert D(seller_sol["total"]) == D("998.00") and D(seller_sol["reserved"]) == 0
+    for reports in (buys, sells):
+        assert [(D(r["last_qty"]), D(r["last_px"])) for r in reports] == [(D("2.00"), D("150.000"))]
+        last = reports[-1]
+        assert (D(last["cum_qty"]), D(last["leaves_qty"]), D(last["avg_px"])) == (D("2.00"), 0, D("150.000"))
+    bob_balances = seller.get("/api/v1/balances").body["balances"]
+    assert D(bob_balances["SOL"]["total"]) == D("498.00") and D(bob_balances["SOL"]["reserved"]) == 0
+    assert D(bob_balances["USD"]["total"]) == D("500000") + D("300.000")
+    alice_sol = buyer.wait_for("/api/v1/balances", lambda doc: D(doc["balances"]["SOL"]["total"]) > 1000)
+    assert D(alice_sol["balances"]["SOL"]["total"]) == D("1002.00")
 
 
 def test_resting_order_is_replaced_then_cancelled_end_to_end(market):
@@ -145,3 +157,26 @@ def test_marketdata_endpoints_show_the_book_and_the_latest_trades(market):
     assert alice.get("/api/v1/marketdata/BTC-USD/trades?limit=0").body["code"] == "INVALID_QUERY"
     assert alice.get("/api/v1/marketdata/DOGE-USD").body["code"] == "UNKNOWN_SYMBOL"
     assert alice.get("/api/v1/marketdata/BTC-USD").body["last_trade"] is not None
+
+
+def test_the_oms_price_collar_is_centred_on_the_venues_mid(market):
+    """The reference price comes from the venue's market data, not from the instrument's constant."""
+    admin, alice = Api(market.workers[0].url, market.keys["admin"]), demo_account(market, "alice")
+    # Let ETH-USD wander off its configured 3200.00, then hold it still so both sides agree on it.
+    assert admin.post("/api/v1/admin/venue/ETH-USD", {"volatility": "0.02"}).status == 202
+    time.sleep(3)
+    assert admin.post("/api/v1/admin/venue/ETH-USD", {"volatility": "0"}).status == 202
+    still = []
+
+    def settled(doc: dict) -> bool:
+        still.append(doc["mid"])
+        return len(still) >= 8 and len(set(still[-8:])) == 1  # unchanged over 8 reads 0.1 s apart
+
+    mid = D(alice.wait_for("/api/v1/marketdata/ETH-USD", settled, timeout=30)["mid"])
+    assert mid != D("3200.00"), "the walk came back to the configured price: nothing to tell apart"
+    time.sleep(1)  # a few more ticks publish the held mid to the OMS
+    collar_bps = alice.get("/api/v1/limits").body["limits"]["price_collar_bps"]
+    placed = alice.order(client_order_id="far-off", symbol="ETH-USD", quantity="0.010", price=str(mid * 2))
+    reason = executions(alice, placed.body["order_id"], "REJECTED")[-1]["reason"]
+    low, high = (D(x) for x in reason.split("[")[1].rstrip("]").split(", "))
+    assert (low, high) == collar_bounds(mid, collar_bps, D("0.01")), reason
