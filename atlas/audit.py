@@ -1,0 +1,169 @@
+"""The audit trail's format: gzip JSONL objects, their names, and the manifests that chain them.
+
+Pure (no I/O): `encode` turns a batch of one topic-partition's records into an object's bytes,
+`object_key` names it from its first record, `manifest` describes it and links it to the
+previous object of the same partition by hash, and `check_chain` finds what is wrong with a
+partition's manifests. Sinks (`atlas.sinks`) only move bytes.
+
+The chain: each manifest holds the SHA-256 of its object and the `chain` hash of the previous
+manifest; its own `chain` is SHA-256 over (previous chain, object hash, offsets, count). So
+deleting, reordering or altering any object (or manifest) breaks every link after it.
+
+Coverage: a manifest also says which offsets its object accounts for, `[start, end)`: where the
+exporter's reading began and where it stopped. Offsets in that range without a record are not
+data (transaction markers, aborted or compacted records), so consecutive objects must meet
+exactly (`end` of one is `start` of the next) even where the records' offsets jump.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+GENESIS = "0" * 64  # the `previous` chain hash of a partition's first object
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One Kafka message as the audit keeps it. Key and value are text, or base64 when not UTF-8."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # ms since the epoch, the record's own
+    key: str | None
+    value: str | None
+    headers: tuple[tuple[str, str], ...] = ()
+    encoding: str = "utf-8"  # or "base64", for key and value both
+
+    @classmethod
+    def of(cls, topic: str, partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None,
+           headers: list[tuple[str, bytes]] | tuple = ()) -> "AuditRecord":
+        """From a consumed message's raw parts."""
+        try:
+            k = None if key is None else key.decode()
+            v = None if value is None else value.decode()
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            k = None if key is None else base64.b64encode(key).decode()
+            v = None if value is None else base64.b64encode(value).decode()
+            encoding = "base64"
+        hdrs = tuple((name, base64.b64encode(raw).decode()) for name, raw in headers)
+        return cls(topic, partition, offset, timestamp, k, v, hdrs, encoding)
+
+    def line(self) -> bytes:
+        doc = {"topic": self.topic, "partition": self.partition, "offset": self.offset, "timestamp": self.timestamp,
+               "key": self.key, "value": self.value, "headers": [list(h) for h in self.headers]}
+        if self.encoding != "utf-8":
+            doc["encoding"] = self.encoding
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def encode(records: list[AuditRecord]) -> bytes:
+    """The object's bytes: gzip of one JSON line per record, in offset order (deterministic: no mtime)."""
+    return gzip.compress(b"".join(r.line() for r in records), mtime=0)
+
+
+def decode(data: bytes) -> list[AuditRecord]:
+    """The records of an object."""
+    records = []
+    for raw in gzip.decompress(data).splitlines():
+        doc = json.loads(raw)
+        records.append(AuditRecord(doc["topic"], doc["partition"], doc["offset"], doc["timestamp"], doc["key"],
+                                   doc["value"], tuple(tuple(h) for h in doc["headers"]),
+                                   doc.get("encoding", "utf-8")))
+    return records
+
+
+def object_key(prefix: str, topic: str, partition: int, first_offset: int, first_timestamp: int) -> str:
+    """Hive layout, dated by the first record (UTC): `<prefix>/topic=T/dt=D/hour=H/partition=P/<offset>.jsonl.gz`."""
+    when = datetime.fromtimestamp(first_timestamp / 1000, tz=timezone.utc)
+    path = (f"topic={topic}/dt={when:%Y-%m-%d}/hour={when:%H}/partition={partition}/"
+            f"{first_offset:020d}.jsonl.gz")
+    return f"{prefix.strip('/')}/{path}" if prefix.strip("/") else path
+
+
+def manifest_key(key: str) -> str:
+    """Where an object's manifest lives: beside it."""
+    return key.removesuffix(".jsonl.gz") + ".manifest.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What one object holds, and its place in its partition's chain."""
+
+    key: str
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    records: int
+    start: int  # offsets [start, end) are accounted for by this object
+    end: int
+    sha256: str
+    previous: str  # the previous object's `chain`, GENESIS for the first
+    chain: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Manifest":
+        return cls(**json.loads(data))
+
+
+def _chain(previous: str, digest: str, start: int, end: int, first: int, last: int, count: int) -> str:
+    return hashlib.sha256(f"{previous}:{digest}:{start}:{end}:{first}:{last}:{count}".encode()).hexdigest()
+
+
+def manifest(key: str, data: bytes, records: list[AuditRecord], previous: Manifest | None,
+             start: int | None = None, end: int | None = None) -> Manifest:
+    """The manifest of an object covering offsets [start, end) (by default just its records'), chained to `previous`."""
+    digest = hashlib.sha256(data).hexdigest()
+    prev = previous.chain if previous is not None else GENESIS
+    first, last = records[0].offset, records[-1].offset
+    start = first if start is None else start
+    end = last + 1 if end is None else end
+    if not start <= first <= last < end:
+        raise ValueError(f"records {first}..{last} lie outside the range [{start}, {end})")
+    chain = _chain(prev, digest, start, end, first, last, len(records))
+    return Manifest(key, records[0].topic, records[0].partition, first, last, len(records), start, end, digest, prev,
+                    chain)
+
+
+def check_chain(manifests: list[Manifest], objects: dict[str, bytes] | None = None) -> list[str]:
+    """Problems with one partition's manifests (in offset order), and with the objects when given.
+
+    Checks: each link to the previous chain hash, each chain hash recomputed, coverage
+    (each object starts where the previous ended: no gap, no overlap), and, with the objects,
+    each SHA-256 and the records' offsets (inside the range, increasing, as many as stated).
+    """
+    problems = []
+    previous_chain, expected_start = GENESIS, None
+    for m in manifests:
+        if m.previous != previous_chain:
+            problems.append(f"{m.key}: chain broken (links to {m.previous[:12]}, previous is {previous_chain[:12]})")
+        if _chain(m.previous, m.sha256, m.start, m.end, m.first_offset, m.last_offset, m.records) != m.chain:
+            problems.append(f"{m.key}: manifest altered (its chain hash does not match its contents)")
+        if expected_start is not None and m.start != expected_start:
+            kind = "gap" if m.start > expected_start else "overlap"
+            problems.append(f"{m.key}: {kind}: covers offsets from {m.start}, the previous object ended at {expected_start}")
+        if objects is not None:
+            problems += _check_object(m, objects.get(m.key))
+        previous_chain, expected_start = m.chain, m.end
+    return problems
+
+
+def _check_object(m: Manifest, data: bytes | None) -> list[str]:
+    if data is None:
+        return [f"{m.key}: object missing"]
+    if hashlib.sha256(data).hexdigest() != m.sha256:
+        return [f"{m.key}: object altered (SHA-256 differs from its manifest)"]
+    offsets = [r.offset for r in decode(data)]
+    if len(offsets) != m.records or offsets != sorted(set(offsets)) or not offsets \
+            or offsets[0] != m.first_offset or offsets[-1] != m.last_offset:
+        return [f"{m.key}: its records do not match its manifest"]
+    return []
