@@ -1,13 +1,18 @@
 """Where audit objects go. A sink only moves bytes: `put` (atomic, never overwriting), `get`, `keys`.
 
-`file://PATH` is the default. The S3 sink (`s3://bucket/prefix`) is the next step of issue 5.
+- `file://PATH` (the default): a folder.
+- `s3://bucket/prefix`: any S3 API through boto3, configured the usual AWS way (`AWS_ENDPOINT_URL`,
+  `AWS_REGION`, credentials from the environment or files), so AWS S3, MinIO or moto alike.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 
 class ObjectExists(Exception):
@@ -73,8 +78,62 @@ class FileSink:
         return iter(sorted(found))
 
 
-def open_sink(url: str) -> Sink:
-    """The sink a URL names (`file://PATH`)."""
+class S3Sink:
+    """A bucket (and key prefix). Each put is one PUT with its SHA-256 checksum and `If-None-Match: *`."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, lock_mode: str | None = None,
+                 lock_days: int | None = None):
+        import boto3
+
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.client = client or boto3.client("s3")
+        self.lock_mode, self.lock_days = lock_mode, lock_days
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write one object; the store checks the checksum, and refuses if the key exists (`ObjectExists`)."""
+        from botocore.exceptions import ClientError
+
+        args: dict[str, Any] = {
+            "Bucket": self.bucket, "Key": self._key(key), "Body": data, "IfNoneMatch": "*",
+            "ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        }
+        if self.lock_mode:
+            args["ObjectLockMode"] = self.lock_mode
+            args["ObjectLockRetainUntilDate"] = datetime.now(timezone.utc) + timedelta(days=self.lock_days or 1)
+        try:
+            self.client.put_object(**args)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ObjectExists(key) from None
+            raise
+
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under `prefix`, in order (without the sink's own prefix)."""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+        for page in pages:
+            for item in page.get("Contents", ()):
+                yield item["Key"][strip:]
+
+
+def open_sink(url: str, **options: Any) -> Sink:
+    """The sink a URL names: `file://PATH` or `s3://bucket[/prefix]` (options go to `S3Sink`)."""
     if url.startswith("file://"):
         return FileSink(url.removeprefix("file://"))
-    raise ValueError(f"unsupported sink {url!r} (file://PATH; s3:// is not built yet)")
+    if url.startswith("s3://"):
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        return S3Sink(bucket, prefix, **options)
+    raise ValueError(f"unsupported sink {url!r}: file://PATH or s3://bucket/prefix")

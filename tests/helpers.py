@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.accounts import AccountConfig, Limits
+from atlas.audit import AuditRecord
 from atlas.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.events import VenueReport, VenueReportKind
 from atlas.instruments import Instrument, load_instruments
@@ -269,3 +270,12 @@ def assert_invariants(account_state: AccountState, orders: Mapping[str, Order]) 
     recorded = {asset: qty for asset, qty in account_state.open_buys.items() if qty != 0}
     assert recorded == {asset: qty for asset, qty in buys.items() if qty != 0}, (
         f"open_buys {recorded} != leaves of open buys {buys}")
+
+
+AUDIT_T0 = 1_795_600_000_000  # 2026-11-25 09:06:40 UTC
+
+
+def audit_records(first: int, count: int, topic: str = "atlas.executions", partition: int = 3, step: int = 1) -> list:
+    """`count` audit records of one partition from offset `first`, `step` apart, one ms apart in time."""
+    return [AuditRecord.of(topic, partition, first + i * step, AUDIT_T0 + i, b"alice",
+                           f'{{"n": {first + i}}}'.encode(), [("trace", b"\x01\x02")]) for i in range(count)]

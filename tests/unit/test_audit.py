@@ -9,13 +9,9 @@ import pytest
 
 from atlas.audit import GENESIS, AuditRecord, check_chain, decode, encode, manifest, manifest_key, object_key
 from atlas.sinks import FileSink, ObjectExists, open_sink
+from tests.helpers import AUDIT_T0 as T0, audit_records as records
 
-T0 = 1_795_600_000_000  # 2026-11-25 09:06:40 UTC
 
-
-def records(first: int, count: int, topic: str = "atlas.executions", partition: int = 3, step: int = 1) -> list:
-    return [AuditRecord.of(topic, partition, first + i * step, T0 + i, b"alice", json.dumps({"n": first + i}).encode(),
-                           [("trace", b"\x01\x02")]) for i in range(count)]
 
 
 def chain_of(*batches: list) -> tuple[list, dict]:
