@@ -167,3 +167,64 @@ def _check_object(m: Manifest, data: bytes | None) -> list[str]:
             or offsets[0] != m.first_offset or offsets[-1] != m.last_offset:
         return [f"{m.key}: its records do not match its manifest"]
     return []
+
+
+@dataclass
+class Batch:
+    """The records of one topic-partition waiting to become an object, and the offsets they account for."""
+
+    topic: str
+    partition: int
+    start: int  # the first offset this batch accounts for (the previous object's end)
+    opened_ms: int  # when its first record arrived (the caller's clock)
+    records: list[AuditRecord]
+
+    @property
+    def end(self) -> int:
+        return self.records[-1].offset + 1
+
+
+class Batcher:
+    """Cuts each topic-partition's records into objects by count and by age.
+
+    Pure: time comes in with each call. `resume` sets where a partition's coverage starts
+    (the end of the last object written for it); records below that were written already
+    and are dropped, so a restart that reads some records again writes nothing twice.
+    """
+
+    def __init__(self, max_records: int, max_age_ms: int):
+        if max_records < 1 or max_age_ms < 0:
+            raise ValueError("max_records must be at least 1 and max_age_ms not negative")
+        self.max_records, self.max_age_ms = max_records, max_age_ms
+        self._open: dict[tuple[str, int], Batch] = {}
+        self._next: dict[tuple[str, int], int] = {}
+
+    def resume(self, topic: str, partition: int, start: int) -> None:
+        """The partition's next object covers offsets from `start`."""
+        self._next[(topic, partition)] = start
+        self._open.pop((topic, partition), None)
+
+    def add(self, record: AuditRecord, now_ms: int) -> Batch | None:
+        """Take one record; returns a full batch to write, if this record completed one."""
+        tp = (record.topic, record.partition)
+        start = self._next.get(tp, record.offset)
+        if record.offset < start:
+            return None  # already in a written object
+        batch = self._open.get(tp)
+        if batch is None:
+            batch = self._open[tp] = Batch(record.topic, record.partition, start, now_ms, [])
+        elif record.offset <= batch.records[-1].offset:
+            return None  # delivered twice
+        batch.records.append(record)
+        if len(batch.records) >= self.max_records:
+            return self._cut(tp)
+        return None
+
+    def due(self, now_ms: int) -> list[Batch]:
+        """Batches older than the maximum age, to write now."""
+        return [self._cut(tp) for tp, batch in list(self._open.items()) if now_ms - batch.opened_ms >= self.max_age_ms]
+
+    def _cut(self, tp: tuple[str, int]) -> Batch:
+        batch = self._open.pop(tp)
+        self._next[tp] = batch.end
+        return batch

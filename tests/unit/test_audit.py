@@ -7,7 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from atlas.audit import GENESIS, AuditRecord, check_chain, decode, encode, manifest, manifest_key, object_key
+from atlas.audit import (
+    GENESIS, AuditRecord, Batcher, check_chain, decode, encode, manifest, manifest_key, object_key,
+)
 from atlas.sinks import FileSink, ObjectExists, open_sink
 from tests.helpers import AUDIT_T0 as T0, audit_records as records
 
@@ -105,3 +107,36 @@ def test_file_sink_writes_atomically_and_never_overwrites(tmp_path):
 def test_file_sink_refuses_keys_that_leave_its_folder(tmp_path):
     with pytest.raises(ValueError):
         FileSink(tmp_path).put("../escape", b"x")
+
+
+# -- batching ---------------------------------------------------------------------------
+
+
+def test_batcher_cuts_by_record_count_and_each_batch_starts_where_the_last_ended():
+    batcher = Batcher(max_records=3, max_age_ms=60_000)
+    cuts = [b for r in records(10, 7, step=2) if (b := batcher.add(r, now_ms=0))]
+    assert [[r.offset for r in b.records] for b in cuts] == [[10, 12, 14], [16, 18, 20]]
+    assert [(b.start, b.end) for b in cuts] == [(10, 15), (15, 21)]
+
+
+def test_batcher_cuts_by_age():
+    batcher = Batcher(max_records=100, max_age_ms=500)
+    for r in records(0, 2):
+        batcher.add(r, now_ms=1_000)
+    assert batcher.due(now_ms=1_400) == []
+    (batch,) = batcher.due(now_ms=1_500)
+    assert [r.offset for r in batch.records] == [0, 1] and batcher.due(now_ms=9_999) == []
+
+
+def test_batcher_keeps_partitions_apart():
+    batcher = Batcher(max_records=2, max_age_ms=0)
+    batcher.add(records(0, 1, partition=0)[0], now_ms=0)
+    batcher.add(records(0, 1, partition=1)[0], now_ms=0)
+    assert sorted(b.partition for b in batcher.due(now_ms=0)) == [0, 1]
+
+
+def test_batcher_after_resume_drops_what_was_written_and_repeats():
+    batcher = Batcher(max_records=2, max_age_ms=60_000)
+    batcher.resume("atlas.executions", 3, start=5)
+    cuts = [b for r in records(3, 4) + records(6, 1) if (b := batcher.add(r, now_ms=0))]
+    assert [[r.offset for r in b.records] for b in cuts] == [[5, 6]] and [b.start for b in cuts] == [5]
