@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from atlas.control import VenueControl
 from atlas.values import Dec, OrderType, Side, TimeInForce
 
 
@@ -110,20 +111,10 @@ class VenueTick(BaseModel):
     ts: int
 
 
-class VenueParamsChange(BaseModel):
-    """New market parameters for one symbol, copied in from `atlas.venue.control`; left-out fields stay."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class VenueParamsChange(VenueControl):
+    """A `VenueControl` copied from `atlas.venue.control` into the symbol's input log; left-out fields stay."""
 
     request: Literal["params"]
-    symbol: str
-    halted: bool | None = None
-    volatility: Dec | None = None
-    spread_bps: Dec | None = None
-    liquidity: Dec | None = None
-    levels: int | None = Field(None, ge=0, le=50)
-    tick_interval_ms: int | None = Field(None, ge=10)
-    ts: int = 0
 
 
 VenueInput = Annotated[Union[VenueRequest, VenueTick, VenueParamsChange], Field(discriminator="request")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -191,3 +192,21 @@ def _maybe_json(value: bytes) -> Any:
         return json.loads(value)
     except ValueError:
         return value.decode(errors="replace")
+
+
+async def send_commands(producer: AIOKafkaProducer, topic: str, commands: list[dict], per_pause: int) -> None:
+    """Produce commands keyed by account, pausing 50 ms after every `per_pause` of them (a steady rate)."""
+    for n, cmd in enumerate(commands):
+        await producer.send(topic, json.dumps(cmd).encode(), key=cmd["account_id"].encode())
+        if n % per_pause == 0:
+            await asyncio.sleep(0.05)
+    await producer.flush()
+
+
+async def kill_and_restart(worker: WorkerProcess, after: float) -> None:
+    """SIGKILL the worker `after` seconds from now, and start it again a second later."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(after)
+    await loop.run_in_executor(None, worker.kill, signal.SIGKILL)
+    await asyncio.sleep(1.0)
+    await loop.run_in_executor(None, worker.start)

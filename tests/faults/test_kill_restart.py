@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 import uuid
 from collections import defaultdict
@@ -19,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from atlas.values import order_id_for
-from tests.live import Api, Cluster
+from tests.live import Api, Cluster, kill_and_restart, send_commands
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -51,14 +50,6 @@ async def run_flow(cluster: Cluster, kill_after: float) -> dict[str, list[tuple[
                                 auto_offset_reset="earliest", group_id=None, isolation_level="read_committed")
     await producer.start()
     await consumer.start()
-    loop = asyncio.get_running_loop()
-
-    async def send_orders() -> None:
-        for n, cmd in enumerate(commands):
-            await producer.send(cluster.topic("commands"), json.dumps(cmd).encode(), key=cmd["account_id"].encode())
-            if n % 20 == 0:
-                await asyncio.sleep(0.05)  # ~400 orders/s
-        await producer.flush()
 
     async def venue() -> None:
         idle_since = time.monotonic()
@@ -90,15 +81,10 @@ async def run_flow(cluster: Cluster, kill_after: float) -> dict[str, list[tuple[
     odd_orders = {order_id_for(c["account_id"], c["client_order_id"]) for c in commands
                   if int(c["client_order_id"].split("-")[1]) % 4 in (1, 2)}
 
-    async def kill_and_restart() -> None:
-        await asyncio.sleep(kill_after)
-        worker = cluster.workers[0]
-        await loop.run_in_executor(None, worker.kill, signal.SIGKILL)
-        await asyncio.sleep(1.0)
-        await loop.run_in_executor(None, worker.start)
-
     try:
-        await asyncio.wait_for(asyncio.gather(send_orders(), venue(), kill_and_restart()), timeout=300)
+        sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=20)  # ~400 orders/s
+        await asyncio.wait_for(asyncio.gather(sending, venue(), kill_and_restart(cluster.workers[0], kill_after)),
+                               timeout=300)
         await producer.flush()
     finally:
         await consumer.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 import uuid
 from collections import defaultdict
@@ -20,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from atlas.values import order_id_for
-from tests.live import Api, Cluster
+from tests.live import Api, Cluster, kill_and_restart, send_commands
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -69,24 +68,10 @@ async def current_mid(cluster: Cluster) -> D:
 async def run_flow(cluster: Cluster, commands: list[dict], kill_after: float) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
-    loop = asyncio.get_running_loop()
-
-    async def send_orders() -> None:
-        for n, cmd in enumerate(commands):
-            await producer.send(cluster.topic("commands"), json.dumps(cmd).encode(), key=cmd["account_id"].encode())
-            if n % 10 == 0:
-                await asyncio.sleep(0.05)  # ~200 orders/s
-        await producer.flush()
-
-    async def kill_and_restart() -> None:
-        await asyncio.sleep(kill_after)
-        worker = cluster.workers[0]
-        await loop.run_in_executor(None, worker.kill, signal.SIGKILL)
-        await asyncio.sleep(1.0)
-        await loop.run_in_executor(None, worker.start)
 
     try:
-        await asyncio.wait_for(asyncio.gather(send_orders(), kill_and_restart()), timeout=240)
+        sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=10)  # ~200 orders/s
+        await asyncio.wait_for(asyncio.gather(sending, kill_and_restart(cluster.workers[0], kill_after)), timeout=240)
     finally:
         await producer.stop()
 
