@@ -230,6 +230,9 @@ class Bench:
         result = self.scenario(f"{maker.label}, submit→FILLED at {rate:g}/s", maker, run)
         if result is not None:
             self.results.fills[key] = result
+            if result.answered < result.measured:
+                self.results.failures.append(f"{maker.label} at {rate:g}/s: {result.measured - result.answered} of "
+                                             f"{result.measured} marketable orders were not FILLED")
         backlog = self.args.fills_saturation
         sat = partial(saturation_run, bootstrap=self.bootstrap, broker_pid=self.broker_pid, status="FILLED",
                       orders=make_marketable_orders(f"{key}-fsat", backlog, self.accounts, seed=13),
@@ -237,9 +240,6 @@ class Bench:
         drained = self.scenario(f"{maker.label}, {backlog} marketable orders to FILLED", drainer, sat)
         if drained is not None:
             self.results.fills_saturation[key] = drained
-            if result.answered < result.measured:
-                self.results.failures.append(f"{maker.label} at {rate:g}/s: {result.measured - result.answered} of "
-                                             f"{result.measured} marketable orders were not FILLED")
 
     def saturation(self, key: str, maker: Maker) -> None:
         # The bare loop drains 20,000 orders in under a second: give it more, for a window worth timing.
