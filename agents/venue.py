@@ -71,8 +71,8 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
         log.warning("re-keying venue input at %s/%s to symbol %s", partition, offset, message.symbol)
         key = message.symbol.encode()
         return [Send(venue_orders, key, value, partition_for(key))]
-    applied, symbol_venue = load(instrument, SymbolVenue(instrument, default_params(message.symbol),
-                                                         settings.venue_seed))
+    applied, symbol_venue = load(
+        instrument, lambda: SymbolVenue(instrument, default_params(message.symbol), settings.venue_seed))
     if offset <= applied:
         # Read again after a restart: applied already; its outputs may not have gone out.
         return [_decode_send(raw) for raw in outbox(message.symbol, offset) or []]

@@ -13,6 +13,7 @@ its outbox entry is sent again (the sends may have been lost), nothing is applie
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from atlas.app import app
 from atlas.instruments import Instrument
@@ -49,14 +50,14 @@ def outbox_key(symbol: str, offset: int) -> str:
     return f"x/{symbol}/{offset:020d}"
 
 
-def load(instrument: Instrument, new: SymbolVenue) -> tuple[int, SymbolVenue]:
-    """(last applied offset, venue) of a symbol; `new` (offset -1) before its first message."""
+def load(instrument: Instrument, new: Callable[[], SymbolVenue]) -> tuple[int, SymbolVenue]:
+    """(last applied offset, venue) of a symbol; `new()` (offset -1) before its first message."""
     cached = _venues.get(instrument.symbol)
     if cached is not None:
         return cached
     raw = venue_table.get(state_key(instrument.symbol))
     if raw is None:
-        loaded = (-1, new)
+        loaded = (-1, new())
     else:
         doc = json.loads(raw)
         loaded = (doc["offset"], SymbolVenue.from_state(instrument, doc["venue"]))
