@@ -1,4 +1,4 @@
-"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas` and `watch`."""
+"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas`, `watch` and `audit`."""
 from __future__ import annotations
 
 import argparse
@@ -57,9 +57,15 @@ def _watch(argv: list[str]) -> int:
     return watch.main(argv)
 
 
+def _audit(argv: list[str]) -> int:
+    from atlas import audit_cli
+
+    return audit_cli.main(argv)
+
+
 def main() -> None:
     """Dispatch to an ATLAS command, or to Faust's command line (worker, ...)."""
-    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch}
+    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch, "audit": _audit}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         sys.exit(commands[sys.argv[1]](sys.argv[2:]))
     from atlas.app import app

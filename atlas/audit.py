@@ -78,12 +78,35 @@ def decode(data: bytes) -> list[AuditRecord]:
     return records
 
 
-def object_key(prefix: str, topic: str, partition: int, first_offset: int, first_timestamp: int) -> str:
-    """Hive layout, dated by the first record (UTC): `<prefix>/topic=T/dt=D/hour=H/partition=P/<offset>.jsonl.gz`."""
-    when = datetime.fromtimestamp(first_timestamp / 1000, tz=timezone.utc)
+def object_key(prefix: str, topic: str, partition: int, first_offset: int, timestamp: int) -> str:
+    """Hive layout, dated by `timestamp` (ms, UTC): `<prefix>/topic=T/dt=D/hour=H/partition=P/<offset>.jsonl.gz`."""
+    when = datetime.fromtimestamp(timestamp / 1000, tz=timezone.utc)
     path = (f"topic={topic}/dt={when:%Y-%m-%d}/hour={when:%H}/partition={partition}/"
             f"{first_offset:020d}.jsonl.gz")
     return f"{prefix.strip('/')}/{path}" if prefix.strip("/") else path
+
+
+def object_time(records: list[AuditRecord], previous: "Manifest | None") -> int:
+    """The time an object is filed under: its first record's, but never an hour before the previous object's.
+
+    Producers' clocks differ, so a partition's record timestamps can step back. Filing each
+    object no earlier than the one before keeps a partition's objects in order across the
+    dt/hour folders, which is how the exporter finds the last one by looking at the newest folders.
+    """
+    first = records[0].timestamp
+    return first if previous is None else max(first, hour_of(previous.key))
+
+
+def hour_of(key: str) -> int:
+    """The start of the hour (ms since the epoch, UTC) an object key is filed under."""
+    parts = dict(part.split("=", 1) for part in key.split("/") if part.startswith(("dt=", "hour=")))
+    when = datetime.strptime(f"{parts['dt']} {parts['hour']}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+def offset_of(key: str) -> int:
+    """The first offset an object (or manifest) key names."""
+    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
 
 
 def manifest_key(key: str) -> str:
@@ -203,6 +226,15 @@ class Batcher:
         """The partition's next object covers offsets from `start`."""
         self._next[(topic, partition)] = start
         self._open.pop((topic, partition), None)
+
+    def forget(self, topic: str, partition: int) -> None:
+        """Drop the partition (it moved to another exporter): its open batch is not written."""
+        self._next.pop((topic, partition), None)
+        self._open.pop((topic, partition), None)
+
+    def drain(self) -> list[Batch]:
+        """Every open batch, to write before stopping."""
+        return [self._cut(tp) for tp in list(self._open)]
 
     def add(self, record: AuditRecord, now_ms: int) -> Batch | None:
         """Take one record; returns a full batch to write, if this record completed one."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,15 @@ class Settings(BaseSettings):
     venue_enabled: bool = Field(True, description="Run the simulated venue in this worker (off: something else answers "
                                                   "atlas.venue.orders, as the OMS tests that play the venue do)")
     venue_seed: int = Field(7, description="Seed of the synthetic market's random walk")
+    audit_enabled: bool = Field(True, description="Run the audit exporter in this worker")
+    audit_sink: str = Field(f"file://{ROOT / '.atlas' / 'audit'}", pattern=r"^(file|s3)://.+",
+                            description="Where the audit trail goes: file://PATH or s3://bucket[/prefix]")
+    audit_prefix: str = Field("audit", description="Key prefix of the trail inside the sink")
+    audit_max_records: int = Field(5_000, ge=1, description="An audit object holds at most this many records")
+    audit_max_age: float = Field(5.0, gt=0, description="Seconds a record may wait before its object is written")
+    audit_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
+        None, description="S3 Object Lock retention mode of each audit object (the bucket must have Object Lock on)")
+    audit_lock_days: int = Field(1, ge=1, description="S3 Object Lock retention, in days")
 
     @property
     def commit_seconds(self) -> float:
@@ -52,6 +62,11 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return ";".join(f"kafka://{host}" for host in self.kafka_bootstrap.split(","))
+
+    @property
+    def audit_group(self) -> str:
+        """The audit exporter's consumer group (its committed offsets are what `audit verify` checks)."""
+        return f"{self.app_id}-audit"
 
     def topic(self, name: str) -> str:
         """The full name of an ATLAS topic."""

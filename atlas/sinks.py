@@ -23,6 +23,7 @@ class Sink(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes | None: ...
     def keys(self, prefix: str = "") -> Iterator[str]: ...
+    def folders(self, prefix: str) -> list[str]: ...
 
 
 class FileSink:
@@ -77,6 +78,14 @@ class FileSink:
                     found.append(key)
         return iter(sorted(found))
 
+    def folders(self, prefix: str) -> list[str]:
+        """The names of the folders just below `prefix` (a key prefix ending in "/"), sorted."""
+        try:
+            return sorted(entry.name for entry in os.scandir(self._path(prefix) if prefix.strip("/") else self.root)
+                          if entry.is_dir())
+        except FileNotFoundError:
+            return []
+
 
 class S3Sink:
     """A bucket (and key prefix). Each put is one PUT with its SHA-256 checksum and `If-None-Match: *`."""
@@ -127,6 +136,17 @@ class S3Sink:
         for page in pages:
             for item in page.get("Contents", ()):
                 yield item["Key"][strip:]
+
+
+    def folders(self, prefix: str) -> list[str]:
+        """The names of the "folders" just below `prefix` (a key prefix ending in "/"), sorted."""
+        names = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix),
+                                                                      Delimiter="/")
+        for page in pages:
+            for item in page.get("CommonPrefixes", ()):
+                names.append(item["Prefix"].rstrip("/").rsplit("/", 1)[-1])
+        return sorted(names)
 
 
 def open_sink(url: str, **options: Any) -> Sink:

@@ -158,3 +158,18 @@ class AccountState(BaseModel):
 
 def _s(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
+
+
+class StoredOrder(BaseModel):
+    """An order version and the version before it, tagged with the account seq that wrote it (see tables.oms)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    epoch: int = 0
+    cur: Order
+    prev: Order | None = None
+
+    def version(self, account: AccountState) -> Order | None:
+        """The order as the account's history has it: `prev` when the account never recorded the write of `cur`."""
+        return self.cur if account.includes(self.seq, self.epoch) else self.prev

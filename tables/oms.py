@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from cachetools import LRUCache
-from pydantic import BaseModel, ConfigDict
 
 from atlas.app import app
 from atlas.settings import settings
-from atlas.state import AccountState, Order
+from atlas.state import AccountState, Order, StoredOrder
 from atlas.tables.scan import scan_prefix
 
 oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
@@ -41,17 +40,6 @@ def forget_cached() -> None:
     """Drop every cached value (call when partitions are revoked or assigned)."""
     _accounts.clear()
     _orders.clear()
-
-
-class StoredOrder(BaseModel):
-    """An order version and the version before it, tagged with the account seq that wrote it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    seq: int
-    epoch: int = 0
-    cur: Order
-    prev: Order | None = None
 
 
 def account_key(account_id: str) -> str:
@@ -80,14 +68,10 @@ def load_order(account: AccountState, order_id: str, *, cached: bool = False) ->
     if cached and (hit := _orders.get(key)) is not None:
         return hit
     raw = oms_table.get(key)
-    order = None if raw is None else _version(StoredOrder.model_validate_json(raw), account)
+    order = None if raw is None else StoredOrder.model_validate_json(raw).version(account)
     if cached and order is not None:
         _orders[key] = order
     return order
-
-
-def _version(stored: StoredOrder, account: AccountState) -> Order | None:
-    return stored.cur if account.includes(stored.seq, stored.epoch) else stored.prev
 
 
 def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, Order | None]) -> None:
@@ -109,6 +93,6 @@ def iter_orders(account_id: str) -> Iterator[Order]:
         return
     prefix = order_key(account_id, "").encode()
     for _, raw in scan_prefix(oms_table, prefix):
-        order = _version(StoredOrder.model_validate_json(raw), account)
+        order = StoredOrder.model_validate_json(raw).version(account)
         if order is not None:
             yield order

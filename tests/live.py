@@ -49,9 +49,14 @@ class Cluster:
     guarantee: str = "at_least_once"
     # Off for the tests that play the venue themselves on `venue.orders`.
     venue: bool = False
+    # Off except for the audit tests: an exporter per test worker would only cost CPU.
+    audit: bool = False
+    audit_sink: str | None = None  # by default a folder in `root`
+    audit_max_age: float = 1.0
 
     def __post_init__(self) -> None:
         self.accounts_file = self.root / "accounts.json"
+        self.audit_sink = self.audit_sink or f"file://{self.root / 'audit'}"
         self.keys = write_accounts(self.accounts_file)
         self.workers: list[WorkerProcess] = []
 
@@ -61,6 +66,8 @@ class Cluster:
             "ATLAS_DATA_DIR": str(self.root / name), "ATLAS_WEB_PORT": str(port),
             "ATLAS_PROCESSING_GUARANTEE": self.guarantee, "ATLAS_ACCOUNTS_FILE": str(self.accounts_file),
             "ATLAS_COMMIT_INTERVAL": "0.5", "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
+            "ATLAS_AUDIT_ENABLED": "true" if self.audit else "false", "ATLAS_AUDIT_SINK": self.audit_sink,
+            "ATLAS_AUDIT_MAX_AGE": str(self.audit_max_age),
         }
 
     def start_worker(self, name: str | None = None, port: int | None = None) -> WorkerProcess:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from atlas.agents.audit import AuditExporter
 from atlas.app import app
 from atlas.producer import CommandProducer
 from atlas.settings import settings
@@ -32,5 +33,8 @@ class ReadyView(ApiView):
         }
         ready = all(checks.values())
         headers = None if ready else {"Retry-After": "2"}
-        return self.ok({"status": "ready" if ready else "not_ready", "checks": checks},
+        # Reported, not required: trading goes on while the audit sink is down (the exporter catches up).
+        exporter = AuditExporter.current
+        audit = exporter.status() if exporter is not None else {"enabled": settings.audit_enabled, "running": False}
+        return self.ok({"status": "ready" if ready else "not_ready", "checks": checks, "audit": audit},
                        status=200 if ready else 503, headers=headers)

@@ -1,0 +1,221 @@
+"""The audit exporter: every message of every ATLAS topic, exactly once, into the audit sink.
+
+It runs in the worker beside the agents but with its own consumer group (`<app id>-audit`),
+because it must commit an offset only once the object holding it is durably written, which
+Faust's per-event acks cannot express. The sink, not the group, says where to go on:
+
+1. On assignment, each partition resumes after the last manifest in the sink (writing the
+   manifest of an object a crash left without one), and the consumer seeks there.
+2. Records are batched per partition by count and age (`atlas.audit.Batcher`).
+3. A full or old batch is written (object, then manifest, in a thread: the sink blocks) and
+   only then is the offset after it committed. A crash before the commit rereads records
+   the trail already holds, and the batcher drops them.
+4. While the sink fails the exporter retries with backoff and reads nothing more, so memory
+   stays bounded by one open batch per partition plus the client's fetch buffer. The agents
+   keep trading meanwhile: they have their own consumer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from mode import Service
+from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential_jitter
+
+from atlas import trail
+from atlas.app import app
+from atlas.audit import AuditRecord, Batch, Batcher, Manifest
+from atlas.settings import settings
+from atlas.sinks import open_sink
+from atlas.topics import ALL
+
+log = logging.getLogger(__name__)
+
+
+def _sink_options() -> dict[str, Any]:
+    if settings.audit_sink.startswith("s3://") and settings.audit_lock_mode:
+        return {"lock_mode": settings.audit_lock_mode, "lock_days": settings.audit_lock_days}
+    return {}
+
+
+class AuditExporter(Service):
+    """Consumes every ATLAS topic and writes it to the audit sink, committing after each write."""
+
+    current: "AuditExporter | None" = None
+    wait_for_shutdown = True  # stopping waits for the export loop's last flush
+    shutdown_timeout = 15.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sink = open_sink(settings.audit_sink, **_sink_options())
+        self.prefix = settings.audit_prefix
+        self.topics = [t.get_topic_name() for t in ALL]
+        self.batcher = Batcher(settings.audit_max_records, int(settings.audit_max_age * 1000))
+        self._consumer: AIOKafkaConsumer | None = None
+        self._last: dict[TopicPartition, Manifest | None] = {}  # per resumed partition
+        self._unresumed: set[TopicPartition] = set()
+        self._writing = asyncio.Lock()
+        # What /readyz reports.
+        self.objects_written = 0
+        self.records_written = 0
+        self.failing_since: float | None = None
+        self.last_error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"sink": settings.audit_sink.split("://", 1)[0], "ok": self.failing_since is None,
+                "failing_for_s": None if self.failing_since is None else round(time.monotonic() - self.failing_since, 1),
+                "last_error": self.last_error, "objects_written": self.objects_written,
+                "records_written": self.records_written, "partitions": len(self._last)}
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, group_id=settings.audit_group,
+            client_id=f"{settings.app_id}-audit", enable_auto_commit=False, auto_offset_reset="earliest",
+            # Aborted transactions are not events (under at_least_once nothing is transactional).
+            isolation_level="read_committed",
+            session_timeout_ms=int(settings.session_timeout * 1000), heartbeat_interval_ms=1000,
+            # A long sink outage holds the loop in its retries; staying in the group meanwhile
+            # is right, since any other exporter would be waiting for the same sink.
+            max_poll_interval_ms=30 * 60 * 1000,
+        )
+        self._consumer.subscribe(self.topics, listener=_Rebalance(self))
+        await self._consumer.start()
+        AuditExporter.current = self
+
+    async def on_stop(self) -> None:
+        AuditExporter.current = None  # the export loop sees `should_stop`, flushes and signals shutdown
+
+    async def on_shutdown(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    @Service.task
+    async def _export(self) -> None:
+        try:
+            await self._export_until_stopped()
+            try:
+                # What is batched still goes out if the sink takes it soon; otherwise the next start rereads it.
+                await asyncio.wait_for(self._flush(), timeout=10)
+            except asyncio.TimeoutError:
+                log.warning("audit: the sink did not take the last batches before stopping; they will be reread")
+        finally:
+            self.set_shutdown()
+
+    async def _flush(self) -> None:
+        async with self._writing:
+            for batch in self.batcher.drain():
+                await self._write(batch)
+
+    async def _export_until_stopped(self) -> None:
+        consumer = self._consumer
+        while not self.should_stop:
+            if self._unresumed:
+                await self._resume()
+            fetched = await consumer.getmany(timeout_ms=200, max_records=settings.audit_max_records)
+            async with self._writing:
+                now = _now_ms()
+                for tp, messages in fetched.items():
+                    if tp not in self._last:
+                        continue  # revoked, or not resumed yet (it will be read again from the sink's end)
+                    for m in messages:
+                        record = AuditRecord.of(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value,
+                                                list(m.headers or ()))
+                        batch = self.batcher.add(record, now)
+                        if batch is not None:
+                            await self._write(batch)
+                for batch in self.batcher.due(_now_ms()):
+                    await self._write(batch)
+
+    async def _write(self, batch: Batch) -> None:
+        """Write one batch (retrying while the sink fails), then commit the offset after it."""
+        tp = TopicPartition(batch.topic, batch.partition)
+        retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10),
+                                 retry=retry_if_not_exception_type(trail.TrailConflict),
+                                 before_sleep=self._failed, reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    made = await asyncio.to_thread(trail.write_batch, self.sink, self.prefix, batch, self._last[tp])
+        except trail.TrailConflict as exc:
+            # Another exporter wrote this partition past what we knew: start it again from the sink.
+            log.warning("audit: %s; resuming %s from the sink", exc, tp)
+            self._unresumed.add(tp)
+            self._last.pop(tp, None)
+            self._consumer.pause(tp)
+            return
+        if self.failing_since is not None:
+            log.info("audit: the sink is back after %.1f s", time.monotonic() - self.failing_since)
+        self.failing_since = None
+        self._last[tp] = made
+        self.objects_written += 1
+        self.records_written += made.records
+        await self._commit({tp: made.end})
+
+    def _failed(self, state: Any) -> None:
+        error = state.outcome.exception()
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            log.error("audit: writing to the sink failed, retrying with backoff (consuming paused): %r", error)
+        self.last_error = repr(error)[:300]
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # The sink is the record of progress: a lost commit only means rereading what it has.
+            log.info("audit: offset commit failed (%r); the sink's manifests still say where to resume", exc)
+
+    async def _resume(self) -> None:
+        """Start each newly assigned partition after the last object the sink holds for it."""
+        pending = sorted(self._unresumed)
+        starts = await self._consumer.beginning_offsets(pending)
+        for tp in pending:
+            retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10), before_sleep=self._failed,
+                                     reraise=True)
+            async for attempt in retrying:
+                with attempt:
+                    last = await asyncio.to_thread(trail.resume, self.sink, self.prefix, tp.topic, tp.partition,
+                                                   starts[tp])
+            if tp not in self._unresumed:
+                continue  # revoked meanwhile
+            start = last.end if last is not None else starts[tp]
+            self.batcher.resume(tp.topic, tp.partition, start)
+            self._last[tp] = last
+            self._unresumed.discard(tp)
+            self._consumer.seek(tp, start)
+            self._consumer.resume(tp)
+        self.failing_since = None
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        self._consumer.pause(*partitions)
+        self._unresumed |= set(partitions)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        async with self._writing:  # let a write in progress finish: the next owner resumes after it
+            for tp in partitions:
+                self._last.pop(tp, None)
+                self._unresumed.discard(tp)
+                self.batcher.forget(tp.topic, tp.partition)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, exporter: AuditExporter):
+        self.exporter = exporter
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.exporter.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.exporter.assigned(set(assigned))
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+if settings.audit_enabled:
+    app.service(AuditExporter)
