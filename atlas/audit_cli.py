@@ -125,14 +125,13 @@ def _print_verify(reports: list[PartitionReport]) -> int:
 # -- the broker ------------------------------------------------------------------------------
 
 
-async def broker_views(topic_prefix: str, group: str) -> dict[tuple[str, int], BrokerView]:
+async def broker_views(bootstrap: list[str], topic_prefix: str, group: str) -> dict[tuple[str, int], BrokerView]:
     """Log start, head and the exporter's committed offset of every partition of every ATLAS topic."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, isolation_level="read_committed",
-                                enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await consumer.start()
     await admin.start()
     try:
@@ -277,7 +276,7 @@ async def wait_caught_up(topic: str, timeout: float) -> bool:
     """Wait until the exporter has committed everything the topic holds now (the trail is current)."""
     deadline = time.monotonic() + timeout
     while True:
-        views = await broker_views(settings.topic_prefix, settings.audit_group)
+        views = await broker_views(settings.bootstrap_servers, settings.topic_prefix, settings.audit_group)
         behind = [v for (t, _), v in views.items() if t == topic and (v.committed or 0) < v.head]
         if not behind or time.monotonic() > deadline:
             return not behind
@@ -321,7 +320,7 @@ def main(argv: list[str]) -> int:
     sink = open_sink(args.sink)
 
     if args.command == "verify":
-        broker = None if args.offline else asyncio.run(broker_views(settings.topic_prefix, settings.audit_group))
+        broker = None if args.offline else asyncio.run(broker_views(settings.bootstrap_servers, settings.topic_prefix, settings.audit_group))
         reports = verify(sink, args.prefix, broker)
         if args.json:
             print(json.dumps([r.__dict__ for r in reports], indent=1))

@@ -93,9 +93,12 @@ class S3Sink:
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, lock_mode: str | None = None,
                  lock_days: int | None = None):
         import boto3
+        from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.client = client or boto3.client("s3")
+        # Short timeouts: a hung store should show as a failure the exporter retries, not a stall.
+        self.client = client or boto3.client("s3", config=Config(
+            connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3}))
         self.lock_mode, self.lock_days = lock_mode, lock_days
 
     def _key(self, key: str) -> str:

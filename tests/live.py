@@ -4,7 +4,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +57,7 @@ class Cluster:
     audit: bool = False
     audit_sink: str | None = None  # by default a folder in `root`
     audit_max_age: float = 1.0
+    extra_env: dict[str, str] | None = None  # e.g. the AWS settings of an S3 sink
 
     def __post_init__(self) -> None:
         self.accounts_file = self.root / "accounts.json"
@@ -67,7 +72,7 @@ class Cluster:
             "ATLAS_PROCESSING_GUARANTEE": self.guarantee, "ATLAS_ACCOUNTS_FILE": str(self.accounts_file),
             "ATLAS_COMMIT_INTERVAL": "0.5", "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
             "ATLAS_AUDIT_ENABLED": "true" if self.audit else "false", "ATLAS_AUDIT_SINK": self.audit_sink,
-            "ATLAS_AUDIT_MAX_AGE": str(self.audit_max_age),
+            "ATLAS_AUDIT_MAX_AGE": str(self.audit_max_age), **(self.extra_env or {}),
         }
 
     def start_worker(self, name: str | None = None, port: int | None = None) -> WorkerProcess:
@@ -217,3 +222,71 @@ async def kill_and_restart(worker: WorkerProcess, after: float) -> None:
     await loop.run_in_executor(None, worker.kill, signal.SIGKILL)
     await asyncio.sleep(1.0)
     await loop.run_in_executor(None, worker.start)
+
+
+def audit_cli(cluster: Cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -m atlas audit ARGS` configured like the cluster's workers; returns the finished process."""
+    env = {**os.environ, **cluster.env("cli", 1)}
+    return subprocess.run([sys.executable, "-m", "atlas", "audit", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+class MotoServer:
+    """A real S3 API over HTTP: `python -m moto.server` in its own process (state lives in that process)."""
+
+    def __init__(self, log_path: Path):
+        self.log_path, self.port = log_path, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The usual AWS settings pointing at this server."""
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self) -> "MotoServer":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto server did not start; see {self.log_path}")
+
+    def freeze(self) -> None:
+        """Stop the server process where it stands (SIGSTOP): requests hang and time out, its objects stay."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def wait_exported(cluster: Cluster, topics: tuple[str, ...], timeout: float = 60.0) -> None:
+    """Wait until the exporter has committed every record the given topics hold now (the trail has them all)."""
+    from atlas.audit_cli import broker_views
+
+    wanted = {cluster.topic(t) for t in topics}
+    deadline = time.monotonic() + timeout
+    while True:
+        views = asyncio.run(broker_views([cluster.bootstrap], cluster.app_id, f"{cluster.app_id}-audit"))
+        behind = {tp: v for tp, v in views.items() if tp[0] in wanted and (v.committed or 0) < v.head}
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the exporter is behind after {timeout}s: {behind}")
+        time.sleep(0.3)

@@ -1,19 +1,15 @@
 """The S3 sink against a real S3 API over HTTP: moto's server, in its own process, started here."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import boto3
 import pytest
 
 from atlas.audit import decode, encode
-from atlas.infra.kafka.broker import free_port
 from atlas.sinks import ObjectExists, open_sink
 from tests.helpers import audit_records as records
+from tests.live import MotoServer
 
 pytestmark = pytest.mark.integration
 
@@ -21,24 +17,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
     """`python -m moto.server` on a free port, until the module is done."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("moto server did not start")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
