@@ -64,12 +64,16 @@ def verify_partition(sink: Sink, topic: str, partition: int, keys: list[str], br
             else:
                 report.problems.append(f"{key}: object without a manifest")
             continue
-        manifests.append(Manifest.from_json(sink.get(manifest_key(key))))
+        found = _manifest(sink, manifest_key(key), key, report)
+        if found is not None:
+            manifests.append(found)
         data[key] = sink.get(key)
         if progress is not None:
             progress.update(1)
-    for key in manifest_keys - {manifest_key(k) for k in objects}:
-        manifests.append(Manifest.from_json(sink.get(key)))  # check_chain reports its object missing
+    for key in sorted(manifest_keys - {manifest_key(k) for k in objects}):
+        found = _manifest(sink, key, key, report)  # check_chain reports its object missing
+        if found is not None:
+            manifests.append(found)
     manifests.sort(key=lambda m: (m.start, m.first_offset))
     report.problems += check_chain(manifests, data)
     report.objects, report.records = len(manifests), sum(m.records for m in manifests)
@@ -88,6 +92,14 @@ def verify_partition(sink: Sink, topic: str, partition: int, keys: list[str], br
         if broker.head > end:
             report.notes.append(f"exporter lag: {broker.head - end} offsets not in the trail yet")
     return report
+
+
+def _manifest(sink: Sink, key: str, label: str, report: PartitionReport) -> Manifest | None:
+    try:
+        return Manifest.from_json(sink.get(key) or b"")
+    except (ValueError, TypeError) as exc:
+        report.problems.append(f"{label}: its manifest is unreadable ({exc})")
+        return None
 
 
 def verify(sink: Sink, prefix: str, broker: dict[tuple[str, int], BrokerView] | None) -> list[PartitionReport]:
@@ -231,8 +243,10 @@ def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int
                                                                       "executions")) if r is not None)
     requests = [_venue_request(r.value) for r in trail_records(sink, prefix, settings.topic("venue.orders"), "venue orders")]
     openings = {a.account_id: dict(a.balances) for a in directory().accounts.values()}
-    rebuilt = rebuild(reports, [r for r in requests if r is not None], openings, instruments())
     accounts = {k.decode()[2:]: AccountState.model_validate_json(v) for k, v in table.items() if k.startswith(b"a/")}
+    # An account the OMS stored with no order of its own (its first event was, say, a cancel of an
+    # unknown order) is rebuilt too: as its opening balances.
+    rebuilt = rebuild(reports, [r for r in requests if r is not None], openings, instruments(), accounts)
     orders: dict[str, list] = {}
     for k, v in table.items():
         if k.startswith(b"o/"):
@@ -242,7 +256,7 @@ def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int
             if order is not None:
                 orders.setdefault(account_id, []).append(order)
     live = {a: live_book(acc, orders.get(a, [])) for a, acc in accounts.items()}
-    # Accounts with no event yet are in neither: nothing to compare.
+    # Accounts with no event at all are in neither: nothing to compare.
     problems = compare(rebuilt, live)
     return len(live), sum(len(o) for o in orders.values()), problems
 

@@ -4,7 +4,8 @@ Pure. The trail's execution reports are the OMS's record of every decision, so:
 - an order is its latest report (reports carry status, terms, cum/leaves and average price);
 - an asset's total is the account's opening balance plus its net fills (the TRADE reports);
 - an asset's reserved part is what the open orders hold: a sell its leaves, a buy its leaves
-  at its limit price, or at the guard price the OMS sent the venue for a market buy.
+  at its limit price, or at the guard price the OMS sent the venue for a market buy; while a
+  replace is pending, the larger of the old terms and the new (from the venue request).
 Reports about orders the OMS never stored (seq 0: a cancel of an unknown order, a malformed
 Kafka submission) change nothing. Duplicates (an at_least_once replay) are dropped by seq.
 """
@@ -49,38 +50,39 @@ class Book:
 
 
 def rebuild(reports: Iterable[ExecutionReport], requests: Iterable[VenueRequest],
-            openings: Mapping[str, Mapping[str, Decimal]], instruments: Mapping[str, Instrument]) -> dict[str, Book]:
-    """Every account's orders and balances as the trail tells them."""
+            openings: Mapping[str, Mapping[str, Decimal]], instruments: Mapping[str, Instrument],
+            accounts: Iterable[str] = ()) -> dict[str, Book]:
+    """Every account's orders and balances as the trail tells them (plus `accounts`, even with no order)."""
+    requests = list(requests)
     guards = {r.order_id: r.limit_guard for r in requests if r.limit_guard is not None}
-    latest: dict[str, ExecutionReport] = {}
-    seen: set[tuple[str, int]] = set()
-    totals: dict[str, dict[str, Decimal]] = {}
+    replaces = {r.request_id: r for r in requests if r.request == "replace"}
+    history: dict[str, dict[int, ExecutionReport]] = {}
     for r in reports:
-        if r.seq == 0 or (r.order_id, r.seq) in seen:
-            continue
-        seen.add((r.order_id, r.seq))
-        if r.order_id not in latest or r.seq > latest[r.order_id].seq:
-            latest[r.order_id] = r
-        if r.exec_type is ExecType.TRADE:
-            inst = instruments[r.symbol]
-            sign = 1 if r.side is Side.BUY else -1
-            total = totals.setdefault(r.account_id, {})
-            total[inst.base] = total.get(inst.base, ZERO) + sign * r.last_qty
-            total[inst.quote] = total.get(inst.quote, ZERO) - sign * r.last_qty * r.last_px
+        if r.seq:  # seq 0: about an order the OMS never stored
+            history.setdefault(r.order_id, {}).setdefault(r.seq, r)  # a redelivered report counts once
+    totals: dict[str, dict[str, Decimal]] = {}
     reserved: dict[str, dict[str, Decimal]] = {}
     books: dict[str, Book] = {}
-    for r in latest.values():
-        books.setdefault(r.account_id, Book()).orders[r.order_id] = OrderView.of_report(r)
-        if r.status.is_closed:
-            continue
-        inst = instruments[r.symbol]
-        held = reserved.setdefault(r.account_id, {})
-        if r.side is Side.SELL:
-            held[inst.base] = held.get(inst.base, ZERO) + r.leaves_qty
-        else:
-            unit = r.price if r.type is OrderType.LIMIT else guards.get(r.order_id, ZERO)
-            held[inst.quote] = held.get(inst.quote, ZERO) + r.leaves_qty * unit
-    for account_id in set(books) | set(totals):
+    for order_id, steps in history.items():
+        pending: VenueRequest | None = None  # the replace the venue has not answered yet
+        for r in (steps[seq] for seq in sorted(steps)):
+            if r.exec_type is ExecType.PENDING_REPLACE:
+                pending = replaces.get(r.exec_id)
+            elif r.exec_type in (ExecType.REPLACED, ExecType.REPLACE_REJECTED) or r.status.is_closed:
+                pending = None
+            if r.exec_type is ExecType.TRADE:
+                inst = instruments[r.symbol]
+                sign = 1 if r.side is Side.BUY else -1
+                total = totals.setdefault(r.account_id, {})
+                total[inst.base] = total.get(inst.base, ZERO) + sign * r.last_qty
+                total[inst.quote] = total.get(inst.quote, ZERO) - sign * r.last_qty * r.last_px
+        last = steps[max(steps)]
+        books.setdefault(last.account_id, Book()).orders[order_id] = OrderView.of_report(last)
+        if not last.status.is_closed:
+            asset, amount = _held(last, instruments[last.symbol], guards.get(order_id), pending)
+            held = reserved.setdefault(last.account_id, {})
+            held[asset] = held.get(asset, ZERO) + amount
+    for account_id in set(books) | set(totals) | set(accounts):
         opening = openings.get(account_id, {})
         book = books.setdefault(account_id, Book())
         fills, held = totals.get(account_id, {}), reserved.get(account_id, {})
@@ -88,6 +90,21 @@ def rebuild(reports: Iterable[ExecutionReport], requests: Iterable[VenueRequest]
             total = opening.get(asset, ZERO) + fills.get(asset, ZERO)
             book.balances[asset] = (total - held.get(asset, ZERO), held.get(asset, ZERO))
     return books
+
+
+def _held(order: ExecutionReport, inst: Instrument, guard: Decimal | None,
+          pending: VenueRequest | None) -> tuple[str, Decimal]:
+    """What an open order holds, as the OMS reserves it: the larger of its terms and a pending replace's."""
+    unit = order.price if order.type is OrderType.LIMIT else (guard or ZERO)
+
+    def need(quantity: Decimal, price: Decimal | None) -> Decimal:
+        leaves = max(quantity - order.cum_qty, ZERO)
+        return leaves if order.side is Side.SELL else leaves * price
+
+    required = need(order.quantity, unit)
+    if pending is not None:
+        required = max(required, need(pending.quantity, pending.price if pending.price is not None else unit))
+    return (inst.base if order.side is Side.SELL else inst.quote), required
 
 
 def live_book(account: AccountState, orders: Iterable[Order]) -> Book:

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
                                                   "atlas.venue.orders, as the OMS tests that play the venue do)")
     venue_seed: int = Field(7, description="Seed of the synthetic market's random walk")
     audit_enabled: bool = Field(True, description="Run the audit exporter in this worker")
-    audit_sink: str = Field(f"file://{ROOT / '.atlas' / 'audit'}", pattern=r"^(file|s3)://.+",
+    audit_sink: str = Field(f"file://{ROOT / '.atlas'}", pattern=r"^(file|s3)://.+",
                             description="Where the audit trail goes: file://PATH or s3://bucket[/prefix]")
     audit_prefix: str = Field("audit", description="Key prefix of the trail inside the sink")
     audit_max_records: int = Field(5_000, ge=1, description="An audit object holds at most this many records")

@@ -98,7 +98,7 @@ class S3Sink:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         # Short timeouts: a hung store should show as a failure the exporter retries, not a stall.
         self.client = client or boto3.client("s3", config=Config(
-            connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3}))
+            connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}))
         self.lock_mode, self.lock_days = lock_mode, lock_days
 
     def _key(self, key: str) -> str:

@@ -249,6 +249,14 @@ def test_resume_no_orphan_returns_last_manifest_and_writes_nothing(sink, three):
     assert list(sink.keys()) == before
 
 
+def test_find_end_newest_object_lost_rewriting_its_batch_restores_it(sink, three):
+    damage(sink, three[-1].key, None)
+    assert find_end(sink, PREFIX, TOPIC, 3) == PartitionEnd(three[1], None)
+    again = write_batch(sink, PREFIX, batch(records(106, 3, ts=T0 + 20), three[1].end), three[1])
+    assert again == three[-1]
+    assert report_of(sink).problems == []
+
+
 def test_resume_empty_partition_returns_none(sink):
     assert resume(sink, PREFIX, TOPIC, 3, log_start=0) is None
     assert list(sink.keys()) == []
@@ -330,6 +338,14 @@ def test_verify_partition_manifest_edited_reports_manifest_altered(sink, three):
     damage(sink, manifest_key(three[1].key), json.dumps(doc).encode())
     problems = report_of(sink).problems
     assert any(p.startswith(three[1].key) and "manifest altered" in p for p in problems)
+
+
+def test_verify_partition_garbled_manifest_reports_problem(sink, three):
+    # Fails: Manifest.from_json raises JSONDecodeError out of verify_partition (and so out of `verify`,
+    # which stops before the other partitions) instead of reporting the manifest as a problem.
+    damage(sink, manifest_key(three[1].key), b'{"key": "trunc')
+    problems = report_of(sink).problems
+    assert any(p.startswith(three[1].key) for p in problems)
 
 
 def test_verify_partition_newest_object_without_manifest_is_only_a_note(sink, three):
