@@ -173,6 +173,7 @@ class AuditExporter(Service):
         """Start each newly assigned partition after the last object the sink holds for it."""
         pending = sorted(self._unresumed)
         starts = await self._consumer.beginning_offsets(pending)
+        resumed = 0
         for tp in pending:
             retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10), before_sleep=self._failed,
                                      reraise=True)
@@ -188,7 +189,10 @@ class AuditExporter(Service):
             self._unresumed.discard(tp)
             self._consumer.seek(tp, start)
             self._consumer.resume(tp)
+            resumed += 1 if last is not None else 0
         self.failing_since = None
+        log.info("audit: %d partitions assigned, %d of them resume after their last object in the sink",
+                 len(pending), resumed)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         self._consumer.pause(*partitions)

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from atlas.infra.kafka.broker import free_port
 from atlas.launch import WorkerProcess
+from atlas.values import order_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_KEYS = {"alice": "alice-demo-key", "bob": "bob-demo-key", "admin": "admin-demo-key"}
@@ -290,3 +292,36 @@ def wait_exported(cluster: Cluster, topics: tuple[str, ...], timeout: float = 60
         if time.monotonic() > deadline:
             raise AssertionError(f"the exporter is behind after {timeout}s: {behind}")
         time.sleep(0.3)
+
+
+async def current_mid(cluster: Cluster) -> D:
+    consumer = AIOKafkaConsumer(cluster.topic("marketdata"), bootstrap_servers=cluster.bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    doc = json.loads(record.value)
+                    if doc.get("type") == "mid" and doc["symbol"] == "BTC-USD":
+                        return D(doc["mid"])
+        raise AssertionError("the venue published no mid")
+    finally:
+        await consumer.stop()
+
+
+def settle(api: Api, account: str, commands: list[dict]) -> None:
+    """Wait until every marketable order is FILLED and every resting one NEW."""
+    wanted = {order_id_for(account, c["client_order_id"]): "FILLED" if c["client_order_id"].startswith("mkt") else "NEW"
+              for c in commands}
+
+    def behind(doc: dict) -> list[str]:
+        status = {o["order_id"]: o["status"] for o in doc["orders"]}
+        return [f"{oid}: {status.get(oid, 'missing')} (want {want})" for oid, want in wanted.items()
+                if status.get(oid) != want]
+
+    deadline = time.monotonic() + 90
+    while (late := behind(api.get("/api/v1/orders").body)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not late, f"{account}: {len(late)} orders did not settle: {late[:5]}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections import defaultdict
 from decimal import Decimal as D
@@ -19,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from atlas.values import order_id_for
-from tests.live import Api, Cluster, kill_and_restart, send_commands
+from tests.live import Api, Cluster, current_mid, kill_and_restart, send_commands, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -46,23 +45,6 @@ def _submit(account: str, client_order_id: str, side: str, price: D) -> dict:
     return {"command": "SubmitOrder", "command_id": f"vk-{account}-{client_order_id}", "account_id": account,
             "client_order_id": client_order_id, "symbol": "BTC-USD", "side": side, "type": "LIMIT",
             "quantity": str(QTY), "price": str(price), "time_in_force": "GTC"}
-
-
-async def current_mid(cluster: Cluster) -> D:
-    consumer = AIOKafkaConsumer(cluster.topic("marketdata"), bootstrap_servers=cluster.bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    doc = json.loads(record.value)
-                    if doc.get("type") == "mid" and doc["symbol"] == "BTC-USD":
-                        return D(doc["mid"])
-        raise AssertionError("the venue published no mid")
-    finally:
-        await consumer.stop()
 
 
 async def run_flow(cluster: Cluster, commands: list[dict], kill_after: float) -> None:
@@ -120,22 +102,6 @@ def test_kill_9_while_trading_keeps_the_book_and_fills_nothing_twice(kafka_boots
         cluster.stop()
     log = cluster.workers[0].log_path.read_text(errors="replace")
     assert "wiping local tables" in log, "the restart after SIGKILL must restore from the changelog"
-
-
-def settle(api: Api, account: str, commands: list[dict]) -> None:
-    """Wait until every marketable order is FILLED and every resting one NEW."""
-    wanted = {order_id_for(account, c["client_order_id"]): "FILLED" if c["client_order_id"].startswith("mkt") else "NEW"
-              for c in commands}
-
-    def behind(doc: dict) -> list[str]:
-        status = {o["order_id"]: o["status"] for o in doc["orders"]}
-        return [f"{oid}: {status.get(oid, 'missing')} (want {want})" for oid, want in wanted.items()
-                if status.get(oid) != want]
-
-    deadline = time.monotonic() + 90
-    while (late := behind(api.get("/api/v1/orders").body)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not late, f"{account}: {len(late)} orders did not settle: {late[:5]}"
 
 
 def check_balances(api: Api, account: str) -> None:
