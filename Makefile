@@ -36,9 +36,10 @@ test-fast: setup
 test-faults: setup
 	$(PY) -m pytest -m faults
 
-## bench: the order-flow benchmark; writes bench/REPORT.md
+## bench: the order-flow and audit benchmarks; write bench/REPORT.md
 bench: setup
 	$(PY) -m bench.orderflow
+	$(PY) -m bench.audit
 
 broker-up: setup
 	$(PY) infra/kafka/broker.py up

@@ -64,12 +64,13 @@ class AuditExporter(Service):
         self.records_written = 0
         self.failing_since: float | None = None
         self.last_error: str | None = None
+        self.refused: dict[str, str] = {}  # partitions not exported, and why
 
     def status(self) -> dict[str, Any]:
-        return {"sink": settings.audit_sink.split("://", 1)[0], "ok": self.failing_since is None,
+        return {"sink": settings.audit_sink.split("://", 1)[0], "ok": self.failing_since is None and not self.refused,
                 "failing_for_s": None if self.failing_since is None else round(time.monotonic() - self.failing_since, 1),
                 "last_error": self.last_error, "objects_written": self.objects_written,
-                "records_written": self.records_written, "partitions": len(self._last)}
+                "records_written": self.records_written, "partitions": len(self._last), "refused": self.refused}
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -81,6 +82,9 @@ class AuditExporter(Service):
             # A long sink outage holds the loop in its retries; staying in the group meanwhile
             # is right, since any other exporter would be waiting for the same sink.
             max_poll_interval_ms=30 * 60 * 1000,
+            # Batches wait up to max_age anyway: fetch big and seldom rather than a small fetch per
+            # new record, which cost the broker (and so the agents on this machine) dear.
+            fetch_min_bytes=64 * 1024, fetch_max_wait_ms=int(min(0.5, settings.audit_max_age / 2) * 1000),
         )
         self._consumer.subscribe(self.topics, listener=_Rebalance(self))
         await self._consumer.start()
@@ -173,6 +177,7 @@ class AuditExporter(Service):
         """Start each newly assigned partition after the last object the sink holds for it."""
         pending = sorted(self._unresumed)
         starts = await self._consumer.beginning_offsets(pending)
+        ends = await self._consumer.end_offsets(pending)
         resumed = 0
         for tp in pending:
             retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10), before_sleep=self._failed,
@@ -183,6 +188,15 @@ class AuditExporter(Service):
                                                    starts[tp])
             if tp not in self._unresumed:
                 continue  # revoked meanwhile
+            if last is not None and last.end > ends[tp]:
+                # The trail is ahead of the topic: the topic was deleted and made again, or the sink
+                # belongs to another cluster. Writing on would mix two histories under one chain.
+                self.refused[f"{tp.topic}[{tp.partition}]"] = (
+                    f"the trail ends at offset {last.end} but the topic only reaches {ends[tp]}: not exported "
+                    "(point ATLAS_AUDIT_SINK elsewhere)")
+                log.error("audit: %s[%d]: %s", tp.topic, tp.partition, self.refused[f"{tp.topic}[{tp.partition}]"])
+                self._unresumed.discard(tp)
+                continue
             start = last.end if last is not None else starts[tp]
             self.batcher.resume(tp.topic, tp.partition, start)
             self._last[tp] = last

@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -114,6 +116,7 @@ def walk_through() -> None:
     print("\nThe venue in the worker acknowledged the resting order, replaced and cancelled it, and filled the"
           " marketable one against its market maker.")
     live_market(seconds=8)
+    audit_trail()
     print(f"Try it yourself: curl -s -H 'X-API-Key: alice-demo-key' {BASE}/api/v1/orders | python3 -m json.tool")
     print("Stop everything with: make demo-down")
 
@@ -143,6 +146,18 @@ def live_market(seconds: float) -> None:
         stop.set()
         trader.join(timeout=5)
     print("Watch it yourself: python -m atlas watch BTC-USD ETH-USD SOL-USD")
+
+
+def audit_trail() -> None:
+    """Check the audit trail the worker's exporter wrote: verify it, and replay it against the live tables."""
+    print("\nThe audit trail (every message of every topic, in .atlas/audit/):")
+    for args in (["verify"], ["replay"]):
+        command = [sys.executable, "-m", "atlas", "audit", *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=ROOT)
+        lines = done.stdout.strip().splitlines()
+        shown = [line for line in lines if "problem" in line or "difference" in line] or lines[-1:]
+        print(f"$ python -m atlas audit {' '.join(args)}\n  " + "\n  ".join(shown[-10:] or [done.stderr.strip()[-500:]]))
+    print("Run them again any time; `python -m atlas audit export DIR` writes the trail as plain JSONL.")
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
-"""The benchmark report: the machine, a table per kind of run, the ratios; formatting only, no I/O but /proc reads."""
+"""The benchmark report: the machine, a table per kind of run, the ratios; formatting, /proc reads, and writing the file."""
 from __future__ import annotations
 
 import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 from bench.load import Percentiles
 from bench.runs import LatencyRun, SaturationRun
@@ -309,3 +310,19 @@ def summary(res: Results) -> str:
     lines += [f"  {name}: {value}" for name, value in ratios(res) if value != "n/a"]
     lines += [f"  FAILED: {item}" for item in res.failures]
     return "\n".join(lines)
+
+
+AUDIT_START, AUDIT_END = "<!-- audit:start -->", "<!-- audit:end -->"
+
+
+def write_section(path: Path, section: str | None = None, *, main: str | None = None) -> None:
+    """Write REPORT.md from its two parts: bench.orderflow's `main` text and bench.audit's marked `section`.
+
+    Either may be None: the part already in the file is kept, so each benchmark rewrites only its own.
+    """
+    text = path.read_text() if path.exists() else ""
+    old_section = text[text.index(AUDIT_START):text.index(AUDIT_END) + len(AUDIT_END)] + "\n" \
+        if AUDIT_START in text and AUDIT_END in text else ""
+    old_main = text.replace(old_section, "").rstrip() + "\n" if text else ""
+    parts = [main if main is not None else old_main, section if section is not None else old_section]
+    path.write_text("\n".join(p.rstrip() + "\n" for p in parts if p.strip()))

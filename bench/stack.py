@@ -91,6 +91,10 @@ class WorkerSpec:
     commit_interval: float | None = None
     linger_ms: int | None = None
     venue: bool = False
+    # The audit exporter: off in the order-flow runs (their figures stay comparable across
+    # sessions); bench.audit turns it on, with a sink and its settings in `extra`.
+    audit: bool = False
+    extra: tuple[tuple[str, str], ...] = ()
 
     def env(self) -> dict[str, str]:
         env = {
@@ -99,6 +103,8 @@ class WorkerSpec:
             "ATLAS_WEB_PORT": str(free_port()), "ATLAS_PROCESSING_GUARANTEE": self.guarantee,
             # Without the venue the OMS runs alone: nothing answers its venue requests.
             "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
+            "ATLAS_AUDIT_ENABLED": "true" if self.audit else "false",
+            "ATLAS_AUDIT_SINK": f"file://{self.root / self.app_id}-trail", **dict(self.extra),
         }
         if self.commit_interval is not None:
             env["ATLAS_COMMIT_INTERVAL"] = str(self.commit_interval)

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from atlas.audit import decode
+from atlas.audit import AuditRecord, Batch, decode
+from atlas.sinks import FileSink
+from atlas.trail import write_batch
+from tests.helpers import AUDIT_T0
 from tests.live import Api, Cluster, Kafka, audit_cli, wait_exported
 
 pytestmark = pytest.mark.integration
@@ -144,3 +147,21 @@ def test_verify_fails_on_a_tampered_trail(traded, tmp_path, tamper, expected):
     assert done.returncode == 1, done.stdout
     assert expected in done.stdout
     assert "PROBLEM" in done.stdout
+
+
+def test_exporter_refuses_a_partition_whose_trail_is_ahead_of_the_topic(kafka_bootstrap, tmp_path):
+    # A trail written for another incarnation of the topic (deleted and made again): going on
+    # would chain a second history onto the first, so the exporter leaves that partition alone.
+    cluster = Cluster(kafka_bootstrap, tmp_path, f"au-ahead-{tmp_path.name[-6:]}", audit=True)
+    sink = FileSink(cluster.audit_sink.removeprefix("file://"))
+    old = [AuditRecord(cluster.topic("deadletter"), 0, offset, AUDIT_T0, "k", "{}") for offset in (500, 501)]
+    write_batch(sink, "audit", Batch(old[0].topic, 0, 500, 0, old), None)
+    worker = cluster.start_worker()
+    try:
+        status = Api(worker.url).wait_for("/readyz", lambda r: r["audit"]["partitions"] > 0)["audit"]
+        assert status["ok"] is False
+        assert list(status["refused"]) == [f"{cluster.topic('deadletter')}[0]"]
+        assert "trail ends at offset 502" in status["refused"][f"{cluster.topic('deadletter')}[0]"]
+        assert status["partitions"] == 63
+    finally:
+        cluster.stop()

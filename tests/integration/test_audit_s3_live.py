@@ -16,7 +16,8 @@ import boto3
 import pytest
 
 from atlas.audit_cli import broker_views
-from tests.live import Api, Cluster, MotoServer, audit_cli, wait_exported
+from atlas.infra.s3 import MotoServer
+from tests.live import Api, Cluster, audit_cli, wait_exported
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -9,7 +9,7 @@ import pytest
 from atlas.audit import decode, encode
 from atlas.sinks import ObjectExists, open_sink
 from tests.helpers import audit_records as records
-from tests.live import MotoServer
+from atlas.infra.s3 import MotoServer
 
 pytestmark = pytest.mark.integration
 
