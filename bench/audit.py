@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.load import make_orders
+from bench.orderflow import _code_version
 from bench.report import AUDIT_END, AUDIT_START, write_section
 from bench.runs import AtlasTarget, LatencyRun, latency_run
 from bench.stack import ROOT, CpuMeter, WorkerSpec, api_key, start_broker, warm_broker, write_accounts
@@ -212,8 +213,8 @@ def render(drains: list[Drain], pairs: list[tuple[LatencyRun, LatencyRun]], lag:
     lines = [AUDIT_START, "## Audit exporter", "",
              f"Command: `python -m bench.audit --records {args.records} --rate {args.rate:g} --duration {args.duration:g} "
              f"--pairs {args.pairs}`  ",
-             f"Started: {args.started}; took {took:.0f} s. Batches: at most {args.max_records} records or "
-             f"{args.max_age:g} s.", "",
+             f"Started: {args.started}; took {took:.0f} s; ATLAS code: {_code_version()}. Batches: at most "
+             f"{args.max_records} records or {args.max_age:g} s (ATLAS_AUDIT_MAX_RECORDS / ATLAS_AUDIT_MAX_AGE).", "",
              f"### Draining a backlog of {args.records} execution-report-sized messages (8 partitions)", "",
              "| reader | records/s | vs bare consumer | worker CPU % |", "|---|---|---|---|"]
     for d in drains:
