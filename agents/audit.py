@@ -65,12 +65,14 @@ class AuditExporter(Service):
         self.failing_since: float | None = None
         self.last_error: str | None = None
         self.refused: dict[str, str] = {}  # partitions not exported, and why
+        self.versioning: str | None = None  # an S3 bucket's versioning state
 
     def status(self) -> dict[str, Any]:
         return {"sink": settings.audit_sink.split("://", 1)[0], "ok": self.failing_since is None and not self.refused,
                 "failing_for_s": None if self.failing_since is None else round(time.monotonic() - self.failing_since, 1),
                 "last_error": self.last_error, "objects_written": self.objects_written,
-                "records_written": self.records_written, "partitions": len(self._last), "refused": self.refused}
+                "records_written": self.records_written, "partitions": len(self._last), "refused": self.refused,
+                "versioning": self.versioning}
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -89,6 +91,11 @@ class AuditExporter(Service):
         self._consumer.subscribe(self.topics, listener=_Rebalance(self))
         await self._consumer.start()
         AuditExporter.current = self
+        if hasattr(self.sink, "versioning"):
+            try:
+                self.versioning = await asyncio.to_thread(self.sink.versioning, settings.audit_versioning)
+            except Exception as exc:  # the sink may be down at start: the writes will retry, this is a report
+                log.warning("audit: could not read the bucket's versioning: %r", exc)
 
     async def on_stop(self) -> None:
         AuditExporter.current = None  # the export loop sees `should_stop`, flushes and signals shutdown

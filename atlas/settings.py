@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     audit_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
         None, description="S3 Object Lock retention mode of each audit object (the bucket must have Object Lock on)")
     audit_lock_days: int = Field(1, ge=1, description="S3 Object Lock retention, in days")
+    audit_versioning: bool = Field(False, description="Switch the S3 bucket's versioning on at start (Object Lock "
+                                                      "needs it; a folder sink ignores this)")
 
     @property
     def commit_seconds(self) -> float:

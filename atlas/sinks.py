@@ -122,6 +122,14 @@ class S3Sink:
                 raise ObjectExists(key) from None
             raise
 
+    def versioning(self, enable: bool = False) -> str:
+        """The bucket's versioning state ("Enabled", "Suspended" or "Off"), after switching it on if `enable`."""
+        state = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status", "Off")
+        if enable and state != "Enabled":
+            self.client.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+            state = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status", "Off")
+        return state
+
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 

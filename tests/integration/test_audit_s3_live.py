@@ -33,7 +33,8 @@ def s3_cluster(kafka_bootstrap, tmp_path_factory):
     s3.create_bucket(Bucket="trail", ObjectLockEnabledForBucket=True)
     cluster = Cluster(kafka_bootstrap, root, f"as-{root.name[-6:]}", venue=True, audit=True, audit_sink="s3://trail",
                       audit_max_age=0.5, extra_env={**moto.env(), "ATLAS_AUDIT_LOCK_MODE": "GOVERNANCE",
-                                                    "ATLAS_AUDIT_LOCK_DAYS": "2"})
+                                                    "ATLAS_AUDIT_LOCK_DAYS": "2",
+                                                    "ATLAS_AUDIT_VERSIONING": "true"})
     cluster.start_worker()
     try:
         yield cluster, moto, s3
@@ -56,8 +57,10 @@ def _committed(cluster: Cluster) -> dict:
     return {tp: (v.committed, v.head) for tp, v in views.items() if tp[0] == cluster.topic("executions")}
 
 
-def test_exporter_puts_locked_checksummed_objects_in_s3(s3_cluster):
+def test_exporter_puts_locked_checksummed_objects_in_a_versioned_bucket(s3_cluster):
     cluster, _, s3 = s3_cluster
+    assert s3.get_bucket_versioning(Bucket="trail")["Status"] == "Enabled"
+    assert Api(cluster.workers[0].url).get("/readyz").json["audit"]["versioning"] == "Enabled"
     _trade(Api(cluster.workers[0].url, cluster.keys["alice"]), 3)
     wait_exported(cluster, QUIET_TOPICS)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="trail", Prefix=f"audit/topic={cluster.topic('executions')}/")

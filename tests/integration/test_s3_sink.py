@@ -61,3 +61,11 @@ def test_s3_sink_sets_object_lock_retention_when_asked(s3):
     head = s3.head_object(Bucket="locked", Key="audit/k.jsonl.gz")
     assert head["ObjectLockMode"] == "COMPLIANCE"
     assert head["ObjectLockRetainUntilDate"].timestamp() > time.time() + 6 * 86400
+
+
+def test_s3_sink_switches_bucket_versioning_on_when_asked(s3):
+    s3.create_bucket(Bucket="versions")
+    sink = open_sink("s3://versions")
+    assert sink.versioning() == "Off"
+    assert sink.versioning(enable=True) == "Enabled"
+    assert s3.get_bucket_versioning(Bucket="versions")["Status"] == "Enabled"
