@@ -17,14 +17,17 @@ Faust's per-event acks cannot express. The sink, not the group, says where to go
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import time
+import zlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from botocore.exceptions import BotoCoreError, ClientError
 from mode import Service
-from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from atlas import trail
 from atlas.app import app
@@ -34,6 +37,7 @@ from atlas.sinks import open_sink
 from atlas.topics import ALL
 
 log = logging.getLogger(__name__)
+FLUSH_BUDGET_S = 8.0  # how long a clean stop lets the last batches take (below shutdown_timeout)
 
 
 def _sink_options() -> dict[str, Any]:
@@ -77,7 +81,9 @@ class AuditExporter(Service):
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, group_id=settings.audit_group,
-            client_id=f"{settings.app_id}-audit", enable_auto_commit=False, auto_offset_reset="earliest",
+            # Every position is set by a seek to the sink's end; "none": a position retention deleted raises,
+            # and is resumed with the gap recorded, instead of silently skipping to the earliest offset.
+            client_id=f"{settings.app_id}-audit", enable_auto_commit=False, auto_offset_reset="none",
             # Aborted transactions are not events (under at_least_once nothing is transactional).
             isolation_level="read_committed",
             session_timeout_ms=int(settings.session_timeout * 1000), heartbeat_interval_ms=1000,
@@ -92,29 +98,31 @@ class AuditExporter(Service):
         await self._consumer.start()
         AuditExporter.current = self
         if hasattr(self.sink, "versioning"):
-            try:
-                self.versioning = await asyncio.to_thread(self.sink.versioning, settings.audit_versioning)
-            except Exception as exc:  # the sink may be down at start: the writes will retry, this is a report
-                log.warning("audit: could not read the bucket's versioning: %r", exc)
+            self.add_future(self._check_versioning())
+
+    async def _check_versioning(self) -> None:
+        try:
+            self.versioning = await asyncio.to_thread(self.sink.versioning, settings.audit_versioning)
+        except Exception as exc:  # the sink may be down at start: the writes will retry, this is a report
+            log.warning("audit: could not read the bucket's versioning: %r", exc)
 
     async def on_stop(self) -> None:
-        AuditExporter.current = None  # the export loop sees `should_stop`, flushes and signals shutdown
-
-    async def on_shutdown(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
+        AuditExporter.current = None  # the export loop sees `should_stop`, flushes and stops the consumer
 
     @Service.task
     async def _export(self) -> None:
         try:
             await self._export_until_stopped()
             try:
-                # What is batched still goes out if the sink takes it soon; otherwise the next start rereads it.
-                await asyncio.wait_for(self._flush(), timeout=10)
-            except asyncio.TimeoutError:
-                log.warning("audit: the sink did not take the last batches before stopping; they will be reread")
+                # What is batched still goes out if the sink takes it at once; otherwise the next start rereads it.
+                await asyncio.wait_for(self._flush(), timeout=FLUSH_BUDGET_S)
+            except (asyncio.TimeoutError, Exception) as exc:
+                log.warning("audit: the last batches were not written before stopping (%r); they will be reread", exc)
         finally:
-            self.set_shutdown()
+            try:
+                await self._consumer.stop()
+            finally:
+                self.set_shutdown()
 
     async def _flush(self) -> None:
         async with self._writing:
@@ -122,41 +130,73 @@ class AuditExporter(Service):
                 await self._write(batch)
 
     async def _export_until_stopped(self) -> None:
-        consumer = self._consumer
         while not self.should_stop:
-            if self._unresumed:
-                await self._resume()
+            try:
+                await self._export_some()
+            except Exception as exc:
+                if self.should_stop and _transient(exc):
+                    return  # a write cut short by the stop: the next start rereads it
+                # A bug, not an outage: keep the worker trading, report it, and start over from the sink.
+                log.exception("audit: the export loop failed; resuming every partition from the sink")
+                self.last_error, self.failing_since = repr(exc)[:300], self.failing_since or time.monotonic()
+                async with self._writing:
+                    for tp in self._consumer.assignment():
+                        self._restart(tp)
+                await self.sleep(5.0)
+
+    async def _export_some(self) -> None:
+        """One round: resume what is new, read a batch of records, write what is full or old."""
+        consumer = self._consumer
+        if self._unresumed:
+            await self._resume()
+        try:
             fetched = await consumer.getmany(timeout_ms=200, max_records=settings.audit_max_records)
-            async with self._writing:
-                now = _now_ms()
-                for tp, messages in fetched.items():
+        except OffsetOutOfRangeError as exc:
+            # Retention deleted records before they were read: resuming records the gap in the chain.
+            for tp in (exc.args[0] if exc.args and isinstance(exc.args[0], dict) else consumer.assignment()):
+                self._restart(tp)
+            return
+        except KafkaError as exc:
+            log.warning("audit: reading failed (%r); trying again", exc)
+            await self.sleep(1.0)
+            return
+        async with self._writing:
+            now = _now_ms()
+            for tp, messages in fetched.items():
+                for m in messages:
                     if tp not in self._last:
-                        continue  # revoked, or not resumed yet (it will be read again from the sink's end)
-                    for m in messages:
-                        record = AuditRecord.of(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value,
-                                                list(m.headers or ()))
-                        batch = self.batcher.add(record, now)
-                        if batch is not None:
-                            await self._write(batch)
-                for batch in self.batcher.due(_now_ms()):
-                    await self._write(batch)
+                        break  # revoked, refused, or to resume from the sink (it is read again from there)
+                    record = AuditRecord.of(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value,
+                                            list(m.headers or ()))
+                    batch = self.batcher.add(record, now)
+                    if batch is not None:
+                        await self._write(batch)
+            for batch in self.batcher.due(_now_ms()):
+                await self._write(batch)
+
+    def _retrying(self) -> AsyncRetrying:
+        """Retry what an outage explains, with backoff, until the service stops; anything else is raised."""
+        return AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10), retry=retry_if_exception(_transient),
+                             stop=lambda _: self.should_stop, before_sleep=self._failed, reraise=True)
 
     async def _write(self, batch: Batch) -> None:
         """Write one batch (retrying while the sink fails), then commit the offset after it."""
         tp = TopicPartition(batch.topic, batch.partition)
-        retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10),
-                                 retry=retry_if_not_exception_type(trail.TrailConflict),
-                                 before_sleep=self._failed, reraise=True)
+        if tp not in self._last:
+            return  # the partition left this exporter since the batch was cut: its next owner rereads it
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying():
                 with attempt:
                     made = await asyncio.to_thread(trail.write_batch, self.sink, self.prefix, batch, self._last[tp])
         except trail.TrailConflict as exc:
             # Another exporter wrote this partition past what we knew: start it again from the sink.
             log.warning("audit: %s; resuming %s from the sink", exc, tp)
-            self._unresumed.add(tp)
-            self._last.pop(tp, None)
-            self._consumer.pause(tp)
+            self._restart(tp)
+            return
+        except Exception as exc:
+            if _transient(exc):
+                raise  # only while stopping: the next start rereads the batch
+            self._refuse(tp, f"writing offsets {batch.start}..{batch.end - 1} failed: {exc!r}")
             return
         if self.failing_since is not None:
             log.info("audit: the sink is back after %.1f s", time.monotonic() - self.failing_since)
@@ -170,7 +210,7 @@ class AuditExporter(Service):
         error = state.outcome.exception()
         if self.failing_since is None:
             self.failing_since = time.monotonic()
-            log.error("audit: writing to the sink failed, retrying with backoff (consuming paused): %r", error)
+            log.error("audit: the sink failed (%r); retrying with backoff, reading nothing meanwhile", error)
         self.last_error = repr(error)[:300]
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -180,34 +220,65 @@ class AuditExporter(Service):
             # The sink is the record of progress: a lost commit only means rereading what it has.
             log.info("audit: offset commit failed (%r); the sink's manifests still say where to resume", exc)
 
+    def _restart(self, tp: TopicPartition) -> None:
+        """Stop reading a partition and resume it from the sink's end."""
+        self._last.pop(tp, None)
+        self.batcher.forget(tp.topic, tp.partition)
+        self._unresumed.add(tp)
+        self._consumer.pause(tp)
+
+    def _refuse(self, tp: TopicPartition, reason: str) -> None:
+        """Stop exporting a partition (until it is assigned again) and report why."""
+        self._last.pop(tp, None)
+        self.batcher.forget(tp.topic, tp.partition)
+        self._unresumed.discard(tp)
+        self._consumer.pause(tp)
+        self.refused[f"{tp.topic}[{tp.partition}]"] = reason
+        log.error("audit: %s[%d] not exported: %s", tp.topic, tp.partition, reason)
+
     async def _resume(self) -> None:
         """Start each newly assigned partition after the last object the sink holds for it."""
         pending = sorted(self._unresumed)
-        starts = await self._consumer.beginning_offsets(pending)
-        ends = await self._consumer.end_offsets(pending)
+        try:
+            starts = await self._consumer.beginning_offsets(pending)
+            ends = await self._consumer.end_offsets(pending)
+        except KafkaError as exc:
+            log.warning("audit: reading partition offsets failed (%r); trying again", exc)
+            await self.sleep(1.0)
+            return
         resumed = 0
         for tp in pending:
-            retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10), before_sleep=self._failed,
-                                     reraise=True)
-            async for attempt in retrying:
-                with attempt:
-                    last = await asyncio.to_thread(trail.resume, self.sink, self.prefix, tp.topic, tp.partition,
-                                                   starts[tp])
+            try:
+                async for attempt in self._retrying():
+                    with attempt:
+                        last = await asyncio.to_thread(trail.resume, self.sink, self.prefix, tp.topic, tp.partition,
+                                                       starts[tp])
+            except Exception as exc:
+                if _transient(exc):
+                    return  # stopping
+                self._refuse(tp, f"its trail cannot be read: {exc!r}")
+                continue
             if tp not in self._unresumed:
                 continue  # revoked meanwhile
             if last is not None and last.end > ends[tp]:
+                ends[tp] = (await self._consumer.end_offsets([tp]))[tp]  # it may have grown meanwhile
+            if last is not None and last.end > ends[tp]:
                 # The trail is ahead of the topic: the topic was deleted and made again, or the sink
                 # belongs to another cluster. Writing on would mix two histories under one chain.
-                self.refused[f"{tp.topic}[{tp.partition}]"] = (
-                    f"the trail ends at offset {last.end} but the topic only reaches {ends[tp]}: not exported "
-                    "(point ATLAS_AUDIT_SINK elsewhere)")
-                log.error("audit: %s[%d]: %s", tp.topic, tp.partition, self.refused[f"{tp.topic}[{tp.partition}]"])
-                self._unresumed.discard(tp)
+                self._refuse(tp, f"the trail ends at offset {last.end} but the topic only reaches {ends[tp]} "
+                                 "(point ATLAS_AUDIT_SINK elsewhere)")
                 continue
             start = last.end if last is not None else starts[tp]
+            if start < starts[tp]:
+                # Retention deleted records the trail never got: start after them, so the chain shows
+                # the gap (verify reports it) instead of claiming offsets it does not hold.
+                log.error("audit: %s[%d]: offsets %d..%d were deleted before they were exported", tp.topic,
+                          tp.partition, start, starts[tp] - 1)
+                start = starts[tp]
             self.batcher.resume(tp.topic, tp.partition, start)
             self._last[tp] = last
             self._unresumed.discard(tp)
+            self.refused.pop(f"{tp.topic}[{tp.partition}]", None)
             self._consumer.seek(tp, start)
             self._consumer.resume(tp)
             resumed += 1 if last is not None else 0
@@ -225,6 +296,7 @@ class AuditExporter(Service):
                 self._last.pop(tp, None)
                 self._unresumed.discard(tp)
                 self.batcher.forget(tp.topic, tp.partition)
+                self.refused.pop(f"{tp.topic}[{tp.partition}]", None)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -244,3 +316,10 @@ def _now_ms() -> int:
 
 if settings.audit_enabled:
     app.service(AuditExporter)
+
+
+def _transient(exc: BaseException) -> bool:
+    """An error an outage explains (worth retrying), not bad data in the trail or the records."""
+    if isinstance(exc, (gzip.BadGzipFile, zlib.error, EOFError)):
+        return False
+    return isinstance(exc, (OSError, BotoCoreError, ClientError, KafkaError))

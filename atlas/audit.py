@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 GENESIS = "0" * 64  # the `previous` chain hash of a partition's first object
+LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z, the last instant a dt= folder can name
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class AuditRecord:
     timestamp: int  # ms since the epoch, the record's own
     key: str | None
     value: str | None
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str | None], ...] = ()  # values base64 (a header value may be null)
     encoding: str = "utf-8"  # or "base64", for key and value both
 
     @classmethod
@@ -51,7 +52,7 @@ class AuditRecord:
             k = None if key is None else base64.b64encode(key).decode()
             v = None if value is None else base64.b64encode(value).decode()
             encoding = "base64"
-        hdrs = tuple((name, base64.b64encode(raw).decode()) for name, raw in headers)
+        hdrs = tuple((name, None if raw is None else base64.b64encode(raw).decode()) for name, raw in headers)
         return cls(topic, partition, offset, timestamp, k, v, hdrs, encoding)
 
     def line(self) -> bytes:
@@ -93,7 +94,8 @@ def object_time(records: list[AuditRecord], previous: "Manifest | None") -> int:
     object no earlier than the one before keeps a partition's objects in order across the
     dt/hour folders, which is how the exporter finds the last one by looking at the newest folders.
     """
-    first = records[0].timestamp
+    # A producer may set any timestamp (-1 for none): keep it within what a date can name.
+    first = min(max(records[0].timestamp, 0), LATEST_MS)
     return first if previous is None else max(first, hour_of(previous.key))
 
 

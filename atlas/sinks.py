@@ -41,7 +41,7 @@ class FileSink:
     def put(self, key: str, data: bytes) -> None:
         """Write `data` under `key` durably and atomically; an existing key raises `ObjectExists`."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folders(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -52,13 +52,17 @@ class FileSink:
                 os.link(tmp, path)  # fails if the key exists: no overwrite, even racing another writer
             except FileExistsError:
                 raise ObjectExists(key) from None
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            _fsync_dir(path.parent)
         finally:
             os.unlink(tmp)
+
+    def _make_folders(self, folder: Path) -> None:
+        """Create the folder and its missing parents, each made durable in its parent (an fsync per new entry)."""
+        if folder.is_dir():
+            return
+        self._make_folders(folder.parent)
+        folder.mkdir(exist_ok=True)
+        _fsync_dir(folder.parent)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -69,7 +73,8 @@ class FileSink:
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key under `prefix`, sorted."""
         found = []
-        for dirpath, _, files in os.walk(self.root):
+        folder = prefix.rpartition("/")[0]  # only the folder the prefix names can hold its keys
+        for dirpath, _, files in os.walk(self._path(folder) if folder else self.root):
             for name in files:
                 if name.startswith(".tmp-"):
                     continue
@@ -85,6 +90,14 @@ class FileSink:
                           if entry.is_dir())
         except FileNotFoundError:
             return []
+
+
+def _fsync_dir(folder: Path) -> None:
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class S3Sink:

@@ -234,7 +234,7 @@ def audit_cli(cluster: Cluster, *args: str, timeout: float = 120) -> subprocess.
 
 def wait_exported(cluster: Cluster, topics: tuple[str, ...], timeout: float = 60.0) -> None:
     """Wait until the exporter has committed every record the given topics hold now (the trail has them all)."""
-    from atlas.audit_cli import broker_views
+    from atlas.audit_broker import broker_views
 
     wanted = {cluster.topic(t) for t in topics}
     deadline = time.monotonic() + timeout

@@ -81,8 +81,9 @@ def test_exporter_keeps_each_message_whole_and_in_offset_order(traded):
         offsets = [r.offset for r in records]
         assert offsets == sorted(set(offsets))
         assert int(path.name.split(".")[0]) == offsets[0]
-    lines = [json.loads(line) for path in folder.rglob(f"topic={cluster.topic('executions')}/**/*.jsonl.gz")
-             for line in gzip.decompress(path.read_bytes()).splitlines()]
+    lines = sorted((json.loads(line) for path in folder.rglob(f"topic={cluster.topic('executions')}/**/*.jsonl.gz")
+                    for line in gzip.decompress(path.read_bytes()).splitlines()),
+                   key=lambda line: (line["partition"], line["offset"]))
     assert set(lines[0]) == {"topic", "partition", "offset", "timestamp", "key", "value", "headers"}
     mine = [json.loads(line["value"]) for line in lines if json.loads(line["value"])["order_id"] == resting]
     assert [r["exec_type"] for r in mine][:2] == ["PENDING_NEW", "NEW"]
@@ -158,7 +159,8 @@ def test_exporter_refuses_a_partition_whose_trail_is_ahead_of_the_topic(kafka_bo
     write_batch(sink, "audit", Batch(old[0].topic, 0, 500, 0, old), None)
     worker = cluster.start_worker()
     try:
-        status = Api(worker.url).wait_for("/readyz", lambda r: r["audit"]["partitions"] > 0)["audit"]
+        status = Api(worker.url).wait_for(
+            "/readyz", lambda r: r["audit"]["partitions"] + len(r["audit"]["refused"]) == 64)["audit"]
         assert status["ok"] is False
         assert list(status["refused"]) == [f"{cluster.topic('deadletter')}[0]"]
         assert "trail ends at offset 502" in status["refused"][f"{cluster.topic('deadletter')}[0]"]

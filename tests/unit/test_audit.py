@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from atlas.audit import (
-    GENESIS, AuditRecord, Batcher, check_chain, decode, encode, manifest, manifest_key, object_key,
+    GENESIS, AuditRecord, Batcher, check_chain, decode, encode, manifest, manifest_key, object_key, object_time,
 )
 from atlas.sinks import FileSink, ObjectExists, open_sink
 from tests.helpers import AUDIT_T0 as T0, audit_records as records
@@ -140,3 +140,15 @@ def test_batcher_after_resume_drops_what_was_written_and_repeats():
     batcher.resume("atlas.executions", 3, start=5)
     cuts = [b for r in records(3, 4) + records(6, 1) if (b := batcher.add(r, now_ms=0))]
     assert [[r.offset for r in b.records] for b in cuts] == [[5, 6]] and [b.start for b in cuts] == [5]
+
+
+def test_record_with_a_null_header_value_keeps_it_as_null():
+    record = AuditRecord.of("t", 0, 1, T0, b"k", b"v", [("trace", None), ("id", b"\x01")])
+    assert record.headers == (("trace", None), ("id", "AQ=="))
+    assert decode(encode([record])) == [record]
+
+
+@pytest.mark.parametrize("timestamp, folder", [(-1, "dt=1970-01-01/hour=00"), (2**62, "dt=9999-12-31/hour=23")])
+def test_object_time_of_a_timestamp_no_date_can_name_is_clamped(timestamp, folder):
+    record = AuditRecord("t", 0, 0, timestamp, "k", "v")
+    assert folder in object_key("audit", "t", 0, 0, object_time([record], None))

@@ -11,7 +11,8 @@ from atlas.audit import (
     GENESIS, AuditRecord, Batch, Batcher, Manifest, check_chain, decode, encode, manifest, manifest_key, object_key,
     object_time,
 )
-from atlas.audit_cli import BrokerView, export, verify, verify_partition
+from atlas.audit_cli import export
+from atlas.verify import BrokerView, verify, verify_partition
 from atlas.sinks import FileSink
 from atlas.trail import PartitionEnd, TrailConflict, find_end, resume, write_batch
 from tests.helpers import AUDIT_T0 as T0
