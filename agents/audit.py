@@ -288,6 +288,10 @@ class AuditExporter(Service):
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         self._consumer.pause(*partitions)
+        for tp in partitions:
+            # A placeholder position, so the client does not look for a committed offset to start
+            # from (and raise, with no reset policy): `_resume` seeks to the sink's end before reading.
+            self._consumer.seek(tp, 0)
         self._unresumed |= set(partitions)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:

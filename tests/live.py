@@ -270,12 +270,14 @@ def settle(api: Api, account: str, commands: list[dict]) -> None:
     wanted = {order_id_for(account, c["client_order_id"]): "FILLED" if c["client_order_id"].startswith("mkt") else "NEW"
               for c in commands}
 
-    def behind(doc: dict) -> list[str]:
-        status = {o["order_id"]: o["status"] for o in doc["orders"]}
+    def behind(response: Response) -> list[str]:
+        if response.status != 200:  # e.g. a 503 while the account's partition moves
+            return [f"GET /api/v1/orders answered {response.status}: {response.body}"]
+        status = {o["order_id"]: o["status"] for o in response.body["orders"]}
         return [f"{oid}: {status.get(oid, 'missing')} (want {want})" for oid, want in wanted.items()
                 if status.get(oid) != want]
 
     deadline = time.monotonic() + 90
-    while (late := behind(api.get("/api/v1/orders").body)) and time.monotonic() < deadline:
+    while (late := behind(api.get("/api/v1/orders"))) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not late, f"{account}: {len(late)} orders did not settle: {late[:5]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable, NamedTuple, TypeVar
 
+import aiohttp
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
@@ -97,10 +98,15 @@ async def on_owner(view: Any, request: Any, key: str, local: Callable[[], Awaita
         raise Problem(503, "NOT_READY", "partition ownership is moving (rebalancing)", headers=RETRY_AFTER)
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_REQUEST_HEADERS}
     headers[FORWARDED_HEADER] = "1"
-    async with app.http_client.request(request.method, f"{base}{request.path_qs}", headers=headers) as response:
-        payload = await response.read()
-        kept = {k: v for k, v in response.headers.items() if k.lower() in _FORWARDED_RESPONSE_HEADERS}
-        return view.bytes(payload, content_type=response.content_type, status=response.status, headers=kept)
+    try:
+        async with app.http_client.request(request.method, f"{base}{request.path_qs}", headers=headers) as response:
+            payload = await response.read()
+    except aiohttp.ClientError:
+        # The owner died or is restarting: its partitions move once the group notices (session timeout).
+        raise Problem(503, "NOT_READY", f"the worker that owns this key ({base}) does not answer",
+                      headers=RETRY_AFTER) from None
+    kept = {k: v for k, v in response.headers.items() if k.lower() in _FORWARDED_RESPONSE_HEADERS}
+    return view.bytes(payload, content_type=response.content_type, status=response.status, headers=kept)
 
 
 FORWARDED_HEADER = "X-Atlas-Forwarded"

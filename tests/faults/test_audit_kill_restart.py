@@ -1,4 +1,4 @@
-"""SIGKILL the worker again and again while orders flow; the audit trail must still be whole.
+"""SIGKILL the worker again and again, or move partitions between exporters, while orders flow: the trail stays whole.
 
 Small, young batches make many objects, so kills land between an object's write, its
 manifest and the offset commit. Afterwards `audit verify` must find every partition complete
@@ -93,3 +93,51 @@ def test_repeated_kill_9_leaves_a_complete_verifiable_replayable_trail(kafka_boo
     log = cluster.workers[0].log_path.read_text(errors="replace")
     resumed = [int(n) for n in re.findall(r"audit: \d+ partitions assigned, (\d+) of them resume after", log)]
     assert len(resumed) >= KILLS + 1 and max(resumed) > 0, "each restart must resume from the sink's manifests"
+
+
+async def flow_with_rebalances(cluster: Cluster, commands: list[dict]) -> None:
+    """Send the commands while a second worker joins, leaves cleanly, joins again and is killed."""
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    loop = asyncio.get_running_loop()
+
+    async def churn() -> None:
+        await asyncio.sleep(2.0)
+        second = await loop.run_in_executor(None, cluster.start_worker, "w1")
+        await asyncio.sleep(3.0)
+        await loop.run_in_executor(None, second.stop)  # SIGTERM: the exporter flushes its open batches
+        await asyncio.sleep(1.0)
+        await loop.run_in_executor(None, second.start)
+        await asyncio.sleep(3.0)
+        await loop.run_in_executor(None, second.kill)  # SIGKILL: its partitions move back after the session timeout
+
+    try:
+        sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=2)
+        await asyncio.wait_for(asyncio.gather(sending, churn()), timeout=300)
+    finally:
+        await producer.stop()
+
+
+def test_exporters_sharing_partitions_through_rebalances_leave_one_complete_trail(kafka_bootstrap, tmp_path):
+    cluster = Cluster(kafka_bootstrap, tmp_path, f"areb-{uuid.uuid4().hex[:6]}", venue=True, audit=True,
+                      audit_max_age=0.2, extra_env={"ATLAS_AUDIT_MAX_RECORDS": "40"})
+    cluster.start_worker()
+    try:
+        commands = plan(asyncio.run(current_mid(cluster)))
+        asyncio.run(flow_with_rebalances(cluster, commands))
+        for account in TRADERS:
+            settle(Api(cluster.workers[0].url, cluster.keys[account]), account,
+                   [c for c in commands if c["account_id"] == account])
+        wait_exported(cluster, QUIET_TOPICS, timeout=120)
+        verified = audit_cli(cluster, "verify")
+        assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
+        assert verified.stdout.strip().splitlines()[-1] == "64 of 64 partitions complete, 0 problems"
+        trail = cluster.root / "audit" / "audit" / f"topic={cluster.topic('commands')}"
+        sent = [json.loads(r.value)["command_id"] for p in trail.rglob("*.jsonl.gz") for r in decode(p.read_bytes())]
+        assert sorted(sent) == sorted(c["command_id"] for c in commands)
+        replayed = audit_cli(cluster, "replay")
+        assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-2000:]
+    finally:
+        cluster.stop()
+    second = (cluster.root / "w1.log").read_text(errors="replace")
+    assert re.search(r"audit: \d+ partitions assigned", second), "the second worker's exporter took partitions"

@@ -47,3 +47,16 @@ def test_every_account_is_served_by_its_owner_through_either_worker(pair):
     # 16 accounts over 8 partitions split between two workers: both own some.
     assert len({partition_for(a.encode()) for a in accounts}) > 1
     assert owners == {w.url for w in pair.workers}, owners
+
+
+def test_a_read_for_an_account_whose_owner_died_is_a_503_to_retry(pair):
+    # Runs last in this module: it kills the second worker.
+    second_url = pair.workers[1].url
+    account = next(a for a in pair.keys if a.startswith("trader-")
+                   and Api(pair.workers[0].url, pair.keys[a]).get("/api/v1/balances").headers["x-atlas-worker"]
+                   == second_url)
+    pair.workers[1].kill()
+    response = Api(pair.workers[0].url, pair.keys[account]).get("/api/v1/balances")
+    assert response.status == 503, response
+    assert response.body["code"] == "NOT_READY" and "does not answer" in response.body["detail"]
+    assert response.headers["retry-after"]
