@@ -176,7 +176,7 @@ class AuditExporter(Service):
 
     def _retrying(self) -> AsyncRetrying:
         """Retry what an outage explains, with backoff, until the service stops; anything else is raised."""
-        return AsyncRetrying(wait=wait_exponential_jitter(initial=0.2, max=10), retry=retry_if_exception(_transient),
+        return AsyncRetrying(wait=wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.5), retry=retry_if_exception(_transient),
                              stop=lambda _: self.should_stop, before_sleep=self._failed, reraise=True)
 
     async def _write(self, batch: Batch) -> None:

@@ -84,7 +84,11 @@ def resume(sink: Sink, prefix: str, topic: str, partition: int, log_start: int) 
         return end.manifest
     data = sink.get(end.orphan)
     records = decode(data)
-    start = end.manifest.end if end.manifest is not None else min(log_start, records[0].offset)
+    # Where its batch began is not in the object: after the previous object, unless retention had
+    # already deleted what lay between (the exporter then started at the log start, leaving a gap).
+    start = min(log_start, records[0].offset)
+    if end.manifest is not None:
+        start = max(end.manifest.end, start)
     adopted = manifest(end.orphan, data, records, end.manifest, start, records[-1].offset + 1)
     _put_once(sink, manifest_key(end.orphan), adopted.to_json())
     return adopted
