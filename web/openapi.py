@@ -141,6 +141,15 @@ def document() -> dict:
                 {"type": "object", "properties": {"trades": {"type": "array", "items": _TRADE}}}, "trades")},
                 params=[_SYMBOL, _query("limit", "how many, 1 to 100 (default 50)")], problems=(400, 401, 404, 503)),
         },
+        "/api/v1/stream": {"get": {
+            "summary": "Live stream (WebSocket upgrade): the account's execution reports with resume offsets, its "
+                       "balances, and market data",
+            "description": 'First message: {"op": "subscribe", "key": API key, "since": offset or null, "symbols": '
+                           '[...]}. Then "hello", "execution" (with "offset": send offset + 1 as "since" to resume), '
+                           '"balances", "book", "trade" and "mid" messages. A bad subscription gets an "error" '
+                           'message and close code 4400 or 4401.',
+            "responses": {"101": {"description": "switching to the WebSocket protocol"}},
+        }},
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI")}, auth=False, problems=())},
         "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "up")}, auth=False, problems=())},
         "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned, owners known",
