@@ -4,10 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | sha1sum | cut -c1-12)
 
-.PHONY: setup demo demo-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
+.PHONY: setup chromium demo demo-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
 
-## setup: virtualenv with pinned dependencies, and the broker jars from Maven Central
-setup: $(STAMP)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium
+setup: $(STAMP) chromium
+
+## chromium: the browser the console tests drive (Debian's package; Playwright uses it, downloads none)
+chromium:
+	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
