@@ -8,8 +8,16 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg | sha1sum | cut -c1-12)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium
-setup: $(STAMP) chromium
+CHARTS := web/static/vendor/lightweight-charts.standalone.production.js
+
+## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium,
+## and the console's chart library from npm (console/package-lock.json)
+setup: $(STAMP) chromium $(CHARTS)
+
+$(CHARTS): console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $(CHARTS))
+	cp console/node_modules/lightweight-charts/dist/$(notdir $(CHARTS)) $(CHARTS)
 
 ## chromium: the browser the console tests drive (Debian's package; Playwright uses it, downloads none)
 chromium:
@@ -63,4 +71,4 @@ schemas: setup
 
 clean:
 	-$(PY) infra/kafka/broker.py down
-	rm -rf .atlas .pytest_cache .hypothesis
+	rm -rf .atlas .pytest_cache .hypothesis console/node_modules web/static/vendor

@@ -68,7 +68,6 @@ def test_place_amend_and_cancel_a_resting_order(console_cluster, page):
     expect(row(page, order_id).locator(".status")).to_have_text("NEW")
     reserved = D("0.01") * D(price)
     expect_amount(page.locator("#balances tr[data-asset=USD] .reserved"), reserved)
-    page.screenshot(path=str(SCREENSHOTS / "console.png"))
 
     amended = str(D(price) - D("1.00"))
     page.once("dialog", lambda dialog: dialog.accept(amended))
@@ -93,6 +92,23 @@ def test_a_marketable_order_fills_and_the_balance_moves(console_cluster, page):
     expect(page.locator("#orders tbody tr .status").first).to_have_text("FILLED", timeout=15_000)
     expect_amount(btc, D("10.01"))
     assert D(api.get("/api/v1/balances").body["balances"]["BTC"]["available"]) == D("10.01")
+    # The fill was a trade: the chart plots it (with the trades before it), from the API and the stream.
+    page.wait_for_function("chart.price.data().length > 0", timeout=15_000)
+    expect(page.locator("#trades tbody tr").first).to_be_visible()
+    expect(page.locator("#health [data-check=venue] b")).to_have_text("ok")
+    resting = (mid(api) * D("0.95")).quantize(D("0.01"))
+    place(page, "BUY", "0.0100", str(resting))  # one resting order too, for the picture
+    expect(page.locator("#orders tbody tr .status").first).to_have_text("NEW", timeout=15_000)
+    expect_amount(page.locator("#balances tr[data-asset=USD] .reserved"), D("0.01") * resting)
+    page.screenshot(path=str(SCREENSHOTS / "console.png"))
+
+
+def test_footer_shows_the_health_of_each_part(console_cluster, page):
+    sign_in(page, console_cluster.workers[0].url, console_cluster.keys["trader-14"])
+    health = page.get_by_test_id("health")
+    for name in ("broker", "oms", "venue"):
+        expect(health.locator(f"[data-check={name}] b")).to_have_text("ok", timeout=15_000)
+    expect(health.locator("[data-check=exporter] b")).to_have_text("off")  # this test worker runs none
 
 
 def test_client_side_validation_matches_the_server(console_cluster, page):

@@ -9,6 +9,10 @@ const state = {
 };
 const CLOSED = new Set(["FILLED", "CANCELED", "REJECTED", "EXPIRED"]);
 const TRADES_KEPT = 50;
+const SMA_WINDOW = 20;
+const HEALTH_EVERY_MS = 5000;
+const chart = { api: null, price: null, sma: null, points: {} };  // points: symbol -> Map(second -> price)
+const lastMidAt = { ms: 0 };
 
 // -- decimals: strings on the wire; compared and checked as scaled integers (no binary floats) -------------
 
@@ -59,6 +63,7 @@ async function signIn(key) {
   const instruments = await api("GET", "/api/v1/instruments");
   state.instruments = Object.fromEntries(instruments.instruments.map((i) => [i.symbol, i]));
   $("symbol").innerHTML = Object.keys(state.instruments).map((s) => `<option>${s}</option>`).join("");
+  if (!chart.api) initChart();
   selectSymbol(Object.keys(state.instruments)[0]);
   connect();
   const orders = await api("GET", "/api/v1/orders?status=all");
@@ -102,7 +107,9 @@ function receive(msg) {
     case "execution": applyReport(msg.report); state.next = msg.offset + 1; break;
     case "balances": state.balances = msg.balances; renderBalances(); break;
     case "book": state.books[msg.symbol] = msg; if (msg.symbol === state.symbol) renderBook(); break;
-    case "mid": state.mids[msg.symbol] = msg.mid; if (msg.symbol === state.symbol) $("mid").textContent = msg.mid; break;
+    case "mid": if (!lastMidAt.ms) setTimeout(checkHealth, 0);  // the first sign of the venue
+      state.mids[msg.symbol] = msg.mid; lastMidAt.ms = Date.now();
+      if (msg.symbol === state.symbol) $("mid").textContent = msg.mid; break;
     case "trade": addTrade(msg); break;
     case "error": $("signin-error").textContent = msg.detail; break;
   }
@@ -163,7 +170,62 @@ function renderBook() {
 function addTrade(t) {
   (state.trades[t.symbol] ||= []).unshift(t);
   state.trades[t.symbol].length = Math.min(state.trades[t.symbol].length, TRADES_KEPT);
-  if (t.symbol === state.symbol) renderTrades();
+  chartPoint(t);
+  if (t.symbol === state.symbol) { renderTrades(); renderChart(); }
+}
+
+// -- the price chart (TradingView's lightweight-charts) -------------------------------------------------
+
+function initChart() {
+  const style = getComputedStyle(document.documentElement);
+  chart.api = LightweightCharts.createChart($("chart"), {
+    autoSize: true, layout: { background: { color: "transparent" }, textColor: style.getPropertyValue("--muted") },
+    grid: { vertLines: { visible: false }, horzLines: { color: style.getPropertyValue("--line") } },
+    timeScale: { timeVisible: true, secondsVisible: true },
+  });
+  chart.price = chart.api.addSeries(LightweightCharts.LineSeries, { color: "#3d8bfd", lineWidth: 2 });
+  chart.sma = chart.api.addSeries(LightweightCharts.LineSeries, { color: "#e5a13b", lineWidth: 1 });
+}
+
+function chartPoint(t) {
+  // The last trade price of each second. Plotting needs a Number: display only, nothing is computed from it.
+  (chart.points[t.symbol] ||= new Map()).set(Math.floor(t.ts / 1000), Number(t.price));
+}
+
+function renderChart() {
+  if (!chart.api) return;
+  const points = [...(chart.points[state.symbol] || new Map()).entries()].sort((a, b) => a[0] - b[0])
+    .map(([time, value]) => ({ time, value }));
+  chart.price.setData(points);
+  chart.sma.setData(points.slice(SMA_WINDOW - 1).map((p, i) => ({
+    time: p.time, value: points.slice(i, i + SMA_WINDOW).reduce((sum, q) => sum + q.value, 0) / SMA_WINDOW })));
+}
+
+async function loadTrades(symbol) {
+  const doc = await api("GET", `/api/v1/marketdata/${symbol}/trades?limit=100`);
+  for (const t of doc.trades.slice().reverse()) {
+    if (!(state.trades[symbol] || []).some((x) => x.ts === t.ts && x.price === t.price)) addTrade({ ...t, symbol });
+  }
+}
+
+// -- footer health -------------------------------------------------------------------------------------
+
+async function checkHealth() {
+  let doc = null;
+  try { doc = await (await fetch("/readyz")).json(); } catch { doc = null; }
+  const exporter = doc?.audit;
+  const checks = {
+    broker: doc ? doc.checks.broker : false,
+    oms: doc ? doc.checks.tables_recovered && doc.checks.partitions_assigned : false,
+    venue: Date.now() - lastMidAt.ms < HEALTH_EVERY_MS,  // the venue publishes a mid every tick
+    exporter: exporter ? (exporter.ok ?? false) : false,
+  };
+  for (const [name, ok] of Object.entries(checks)) {
+    const el = document.querySelector(`#health [data-check=${name}] b`);
+    const off = name === "exporter" && exporter && exporter.enabled === false;
+    el.textContent = off ? "off" : ok ? "ok" : "down";
+    el.className = off ? "" : ok ? "ok" : "fail";
+  }
 }
 
 function renderTrades() {
@@ -176,8 +238,11 @@ function selectSymbol(symbol) {
   $("symbol").value = symbol;
   $("depth-symbol").textContent = symbol;
   $("mid").textContent = state.mids[symbol] || "-";
+  $("chart-symbol").textContent = symbol;
   renderBook();
   renderTrades();
+  renderChart();
+  loadTrades(symbol).catch(() => {});  // the recent history; the stream brings the rest
   updateNotional();
 }
 
@@ -271,6 +336,8 @@ function init() {
   document.querySelectorAll("input[name=filter]").forEach((el) => { el.onchange = renderOrders; });
   $("book").onclick = (e) => { if (e.target.classList.contains("level") && e.target.textContent !== "-") {
     $("price").value = e.target.textContent; updateNotional(); } };
+  checkHealth();
+  setInterval(checkHealth, HEALTH_EVERY_MS);
   if (state.key) signIn(state.key).catch(() => sessionStorage.removeItem("atlas.key"));
 }
 
