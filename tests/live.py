@@ -281,3 +281,24 @@ def settle(api: Api, account: str, commands: list[dict]) -> None:
     while (late := behind(api.get("/api/v1/orders"))) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not late, f"{account}: {len(late)} orders did not settle: {late[:5]}"
+
+
+def trading_plan(mid: D, traders: list[str], rounds: int, rest_every: int, tag: str,
+                 quantity: D = D("0.0010")) -> list[dict]:
+    """Per round and trader a marketable BTC-USD order (2% through the mid), and every `rest_every`
+    rounds a resting buy 5% under it; client order ids `mkt-<round>` and `rest-<round>`."""
+    lift, hit, rest = [(mid * D(f)).quantize(D("0.01")) for f in ("1.02", "0.98", "0.95")]
+
+    def submit(account: str, client_order_id: str, side: str, price: D) -> dict:
+        return {"command": "SubmitOrder", "command_id": f"{tag}-{account}-{client_order_id}", "account_id": account,
+                "client_order_id": client_order_id, "symbol": "BTC-USD", "side": side, "type": "LIMIT",
+                "quantity": str(quantity), "price": str(price), "time_in_force": "GTC"}
+
+    commands = []
+    for i in range(rounds):
+        for account in traders:
+            side = "BUY" if (i + len(account)) % 2 == 0 else "SELL"
+            commands.append(submit(account, f"mkt-{i}", side, lift if side == "BUY" else hit))
+            if i % rest_every == 0:
+                commands.append(submit(account, f"rest-{i}", "BUY", rest))
+    return commands

@@ -18,7 +18,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from atlas.audit import decode
-from tests.live import Api, Cluster, audit_cli, current_mid, kill_and_restart, send_commands, settle, wait_exported
+from tests.live import (
+    Api, Cluster, audit_cli, current_mid, kill_and_restart, send_commands, settle, trading_plan, wait_exported,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -30,22 +32,24 @@ QUIET_TOPICS = ("commands", "venue.reports", "executions", "deadletter")
 
 def plan(mid: D) -> list[dict]:
     """Per round and trader a marketable order; every sixth round also a resting buy."""
-    lift, hit, rest = (mid * D("1.02")).quantize(D("0.01")), (mid * D("0.98")).quantize(D("0.01")), \
-        (mid * D("0.95")).quantize(D("0.01"))
-    commands = []
-    for i in range(ROUNDS):
-        for account in TRADERS:
-            side = "BUY" if (i + len(account)) % 2 == 0 else "SELL"
-            commands.append(_submit(account, f"mkt-{i}", side, lift if side == "BUY" else hit))
-            if i % 6 == 0:
-                commands.append(_submit(account, f"rest-{i}", "BUY", rest))
-    return commands
+    return trading_plan(mid, TRADERS, ROUNDS, rest_every=6, tag="ak")
 
 
-def _submit(account: str, client_order_id: str, side: str, price: D) -> dict:
-    return {"command": "SubmitOrder", "command_id": f"ak-{account}-{client_order_id}", "account_id": account,
-            "client_order_id": client_order_id, "symbol": "BTC-USD", "side": side, "type": "LIMIT",
-            "quantity": "0.0010", "price": str(price), "time_in_force": "GTC"}
+def settle_and_check_the_trail(cluster: Cluster, commands: list[dict]) -> None:
+    """Once every order has settled and the trail has caught up: verify, every command once, replay."""
+    for account in TRADERS:
+        settle(Api(cluster.workers[0].url, cluster.keys[account]), account,
+               [c for c in commands if c["account_id"] == account])
+    wait_exported(cluster, QUIET_TOPICS, timeout=120)
+    verified = audit_cli(cluster, "verify")
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
+    assert verified.stdout.strip().splitlines()[-1] == "64 of 64 partitions complete, 0 problems"
+    trail = cluster.root / "audit" / "audit" / f"topic={cluster.topic('commands')}"
+    sent = [json.loads(r.value)["command_id"] for p in trail.rglob("*.jsonl.gz") for r in decode(p.read_bytes())]
+    assert sorted(sent) == sorted(c["command_id"] for c in commands)
+    replayed = audit_cli(cluster, "replay")
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-2000:]
+    assert replayed.stdout.strip().endswith(", 0 differences")
 
 
 async def flow_with_kills(cluster: Cluster, commands: list[dict]) -> None:
@@ -72,22 +76,7 @@ def test_repeated_kill_9_leaves_a_complete_verifiable_replayable_trail(kafka_boo
     try:
         commands = plan(asyncio.run(current_mid(cluster)))
         asyncio.run(flow_with_kills(cluster, commands))
-        for account in TRADERS:
-            settle(Api(cluster.workers[0].url, cluster.keys[account]), account,
-                   [c for c in commands if c["account_id"] == account])
-        wait_exported(cluster, QUIET_TOPICS, timeout=120)
-
-        verified = audit_cli(cluster, "verify")
-        assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
-        assert verified.stdout.strip().splitlines()[-1] == "64 of 64 partitions complete, 0 problems"
-
-        trail = cluster.root / "audit" / "audit" / f"topic={cluster.topic('commands')}"
-        sent = [json.loads(r.value)["command_id"] for p in trail.rglob("*.jsonl.gz") for r in decode(p.read_bytes())]
-        assert sorted(sent) == sorted(c["command_id"] for c in commands)
-
-        replayed = audit_cli(cluster, "replay")
-        assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-2000:]
-        assert replayed.stdout.strip().endswith(", 0 differences")
+        settle_and_check_the_trail(cluster, commands)
     finally:
         cluster.stop()
     log = cluster.workers[0].log_path.read_text(errors="replace")
@@ -125,18 +114,7 @@ def test_exporters_sharing_partitions_through_rebalances_leave_one_complete_trai
     try:
         commands = plan(asyncio.run(current_mid(cluster)))
         asyncio.run(flow_with_rebalances(cluster, commands))
-        for account in TRADERS:
-            settle(Api(cluster.workers[0].url, cluster.keys[account]), account,
-                   [c for c in commands if c["account_id"] == account])
-        wait_exported(cluster, QUIET_TOPICS, timeout=120)
-        verified = audit_cli(cluster, "verify")
-        assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
-        assert verified.stdout.strip().splitlines()[-1] == "64 of 64 partitions complete, 0 problems"
-        trail = cluster.root / "audit" / "audit" / f"topic={cluster.topic('commands')}"
-        sent = [json.loads(r.value)["command_id"] for p in trail.rglob("*.jsonl.gz") for r in decode(p.read_bytes())]
-        assert sorted(sent) == sorted(c["command_id"] for c in commands)
-        replayed = audit_cli(cluster, "replay")
-        assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-2000:]
+        settle_and_check_the_trail(cluster, commands)
     finally:
         cluster.stop()
     second = (cluster.root / "w1.log").read_text(errors="replace")

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from atlas.values import order_id_for
-from tests.live import Api, Cluster, current_mid, kill_and_restart, send_commands, settle
+from tests.live import Api, Cluster, current_mid, kill_and_restart, send_commands, settle, trading_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -29,22 +29,7 @@ QTY = D("0.0010")
 
 def plan(mid: D) -> list[dict]:
     """Per round and trader: a marketable buy or sell, and every fifth round a resting order."""
-    lift, hit, rest = (mid * D("1.02")).quantize(D("0.01")), (mid * D("0.98")).quantize(D("0.01")), \
-        (mid * D("0.95")).quantize(D("0.01"))
-    commands = []
-    for i in range(ROUNDS):
-        for account in TRADERS:
-            side = "BUY" if (i + len(account)) % 2 == 0 else "SELL"
-            commands.append(_submit(account, f"mkt-{i}", side, lift if side == "BUY" else hit))
-            if i % 5 == 0:
-                commands.append(_submit(account, f"rest-{i}", "BUY", rest))
-    return commands
-
-
-def _submit(account: str, client_order_id: str, side: str, price: D) -> dict:
-    return {"command": "SubmitOrder", "command_id": f"vk-{account}-{client_order_id}", "account_id": account,
-            "client_order_id": client_order_id, "symbol": "BTC-USD", "side": side, "type": "LIMIT",
-            "quantity": str(QTY), "price": str(price), "time_in_force": "GTC"}
+    return trading_plan(mid, TRADERS, ROUNDS, rest_every=5, tag="vk", quantity=QTY)
 
 
 async def run_flow(cluster: Cluster, commands: list[dict], kill_after: float) -> None:
