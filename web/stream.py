@@ -71,10 +71,12 @@ class MarketFeed(Service):
                 continue
             for messages in fetched.values():
                 for m in messages:
+                    # The key is the symbol: each stream filters on it without parsing the value.
+                    item = (m.key.decode() if m.key else None, m.value.decode())
                     for queue in list(self.queues):
                         if queue.full():
                             queue.get_nowait()
-                        queue.put_nowait(m.value)
+                        queue.put_nowait(item)
 
 
 app.service(MarketFeed)
@@ -186,10 +188,9 @@ class Session:
 
     async def _market(self, queue: asyncio.Queue) -> None:
         while True:
-            raw = await queue.get()
-            doc = json.loads(raw)
-            if doc.get("symbol") in self.symbols:
-                await self.ws.send_str(raw.decode())
+            symbol, text = await queue.get()
+            if symbol in self.symbols:
+                await self.ws.send_str(text)
 
     async def _balances(self) -> None:
         """Push the balances after each burst of reports (read through the API: the owner has them)."""

@@ -52,20 +52,21 @@ def settle_and_check_the_trail(cluster: Cluster, commands: list[dict]) -> None:
     assert replayed.stdout.strip().endswith(", 0 differences")
 
 
-async def flow_with_kills(cluster: Cluster, commands: list[dict]) -> None:
-    """Send the commands at about 40/s while the worker is killed and restarted KILLS times."""
+async def send_while(cluster: Cluster, commands: list[dict], disturb) -> None:
+    """Send the commands at about 40/s while `disturb()` runs."""
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
-
-    async def kills() -> None:
-        for _ in range(KILLS):
-            await kill_and_restart(cluster.workers[0], after=2.5)
-
     try:
         sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=2)
-        await asyncio.wait_for(asyncio.gather(sending, kills()), timeout=300)
+        await asyncio.wait_for(asyncio.gather(sending, disturb()), timeout=300)
     finally:
         await producer.stop()
+
+
+async def kills(cluster: Cluster) -> None:
+    """Kill the worker and restart it, KILLS times."""
+    for _ in range(KILLS):
+        await kill_and_restart(cluster.workers[0], after=2.5)
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
@@ -75,7 +76,7 @@ def test_repeated_kill_9_leaves_a_complete_verifiable_replayable_trail(kafka_boo
     cluster.start_worker()
     try:
         commands = plan(asyncio.run(current_mid(cluster)))
-        asyncio.run(flow_with_kills(cluster, commands))
+        asyncio.run(send_while(cluster, commands, lambda: kills(cluster)))
         settle_and_check_the_trail(cluster, commands)
     finally:
         cluster.stop()
@@ -84,27 +85,17 @@ def test_repeated_kill_9_leaves_a_complete_verifiable_replayable_trail(kafka_boo
     assert len(resumed) >= KILLS + 1 and max(resumed) > 0, "each restart must resume from the sink's manifests"
 
 
-async def flow_with_rebalances(cluster: Cluster, commands: list[dict]) -> None:
-    """Send the commands while a second worker joins, leaves cleanly, joins again and is killed."""
-    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
+async def churn(cluster: Cluster) -> None:
+    """A second worker joins, leaves cleanly, joins again and is killed."""
     loop = asyncio.get_running_loop()
-
-    async def churn() -> None:
-        await asyncio.sleep(2.0)
-        second = await loop.run_in_executor(None, cluster.start_worker, "w1")
-        await asyncio.sleep(3.0)
-        await loop.run_in_executor(None, second.stop)  # SIGTERM: the exporter flushes its open batches
-        await asyncio.sleep(1.0)
-        await loop.run_in_executor(None, second.start)
-        await asyncio.sleep(3.0)
-        await loop.run_in_executor(None, second.kill)  # SIGKILL: its partitions move back after the session timeout
-
-    try:
-        sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=2)
-        await asyncio.wait_for(asyncio.gather(sending, churn()), timeout=300)
-    finally:
-        await producer.stop()
+    await asyncio.sleep(2.0)
+    second = await loop.run_in_executor(None, cluster.start_worker, "w1")
+    await asyncio.sleep(3.0)
+    await loop.run_in_executor(None, second.stop)  # SIGTERM: the exporter flushes its open batches
+    await asyncio.sleep(1.0)
+    await loop.run_in_executor(None, second.start)
+    await asyncio.sleep(3.0)
+    await loop.run_in_executor(None, second.kill)  # SIGKILL: its partitions move back after the session timeout
 
 
 def test_exporters_sharing_partitions_through_rebalances_leave_one_complete_trail(kafka_bootstrap, tmp_path):
@@ -113,7 +104,7 @@ def test_exporters_sharing_partitions_through_rebalances_leave_one_complete_trai
     cluster.start_worker()
     try:
         commands = plan(asyncio.run(current_mid(cluster)))
-        asyncio.run(flow_with_rebalances(cluster, commands))
+        asyncio.run(send_while(cluster, commands, lambda: churn(cluster)))
         settle_and_check_the_trail(cluster, commands)
     finally:
         cluster.stop()
