@@ -1,8 +1,10 @@
 """The configuration files a worker loads once: instruments and the accounts directory."""
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 
 from atlas.accounts import Directory, Limits
 from atlas.instruments import Instrument, load_instruments
@@ -20,3 +22,15 @@ def instruments() -> dict[str, Instrument]:
 @cache
 def directory() -> Directory:
     return Directory.load(settings.accounts_file)
+
+
+@cache
+def demo_keys() -> dict[str, str]:
+    """Demo mode's clear keys by account (empty outside demo mode); a key that does not sign its account in is left out."""
+    path = settings.demo_keys_file
+    if path is None:
+        return {}
+    keys = json.loads(Path(path).read_text())["keys"]
+    accounts = directory()
+    return {account_id: key for account_id, key in keys.items()
+            if (found := accounts.authenticate(key)) is not None and found.account_id == account_id}

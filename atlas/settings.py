@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     processing_guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
     accounts_file: Path = Field(ROOT / "config" / "accounts.demo.json")
     instruments_file: Path = Field(ROOT / "config" / "instruments.json")
+    demo_keys_file: Path | None = Field(
+        None, description="Demo mode: a JSON file of demo accounts' clear API keys, which the console offers at "
+                          "sign-in (never set this outside a demo)")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     commit_interval: float | None = Field(
         None, gt=0, description="Seconds between offset commits (Faust broker_commit_interval); by default 2.8 under "

@@ -7,6 +7,7 @@ from atlas.app import app
 from atlas.oms import new_account
 from atlas.reference import DEFAULT_LIMITS, directory
 from atlas.state import AccountState
+from atlas.tables.market import market_state
 from atlas.tables.oms import load_account
 from atlas.web.common import on_owner, principal
 from atlas.web.problems import ApiView, not_found
@@ -39,6 +40,15 @@ class BalancesView(ApiView):
         return await on_owner(self, request, caller.account_id, local)
 
 
+def limits_doc(account_id: str) -> dict:
+    """An account's limits, its kill switch and the global one, as the API shows them."""
+    account = account_state(account_id)
+    kill = market_state.get("kill") or {}
+    return {"account_id": account_id, "limits": account.limits.model_dump(mode="json"),
+            "kill_switch": {"engaged": account.killed, "reason": account.kill_reason},
+            "global_kill_switch": {"engaged": bool(kill.get("engaged")), "reason": kill.get("reason", "")}}
+
+
 @app.page("/api/v1/limits")
 class LimitsView(ApiView):
     """The caller's pre-trade risk limits and kill-switch state."""
@@ -47,8 +57,6 @@ class LimitsView(ApiView):
         caller = principal(request)
 
         async def local() -> Any:
-            account = account_state(caller.account_id)
-            return self.ok({"account_id": caller.account_id, "limits": account.limits.model_dump(mode="json"),
-                            "kill_switch": {"engaged": account.killed, "reason": account.kill_reason}})
+            return self.ok(limits_doc(caller.account_id))
 
         return await on_owner(self, request, caller.account_id, local)

@@ -13,7 +13,8 @@ from atlas.commands import SetAccountKillSwitch, SetLimits
 from atlas.control import GlobalKillSwitch
 from atlas.reference import directory
 from atlas.settings import settings
-from atlas.web.common import admin, body, produce
+from atlas.web.account import limits_doc
+from atlas.web.common import admin, body, on_owner, produce
 from atlas.web.problems import ApiView, not_found
 
 
@@ -27,9 +28,29 @@ class KillSwitchRequest(BaseModel):
     reason: str = Field("", max_length=200)
 
 
+@app.page("/api/v1/admin/accounts")
+class AccountsView(ApiView):
+    """Every account of the directory, with its role (admin)."""
+
+    async def get(self, request: Any) -> Any:
+        admin(request)
+        accounts = sorted(directory().accounts.values(), key=lambda a: a.account_id)
+        return self.ok({"accounts": [{"account_id": a.account_id, "role": a.role.value} for a in accounts]})
+
+
 @app.page("/api/v1/admin/accounts/{account_id}/limits")
 class AccountLimitsView(ApiView):
-    """Replace an account's limits."""
+    """Read or replace an account's limits."""
+
+    async def get(self, request: Any, account_id: str) -> Any:
+        admin(request)
+        if directory().get(account_id) is None:
+            raise not_found(f"account {account_id}")
+
+        async def local() -> Any:
+            return self.ok(limits_doc(account_id))
+
+        return await on_owner(self, request, account_id, local)
 
     async def put(self, request: Any, account_id: str) -> Any:
         admin(request)

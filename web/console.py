@@ -11,7 +11,7 @@ from typing import Any
 from faust import web
 
 from atlas.app import app
-from atlas.reference import instruments
+from atlas.reference import demo_keys, directory, instruments
 from atlas.web.problems import ApiView
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,3 +37,13 @@ class InstrumentsView(ApiView):
     async def get(self, request: Any) -> Any:
         return self.ok({"instruments": [i.model_dump(mode="json") for i in sorted(instruments().values(),
                                                                        key=lambda i: i.symbol)]})
+
+
+@app.page("/api/v1/console/config")
+class ConsoleConfigView(ApiView):
+    """What the console's sign-in offers: in demo mode, the demo accounts with their keys (public, like the README)."""
+
+    async def get(self, request: Any) -> Any:
+        keys = demo_keys()
+        accounts = [{"account_id": a, "role": directory().get(a).role.value, "key": k} for a, k in sorted(keys.items())]
+        return self.ok({"demo": bool(keys), "accounts": accounts})

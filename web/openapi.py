@@ -72,6 +72,7 @@ def _query(name: str, description: str, enum: list[str] | None = None) -> dict:
 
 _ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SYMBOL = {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"}}
+_ACCOUNT = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LEVELS = {"type": "array", "items": {"type": "object", "properties": {"price": _DEC, "quantity": _DEC}}}
 _TRADE = {"type": "object", "properties": {"price": _DEC, "quantity": _DEC, "aggressor": {"enum": ["BUY", "SELL"]},
                                            "ts": {"type": "integer"}}}
@@ -112,10 +113,33 @@ def document() -> dict:
         },
         "/api/v1/balances": {"get": _op("Available, reserved and total per asset", {"200": _json({"type": "object"}, "balances")})},
         "/api/v1/limits": {"get": _op("The caller's risk limits and kill-switch state", {"200": _json({"type": "object"}, "limits")})},
+        "/api/v1/positions": {"get": _op("Positions from fills (average cost), realised and unrealised P&L marked to "
+                                         "mid, each asset's value and the net exposure",
+                                         {"200": _json({"type": "object"}, "positions")})},
+        "/api/v1/risk/preview": {"get": _op(
+            "Pre-trade risk preview of an order, placing nothing: the OMS's verdict (block with its reason code), the "
+            "amount required, balances after, exposure change and warnings",
+            {"200": _json({"type": "object"}, "preview")},
+            params=[_query("symbol", "instrument"), _query("side", "BUY or SELL", ["BUY", "SELL"]),
+                    _query("type", "LIMIT or MARKET", ["LIMIT", "MARKET"]), _query("quantity", "decimal"),
+                    _query("price", "decimal (LIMIT only)"), _query("time_in_force", "GTC, DAY, IOC or FOK")],
+            problems=(400, 401, 422, 503))},
+        "/api/v1/telemetry": {"get": _op(
+            "The workers' own measurements: orders and fills counted, submit->ack and submit->fill latency "
+            "(percentiles and distribution), throughput", {"200": _json({"type": "object"}, "telemetry")},
+            params=[_query("scope", "cluster (every worker, merged; default) or local", ["cluster", "local"])],
+            problems=(400, 401))},
+        "/api/v1/console/config": {"get": _op("What the console's sign-in offers (demo accounts in demo mode)",
+                                              {"200": _json({"type": "object"}, "config")}, auth=False, problems=())},
+        "/api/v1/instruments": {"get": _op("Every instrument with its tick, lot and quantity bounds",
+                                           {"200": _json({"type": "object"}, "instruments")}, auth=False, problems=())},
+        "/api/v1/admin/accounts": {"get": _op("Every account with its role (admin)",
+                                              {"200": _json({"type": "object"}, "accounts")}, problems=(401, 403))},
         "/api/v1/admin/accounts/{account_id}/limits": {
+            "get": _op("An account's limits and kill switches (admin)", {"200": _json({"type": "object"}, "limits")},
+                       params=[_ACCOUNT], problems=(401, 403, 404, 503)),
             "put": _op("Replace an account's limits (admin)", {"202": _ACCEPTED}, body="Limits",
-                       params=[{"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                       problems=(401, 403, 404, 422, 503)),
+                       params=[_ACCOUNT], problems=(401, 403, 404, 422, 503)),
         },
         "/api/v1/admin/kill-switch": {
             "post": _op("Engage or release the kill switch of an account, or of all (admin)", {"202": _ACCEPTED},
@@ -135,6 +159,19 @@ def document() -> dict:
                 {"type": "object", "properties": {"bids": _LEVELS, "asks": _LEVELS, "mid": _DEC,
                                                   "last_trade": {"oneOf": [_TRADE, {"type": "null"}]}}}, "book")},
                 params=[_SYMBOL], problems=(401, 404, 503)),
+        },
+        "/api/v1/marketdata/{symbol}/metrics": {
+            "get": _op("Control-center figures of a symbol from the market data this worker saw: volatility, spread, "
+                       "liquidity, trend, suggested prices per side, and the fill probability of an order at `price`",
+                       {"200": _json({"type": "object"}, "metrics")},
+                       params=[_SYMBOL, _query("side", "BUY (default) or SELL", ["BUY", "SELL"]),
+                               _query("price", "decimal: estimate the fill probability at this price"),
+                               _query("quantity", "decimal, with price")], problems=(400, 401, 404, 503)),
+        },
+        "/api/v1/marketdata/{symbol}/history": {
+            "get": _op("A symbol's last 15 minutes as this worker saw them: mid and spread per second, traded volume per "
+                       "minute by aggressor side", {"200": _json({"type": "object"}, "history")},
+                       params=[_SYMBOL], problems=(401, 404, 503)),
         },
         "/api/v1/marketdata/{symbol}/trades": {
             "get": _op("A symbol's latest trades, newest first", {"200": _json(

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from atlas.app import app
+from atlas.market_history import MarketHistory
 from atlas.partitioning import partition_for
 from atlas.reference import directory, instruments
 from atlas.settings import settings
@@ -38,13 +39,14 @@ MARKET_QUEUE = 1_000  # a slow client loses old market data (the next tick repla
 
 
 class MarketFeed(Service):
-    """One consumer of the market-data topic per worker, fanned out to every stream subscribed."""
+    """One consumer of the market-data topic per worker, fanned out to every stream subscribed and kept as history."""
 
     current: "MarketFeed | None" = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.queues: set[asyncio.Queue] = set()
+        self.history = MarketHistory()
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
@@ -73,6 +75,8 @@ class MarketFeed(Service):
                 for m in messages:
                     # The key is the symbol: each stream filters on it without parsing the value.
                     item = (m.key.decode() if m.key else None, m.value.decode())
+                    if item[0] is not None:
+                        self.history.record(*item)
                     for queue in list(self.queues):
                         if queue.full():
                             queue.get_nowait()

@@ -38,7 +38,7 @@ class VenueSettings(BaseModel):
     tick_interval_ms: int | None = Field(None, ge=10, le=60_000)
 
 
-def _instrument(symbol: str) -> Instrument:
+def instrument_or_404(symbol: str) -> Instrument:
     instrument = instruments().get(symbol)
     if instrument is None:
         raise Problem(404, "UNKNOWN_SYMBOL", f"no instrument {symbol}")
@@ -47,7 +47,7 @@ def _instrument(symbol: str) -> Instrument:
 
 def _venue(symbol: str) -> SymbolVenue:
     """The symbol's venue on this (owning) worker; a fresh one before its first tick."""
-    instrument = _instrument(symbol)
+    instrument = instrument_or_404(symbol)
     return peek(symbol, instrument) or SymbolVenue(instrument, default_params(symbol), settings.venue_seed)
 
 
@@ -64,7 +64,7 @@ class VenueView(ApiView):
 
     async def get(self, request: Any, symbol: str) -> Any:
         principal(request)
-        _instrument(symbol)
+        instrument_or_404(symbol)
         return await on_owner(self, request, symbol, lambda: self._local(symbol), route=SYMBOLS)
 
     async def _local(self, symbol: str) -> Any:
@@ -77,7 +77,7 @@ class VenueControlView(ApiView):
 
     async def post(self, request: Any, symbol: str) -> Any:
         admin(request)
-        instrument = _instrument(symbol)
+        instrument = instrument_or_404(symbol)
         change = await body(request, VenueSettings)
         if change.liquidity is not None and not instrument.quantity_on_lot(change.liquidity):
             raise Problem(422, "INVALID_QUANTITY", f"liquidity must be a multiple of the lot size {instrument.lot_size}")
@@ -92,7 +92,7 @@ class BookView(ApiView):
 
     async def get(self, request: Any, symbol: str) -> Any:
         principal(request)
-        _instrument(symbol)
+        instrument_or_404(symbol)
         return await on_owner(self, request, symbol, lambda: self._local(symbol), route=SYMBOLS)
 
     async def _local(self, symbol: str) -> Any:
@@ -113,7 +113,7 @@ class TradesView(ApiView):
 
     async def get(self, request: Any, symbol: str) -> Any:
         principal(request)
-        _instrument(symbol)
+        instrument_or_404(symbol)
         raw = request.query.get("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_TRADES:
             raise Problem(400, "INVALID_QUERY", f"limit must be a whole number from 1 to {MAX_TRADES}")

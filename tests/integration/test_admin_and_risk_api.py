@@ -129,7 +129,13 @@ def test_openapi_document_is_valid_and_lists_every_endpoint(anonymous):
     assert {"/api/v1/orders", "/api/v1/orders/{order_id}", "/api/v1/orders/{order_id}/executions", "/api/v1/balances",
             "/api/v1/limits", "/api/v1/admin/accounts/{account_id}/limits", "/api/v1/admin/kill-switch",
             "/api/v1/venue/{symbol}", "/api/v1/admin/venue/{symbol}", "/api/v1/marketdata/{symbol}",
-            "/api/v1/marketdata/{symbol}/trades", "/api/v1/stream", "/healthz", "/readyz"} <= set(response.body["paths"])
+            "/api/v1/marketdata/{symbol}/trades", "/api/v1/stream", "/healthz", "/readyz", "/api/v1/positions",
+            "/api/v1/risk/preview", "/api/v1/telemetry", "/api/v1/console/config", "/api/v1/admin/accounts",
+            "/api/v1/marketdata/{symbol}/metrics", "/api/v1/marketdata/{symbol}/history"} <= set(response.body["paths"])
+
+
+def test_outside_demo_mode_no_key_is_offered(anonymous):
+    assert anonymous.get("/api/v1/console/config").body == {"demo": False, "accounts": []}
 
 
 def test_health_and_readiness(anonymous):
