@@ -7,14 +7,16 @@ import uuid
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.live import Cluster
+from tests.live import ROOT, Cluster
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def console_cluster(kafka_bootstrap, tmp_path_factory):
-    cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("console"), f"ui-{uuid.uuid4().hex[:8]}", venue=True)
+    # In demo mode, as `make demo` runs it: the sign-in offers the demo accounts (alice, bob, admin).
+    cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("console"), f"ui-{uuid.uuid4().hex[:8]}", venue=True,
+                      extra_env={"ATLAS_DEMO_KEYS_FILE": str(ROOT / "config" / "demo-keys.json")})
     cluster.start_worker()
     yield cluster
     cluster.stop()

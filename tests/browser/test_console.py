@@ -2,62 +2,21 @@
 from __future__ import annotations
 
 import re
-import time
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
+from tests.browser.page import SCREENSHOTS, expect_amount, mid, newest_order_id, place, place_terms, row, sign_in
 from tests.live import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-def mid(api: Api, symbol: str = "BTC-USD") -> D:
-    return D(api.wait_for(f"/api/v1/marketdata/{symbol}", lambda b: b.get("mid") is not None)["mid"])
-
-
-def sign_in(page: Page, url: str, key: str) -> None:
-    page.goto(url)
-    page.fill("#api-key", key)
-    page.click("#signin-form button[type=submit]")
-    expect(page.get_by_test_id("connection")).to_have_text("live", timeout=15_000)
-
-
-def expect_amount(locator, amount: D, timeout: float = 15.0) -> None:
-    """Wait until the cell shows `amount` (compared as a decimal: the API keeps trailing zeros)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        shown = locator.text_content() if locator.count() else None
-        if shown is not None and shown.strip() not in ("", "-") and D(shown) == amount:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {amount}, the page shows {shown!r}")
-        time.sleep(0.1)
-
-
-def row(page: Page, order_id: str):
-    return page.locator(f"#orders tr[data-order='{order_id}']")
-
-
-def place(page: Page, side: str, quantity: str, price: str) -> None:
-    page.check(f"input[name=side][value={side}]")
-    page.select_option("#type", "LIMIT")
-    page.fill("#quantity", quantity)
-    page.fill("#price", price)
-    page.click("#submit")
-
-
-def newest_order_id(api: Api) -> str:
-    return max(api.get("/api/v1/orders?status=all").body["orders"], key=lambda o: o["created_at"])["order_id"]
 
 
 def test_place_amend_and_cancel_a_resting_order(console_cluster, page):
     api = Api(console_cluster.workers[0].url, console_cluster.keys["trader-10"])
     sign_in(page, console_cluster.workers[0].url, console_cluster.keys["trader-10"])
-    expect(page.get_by_test_id("account")).to_have_text("trader-10")
+    expect(page.get_by_test_id("account")).to_have_text("trader-10 (trader)")
     # live depth from the stream: a bid price in the first row
     expect(page.locator("#book tbody tr").first.locator("td.bid.level")).to_have_text(re.compile(r"^\d+\.\d+$"),
                                                                                       timeout=15_000)
@@ -72,13 +31,14 @@ def test_place_amend_and_cancel_a_resting_order(console_cluster, page):
     amended = str(D(price) - D("1.00"))
     page.once("dialog", lambda dialog: dialog.accept(amended))
     row(page, order_id).locator("button.amend").click()
-    expect_amount(row(page, order_id).locator("td").nth(8), D(amended))
+    expect_amount(row(page, order_id).locator("td.px .top"), D(amended))
 
     row(page, order_id).locator("button.cancel").click()
     expect(row(page, order_id)).to_have_count(0, timeout=15_000)  # gone from the open orders
     page.check("input[name=filter][value=closed]")
     expect(row(page, order_id).locator(".status")).to_have_text("CANCELED")
     assert api.get(f"/api/v1/orders/{order_id}").body["status"] == "CANCELED"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits 1280 x 800
 
 
 def test_a_marketable_order_fills_and_the_balance_moves(console_cluster, page):
@@ -138,3 +98,86 @@ def test_a_bad_key_is_refused_with_a_reason(console_cluster, page):
     page.click("#signin-form button[type=submit]")
     expect(page.locator("#signin-error")).to_contain_text("not valid")
     expect(page.locator("#console")).to_be_hidden()
+
+
+def test_risk_preview_shows_the_reservation_and_blocks_what_the_server_rejects(console_cluster, page):
+    key = console_cluster.keys["trader-15"]
+    api = Api(console_cluster.workers[0].url, key)
+    sign_in(page, console_cluster.workers[0].url, key)
+    preview = page.get_by_test_id("preview")
+    price = (mid(api) * D("0.99")).quantize(D("0.01"))
+    place_terms(page, "BUY", "0.5000", str(price))
+    expect_amount(preview.locator("[data-field=required]"), D("0.5") * price, strip=" USD")
+    expect_amount(preview.locator("[data-field=exposure-after]"), D("10.5"))
+    expect(page.locator("#submit")).to_be_enabled()
+    # A sell draws on the base asset; nearly all of it leaves a warning.
+    place_terms(page, "SELL", "9.5000", str(price))
+    expect(preview.locator("[data-field=required]")).to_have_text("9.5 BTC")
+    expect(preview.locator(".warning[data-code=LOW_BUFFER]")).to_be_visible()
+    # Over the account's max quantity, and outside the collar: blocked with the OMS's reason, submit disabled.
+    place_terms(page, "BUY", "11.0000", str(price))
+    expect(preview.locator(".block")).to_have_attribute("data-code", "MAX_ORDER_QUANTITY")
+    expect(page.locator("#submit")).to_be_disabled()
+    place_terms(page, "BUY", "0.0100", str((price * D("1.5")).quantize(D("0.01"))))
+    expect(preview.locator(".block")).to_have_attribute("data-code", "PRICE_COLLAR")
+    # What the server says when the same order is sent anyway.
+    placed = api.order(price=str((price * D("1.5")).quantize(D("0.01"))))
+    order = api.wait_for(f"/api/v1/orders/{placed.body['order_id']}", lambda o: o["status"] == "REJECTED")
+    assert order["reject_reason"].startswith("PRICE_COLLAR")
+
+
+def test_demo_mode_offers_the_demo_accounts_and_switches_between_them(console_cluster, page):
+    page.goto(console_cluster.workers[0].url)
+    expect(page.locator("#api-key")).to_have_value("alice-demo-key")  # a trader's key, pre-filled
+    page.click("#demo-buttons button[data-key=bob-demo-key]")
+    expect(page.get_by_test_id("account")).to_have_text("bob (trader)")
+    expect(page.get_by_test_id("connection")).to_have_text("live", timeout=15_000)
+    switch = page.get_by_test_id("account-switch")
+    expect(switch.locator("option")).to_have_count(3)
+    switch.select_option("alice")
+    expect(page.get_by_test_id("account")).to_have_text("alice (trader)")
+    expect(page.get_by_test_id("connection")).to_have_text("live", timeout=15_000)
+    # The stream now carries alice's reports: her order appears without a reload.
+    alice = Api(console_cluster.workers[0].url, "alice-demo-key")
+    placed = alice.order(price=str((mid(alice) * D("0.95")).quantize(D("0.01"))))
+    expect(row(page, placed.body["order_id"]).locator(".status")).to_have_text("NEW", timeout=15_000)
+
+
+def test_control_center_shows_metrics_and_an_admin_change_moves_the_book(console_cluster, page):
+    admin = Api(console_cluster.workers[0].url, console_cluster.keys["admin"])
+    sign_in(page, console_cluster.workers[0].url, console_cluster.keys["admin"])
+    page.select_option("#symbol", "SOL-USD")
+    center = page.get_by_test_id("control-center")
+    expect(center.locator("[data-metric=spread] td").nth(1)).to_contain_text("bps", timeout=15_000)
+    expect(center.locator("[data-metric=volatility] td").nth(1)).to_have_text(re.compile(r"%$"), timeout=15_000)
+    expect(page.locator("#venue-form")).to_be_visible()
+    expect(page.locator("#venue-liquidity")).not_to_have_value("")
+    page.fill("#venue-volatility", "0.004")
+    page.fill("#venue-liquidity", "7.25")
+    page.fill("#venue-levels", "4")
+    page.click("#venue-apply")
+    expect(page.locator("#venue-message")).to_contain_text("applied to SOL-USD")
+    # The maker re-quotes: four levels a side of 7.25 SOL (nobody else trades SOL here).
+    expect(page.locator("#book tbody tr")).to_have_count(4, timeout=15_000)
+    expect(page.locator("#book tbody td.bid.qty").first).to_have_text("7.25", timeout=15_000)
+    params = admin.wait_for("/api/v1/venue/SOL-USD", lambda p: D(p["volatility"]) == D("0.004"))
+    assert D(params["liquidity"]) == D("7.25") and params["levels"] == 4
+    # A suggested aggressive buy is the best ask; at a small quantity it fills at once.
+    ask = page.locator("#book tbody td.ask.level").first.text_content()
+    page.fill("#quantity", "1.00")
+    page.locator("#suggestions tbody tr").first.locator("td.price").nth(2).click()
+    expect(page.locator("#price")).to_have_value(ask)
+    expect(page.get_by_test_id("fill-probability")).to_have_text("100.0%", timeout=10_000)
+    expect(page.locator("#fill-method")).to_have_text("marketable")
+
+
+def test_the_console_fits_a_1920_by_1080_screen(console_cluster, browser):
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    try:
+        sign_in(page, console_cluster.workers[0].url, console_cluster.keys["trader-16"])
+        expect(page.locator("#book tbody tr").first).to_be_visible(timeout=15_000)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=str(SCREENSHOTS / "console-1920.png"))
+    finally:
+        context.close()
