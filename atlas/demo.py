@@ -118,7 +118,8 @@ def walk_through() -> None:
           " marketable one against its market maker.")
     live_market(seconds=8)
     audit_trail()
-    print(f"Open the console: {BASE}/ and sign in with alice-demo-key")
+    print(f"Open the console: {BASE}/ and sign in as alice (demo mode offers the demo accounts); the README's "
+          "'The console' walks an order to its fill")
     print(f"Try it yourself: curl -s -H 'X-API-Key: alice-demo-key' {BASE}/api/v1/orders | python3 -m json.tool")
     print("Stop everything with: make demo-down")
 

@@ -10,7 +10,8 @@ ending at `now_ms` (passed in, as is everything else):
 - trend: aggressor buy and sell volume, bias (buy - sell) / (buy + sell) in [-1, 1], book
   imbalance (bid depth - ask depth) / (bid + ask depth), and the mid's change over the window.
 - suggested prices: passive (join the own side), mid (rounded toward the passive side) and
-  aggressive (take the top of the other side), all on the tick grid.
+  aggressive (cross the other side's best price by a buffer that survives a few seconds of
+  movement), all on the tick grid.
 - fill probability: for a marketable order, the share the visible levels fill right away; for a
   resting one, the chance the opposite best price touches it within the horizon, by the
   reflection principle for a driftless random walk of the log price.
@@ -30,6 +31,8 @@ from typing import Any
 
 from atlas.values import ZERO, Side, parse_decimal
 
+# Seconds of market movement an aggressive suggestion allows for (see suggested_prices).
+AGGRESSIVE_HORIZON_S = 5
 DEPTH_LEVELS = 5
 BPS = Decimal(10_000)
 _BPS_STEP = Decimal("0.01")
@@ -187,8 +190,14 @@ def realised_volatility(mids: Sequence[MidPoint]) -> float | None:
     return math.sqrt(squares / seconds) if seconds > 0 else None
 
 
-def suggested_prices(book: Book, side: Side, tick: Decimal) -> Suggestions | None:
-    """Passive, mid and aggressive limit prices for a side; None when a side of the book is empty."""
+def suggested_prices(book: Book, side: Side, tick: Decimal, volatility_per_s: Decimal | None = None,
+                     horizon_s: int = AGGRESSIVE_HORIZON_S) -> Suggestions | None:
+    """Passive, mid and aggressive limit prices for a side; None when a side of the book is empty.
+
+    Aggressive crosses the touch by a buffer: at least one spread, or two standard deviations of the
+    mid's move over `horizon_s` (the time from a glance to a submit), so it still takes liquidity
+    after the market moves a little. The venue fills it at the resting prices, not at this limit.
+    """
     if not book.bids or not book.asks:
         return None
     bid, ask = book.bids[0].price, book.asks[0].price
@@ -196,9 +205,15 @@ def suggested_prices(book: Book, side: Side, tick: Decimal) -> Suggestions | Non
     # The mid rounds toward the passive side, so it never crosses further than the book's own mid.
     rounding = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
     mid_on_grid = (mid / tick).to_integral_value(rounding=rounding) * tick
+    buffer = ask - bid
+    if volatility_per_s:
+        move = mid * volatility_per_s * Decimal(2) * Decimal(horizon_s).sqrt()
+        buffer = max(buffer, move)
     if side is Side.BUY:
-        return Suggestions(side=side, passive=bid, mid=mid_on_grid, aggressive=ask)
-    return Suggestions(side=side, passive=ask, mid=mid_on_grid, aggressive=bid)
+        aggressive = ((ask + buffer) / tick).to_integral_value(rounding=ROUND_CEILING) * tick
+        return Suggestions(side=side, passive=bid, mid=mid_on_grid, aggressive=aggressive)
+    aggressive = max(tick, ((bid - buffer) / tick).to_integral_value(rounding=ROUND_FLOOR) * tick)
+    return Suggestions(side=side, passive=ask, mid=mid_on_grid, aggressive=aggressive)
 
 
 def fill_probability(side: Side, price: Decimal, quantity: Decimal, book: Book,

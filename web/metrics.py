@@ -58,8 +58,10 @@ class MetricsView(ApiView):
         history = _history(symbol)
         metrics = market_metrics(history.mids, history.trades, history.book, int(time.time() * 1000), WINDOW_MS)
         book = history.book
-        suggestions = {side.value: (s.public() if book and (s := suggested_prices(book, side, instrument.tick_size))
-                                    else None) for side in Side}
+        suggestions = {}
+        for side in Side:
+            found = suggested_prices(book, side, instrument.tick_size, metrics.volatility_per_s) if book else None
+            suggestions[side.value] = found.public() if found else None
         fill = None
         if book is not None and price is not None and quantity is not None:
             fill = fill_probability(Side(side_text), price, quantity, book, metrics.volatility_per_s, HORIZON_S).public()

@@ -162,13 +162,18 @@ def test_control_center_shows_metrics_and_an_admin_change_moves_the_book(console
     expect(page.locator("#book tbody td.bid.qty").first).to_have_text("7.25", timeout=15_000)
     params = admin.wait_for("/api/v1/venue/SOL-USD", lambda p: D(p["volatility"]) == D("0.004"))
     assert D(params["liquidity"]) == D("7.25") and params["levels"] == 4
-    # A suggested aggressive buy is the best ask; at a small quantity it fills at once.
-    ask = page.locator("#book tbody td.ask.level").first.text_content()
+    # A suggested aggressive buy crosses the best ask; at a small quantity it fills at once.
+    ask = D(page.locator("#book tbody td.ask.level").first.text_content())
     page.fill("#quantity", "1.00")
-    page.locator("#suggestions tbody tr").first.locator("td.price").nth(2).click()
-    expect(page.locator("#price")).to_have_value(ask)
+    page.locator("#suggestions tbody tr").first.locator("td.price").nth(2).click()  # re-rendered every second
+    expect(page.locator("#price")).not_to_have_value("")
+    assert D(page.input_value("#price")) > ask
     expect(page.get_by_test_id("fill-probability")).to_have_text("100.0%", timeout=10_000)
     expect(page.locator("#fill-method")).to_have_text("marketable")
+    # The admin holds nothing: the preview blocks the buy for want of funds, as the OMS would.
+    expect(page.get_by_test_id("preview").locator(".block")).to_have_attribute("data-code", "INSUFFICIENT_FUNDS")
+    expect(page.locator("#submit")).to_be_disabled()
+    page.screenshot(path=str(SCREENSHOTS / "control-center.png"), full_page=True)
 
 
 def test_the_console_fits_a_1920_by_1080_screen(console_cluster, browser):

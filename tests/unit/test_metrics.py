@@ -136,16 +136,26 @@ def test_mid_change_is_last_over_first_in_bps():
 
 # --- suggested prices ---
 
-def test_suggestions_for_a_buy_join_the_bid_and_take_the_ask():
+def test_suggestions_for_a_buy_join_the_bid_and_cross_the_ask_by_a_spread():
     s = suggested_prices(book(), Side.BUY, D("0.5"))
-    assert (s.passive, s.aggressive) == (D("100"), D("100.5"))
+    assert (s.passive, s.aggressive) == (D("100"), D("101"))  # ask 100.5 + spread 0.5
     assert s.mid == D("100")  # 100.25 floored to the 0.5 grid
 
 
-def test_suggestions_for_a_sell_join_the_ask_and_take_the_bid():
+def test_suggestions_for_a_sell_join_the_ask_and_cross_the_bid_by_a_spread():
     s = suggested_prices(book(), Side.SELL, D("0.5"))
-    assert (s.passive, s.aggressive) == (D("100.5"), D("100"))
+    assert (s.passive, s.aggressive) == (D("100.5"), D("99.5"))  # bid 100 - spread 0.5
     assert s.mid == D("100.5")  # 100.25 raised to the 0.5 grid
+
+
+def test_aggressive_suggestion_in_a_volatile_market_crosses_by_two_sigma_of_the_horizon():
+    # mid 100.25 x 1 % per s x 2 x sqrt(4 s) = 4.01 beyond the touch, rounded away from it to the 0.5 grid.
+    s = suggested_prices(book(), Side.BUY, D("0.5"), volatility_per_s=D("0.01"), horizon_s=4)
+    assert s.aggressive == D("105")  # 100.5 + 4.01 = 104.51 -> 105
+    s = suggested_prices(book(), Side.SELL, D("0.5"), volatility_per_s=D("0.01"), horizon_s=4)
+    assert s.aggressive == D("95.5")  # 100 - 4.01 = 95.99 -> 95.5
+    calm = suggested_prices(book(), Side.BUY, D("0.5"), volatility_per_s=D("0.0001"), horizon_s=4)
+    assert calm.aggressive == D("101")  # the spread is the larger buffer
 
 
 def test_suggested_mid_off_the_grid_rounds_toward_the_passive_side():

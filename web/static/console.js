@@ -196,13 +196,20 @@ function themeColors() {
   return { text: style.getPropertyValue("--muted").trim(), line: style.getPropertyValue("--line").trim() };
 }
 
-function lineChart(el, options = {}) {  // a lightweight-charts chart styled like the page
+const charts = [];  // every chart on the page, restyled when the theme changes
+
+function chartTheme() {
   const colors = themeColors();
-  return LightweightCharts.createChart(el, {
-    autoSize: true, layout: { background: { color: "transparent" }, textColor: colors.text },
-    grid: { vertLines: { visible: false }, horzLines: { color: colors.line } },
-    timeScale: { timeVisible: true, secondsVisible: true }, ...options,
+  return { layout: { background: { color: "transparent" }, textColor: colors.text },
+           grid: { vertLines: { visible: false }, horzLines: { color: colors.line } } };
+}
+
+function lineChart(el, options = {}) {  // a lightweight-charts chart styled like the page
+  const created = LightweightCharts.createChart(el, {
+    autoSize: true, ...chartTheme(), timeScale: { timeVisible: true, secondsVisible: true }, ...options,
   });
+  charts.push(created);
+  return created;
 }
 
 // -- wiring --------------------------------------------------------------------------------------------
@@ -214,6 +221,8 @@ function init() {
     const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
     document.documentElement.dataset.theme = next;
     localStorage.setItem("atlas.theme", next);
+    const theme = chartTheme();
+    charts.forEach((c) => c.applyOptions(theme));
   };
   $("signin-form").onsubmit = async (event) => {
     event.preventDefault();

@@ -147,6 +147,7 @@ function renderChart() {
   const points = [...(chart.points[state.symbol] || new Map()).entries()].sort((a, b) => a[0] - b[0])
     .map(([time, value]) => ({ time, value }));
   chart.price.setData(points);
+  $("chart-empty").hidden = points.length > 0;
   chart.sma.setData(points.slice(SMA_WINDOW - 1).map((p, i) => ({
     time: p.time, value: points.slice(i, i + SMA_WINDOW).reduce((sum, q) => sum + q.value, 0) / SMA_WINDOW })));
 }
