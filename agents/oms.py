@@ -24,16 +24,13 @@ from atlas.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
 from atlas.tables.oms import forget_cached, iter_orders, load_account, load_order, save
-from atlas.telemetry import Telemetry
+from atlas.telemetry import process_telemetry
 from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
 from atlas.values import order_id_for
 
 log = logging.getLogger(__name__)
 COMMANDS_TOPIC = settings.topic("commands")
 
-
-# This process's measurements of the flow it runs (read by /api/v1/telemetry).
-telemetry = Telemetry()
 
 # Accounts this worker has written since its partitions were last assigned: the first write
 # after an assignment starts a new epoch (see AccountState.epochs).
@@ -99,10 +96,18 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     if outcome.orders or outcome.account is not account or fresh:
         save(outcome.account.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders)
         _touched.add(account_id)
-    telemetry.observe(outcome.reports, {o.order_id: o for o in outcome.orders}, int(time.time() * 1000))
     sends.extend(Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports)
     sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
+    _measure(outcome)
     return sends
+
+
+def _measure(outcome) -> None:
+    """Record the event in this worker's telemetry; a failure there must never cost the event its sends."""
+    try:
+        process_telemetry.observe(outcome.reports, {o.order_id: o for o in outcome.orders}, int(time.time() * 1000))
+    except Exception:
+        log.exception("telemetry failed; the event is unaffected")
 
 
 def _describe(exc: ValidationError) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -31,23 +32,26 @@ class SymbolHistory:
     spreads: deque = field(default_factory=lambda: deque(maxlen=HISTORY_S))  # (second, spread bps)
 
     def forget_before(self, ts: int) -> None:
+        """Drop the mids and trades older than `ts`."""
         for points in (self.mids, self.trades):
             while points and points[0].ts < ts:
                 points.popleft()
 
 
 class MarketHistory:
-    """Every symbol's history, fed one market-data message at a time."""
+    """Every known symbol's history, fed one market-data message at a time."""
 
-    def __init__(self) -> None:
-        self.symbols: dict[str, SymbolHistory] = {}
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self.symbols: dict[str, SymbolHistory] = {symbol: SymbolHistory() for symbol in symbols}
 
     def record(self, symbol: str, raw: str) -> None:
-        """Take one market-data message (JSON text); a message that is not one is ignored."""
+        """Take one market-data message (JSON text); one of another symbol, or not one at all, is ignored."""
+        history = self.symbols.get(symbol)
+        if history is None:
+            return
         try:
             doc = json.loads(raw)
             kind = doc.get("type")
-            history = self.symbols.setdefault(symbol, SymbolHistory())
             if kind == "mid":
                 history.mids.append(MidPoint(int(doc["ts"]), Decimal(doc["mid"])))
                 history.forget_before(int(doc["ts"]) - HISTORY_S * 1000)
@@ -75,6 +79,7 @@ class MarketHistory:
             history.spreads.append((second, bps))
 
     def get(self, symbol: str) -> SymbolHistory:
+        """The symbol's history (empty for a symbol never seen)."""
         return self.symbols.get(symbol) or SymbolHistory()
 
 

@@ -231,7 +231,10 @@ def fill_probability(side: Side, price: Decimal, quantity: Decimal, book: Book,
         return FillEstimate(ZERO.quantize(_RATIO_STEP), "no-book", horizon_s, ZERO)
     if not volatility_per_s:
         return FillEstimate(ZERO.quantize(_RATIO_STEP), "no-volatility", horizon_s, ZERO)
-    distance = abs(math.log(float(price / opposite[0].price)))
+    ratio = float(price / opposite[0].price)
+    if not 0 < ratio < math.inf:  # a price too far from the book to express as a float ratio: no chance
+        return FillEstimate(ZERO.quantize(_RATIO_STEP), "touch", horizon_s, ZERO)
+    distance = abs(math.log(ratio))
     z = distance / (float(volatility_per_s) * math.sqrt(horizon_s))
     # 2 * (1 - Phi(z)) == erfc(z / sqrt 2), which keeps its precision far out in the tail.
     touch = min(max(math.erfc(z / math.sqrt(2)), 0.0), 1.0)

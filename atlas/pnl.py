@@ -56,15 +56,16 @@ class Fill:
 
 
 def fills_of(orders: Iterable[Order]) -> list[Fill]:
-    """Every trade in the orders' execution reports, in (ts, exec_id) order."""
-    fills = [
-        Fill(ts=report.ts, exec_id=report.exec_id, symbol=order.symbol, side=order.side,
-             quantity=report.last_qty, price=report.last_px)
+    """Every trade in the orders' execution reports, by time (then order and the report's place in it)."""
+    keyed = [
+        ((report.ts, order.order_id, report.seq),
+         Fill(ts=report.ts, exec_id=report.exec_id, symbol=order.symbol, side=order.side,
+              quantity=report.last_qty, price=report.last_px))
         for order in orders
         for report in order.executions
         if report.exec_type is ExecType.TRADE and report.last_qty > 0 and report.last_px is not None
     ]
-    return sorted(fills, key=lambda f: (f.ts, f.exec_id))
+    return [fill for _, fill in sorted(keyed, key=lambda pair: pair[0])]
 
 
 @dataclass(frozen=True)

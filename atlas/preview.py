@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from atlas.commands import SubmitOrder
-from atlas.risk import Market, Reject, check_order, collar_bounds, reservation_for
+from atlas.risk import Market, Reject, check_order, check_terms, collar_bounds, reservation_for
 from atlas.state import AccountState, Balance
 from atlas.values import ZERO, Side
 
@@ -75,7 +75,8 @@ def preview_order(order: SubmitOrder, account: AccountState, market: Market) -> 
     """What `order` would reserve and change on `account`, with warnings and the OMS's block if any."""
     instrument = market.instruments.get(order.symbol)
     block = check_order(order, account, market)
-    if instrument is None:
+    if instrument is None or check_terms(order, instrument) is not None:
+        # Unknown symbol, or terms off the instrument's grid or bounds: nothing sensible to compute.
         return Preview(order, None, None, None, None, None, {}, {}, None, None, None, (), block)
     limits = account.limits
     reference = market.reference(order.symbol)

@@ -139,3 +139,7 @@ def _encode(histogram: HdrHistogram) -> str:
 
 def _decode(text: str) -> HdrHistogram:
     return HdrHistogram.decode(text.encode()) if text else _histogram()
+
+
+# This process's figures: the `oms` agent records into it, `/api/v1/telemetry` reads it.
+process_telemetry = Telemetry()

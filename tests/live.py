@@ -85,6 +85,12 @@ class Cluster:
     def topic(self, name: str) -> str:
         return f"{self.app_id}.{name}"
 
+    def trader(self, n: int) -> "Api":
+        """A client for account `trader-NN` on the first worker."""
+        api = Api(self.workers[0].url, self.keys[f"trader-{n:02d}"])
+        api.account_id = f"trader-{n:02d}"
+        return api
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
@@ -148,6 +154,11 @@ class Api:
                 return last.body
             time.sleep(0.1)
         raise AssertionError(f"GET {path} never satisfied the condition; last: {last}")
+
+
+def mid(api: Api, symbol: str = "BTC-USD") -> D:
+    """The venue's current mid of a symbol, through the API (once it has one)."""
+    return D(api.wait_for(f"/api/v1/marketdata/{symbol}", lambda b: b.get("mid") is not None)["mid"])
 
 
 def _response(status: int, headers: Any, payload: bytes) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 from atlas.app import app
 from atlas.market_history import HISTORY_S, flow_per_minute
 from atlas.metrics import fill_probability, market_metrics, suggested_prices
+from atlas.risk import check_quantity_price
 from atlas.values import Side
 from atlas.web.common import principal
 from atlas.web.problems import ApiView, Problem
@@ -55,6 +56,10 @@ class MetricsView(ApiView):
         if side_text not in ("BUY", "SELL"):
             raise Problem(400, "INVALID_QUERY", "side must be BUY or SELL")
         price, quantity = _positive(request, "price"), _positive(request, "quantity")
+        if price is not None and quantity is not None:
+            reject = check_quantity_price(quantity, price, instrument)
+            if reject:
+                raise Problem(400, "INVALID_QUERY", reject.message)
         history = _history(symbol)
         metrics = market_metrics(history.mids, history.trades, history.book, int(time.time() * 1000), WINDOW_MS)
         book = history.book

@@ -46,7 +46,8 @@ class OrderChange(BaseModel):
     price: Dec | None = None
 
 
-def _check_terms(symbol: str, quantity, price) -> None:
+def check_terms_or_422(symbol: str, quantity, price) -> None:
+    """Refuse terms the instrument cannot take (unknown symbol, off its grid or bounds), as POST /orders does."""
     instrument = instruments().get(symbol)
     if instrument is None:
         raise Problem(422, "UNKNOWN_SYMBOL", f"unknown symbol {symbol}; known: {', '.join(sorted(instruments()))}")
@@ -73,7 +74,7 @@ class OrdersView(ApiView):
             cmd = SubmitOrder(command_id=f"submit-{order_id}", account_id=caller.account_id, **new.model_dump())
         except ValidationError as exc:  # LIMIT without a price, MARKET with one
             raise validation_problem(exc) from None
-        _check_terms(cmd.symbol, cmd.quantity, cmd.price)
+        check_terms_or_422(cmd.symbol, cmd.quantity, cmd.price)
         existing = await self._existing(request, caller.account_id, order_id)
         if existing is not None:
             doc, digest = existing

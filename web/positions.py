@@ -23,9 +23,12 @@ class PositionsView(ApiView):
         async def local() -> Any:
             known = instruments()
             market = current_market(known)
-            marks = {symbol: market.reference(symbol) for symbol in known}
+            # Marked to the venue's published mids only: a symbol it has not priced yet has no mark.
+            marks = dict(market.reference_prices)
             account = account_state(caller.account_id)
-            held = positions(fills_of(iter_orders(caller.account_id)), known, marks)
+            # A fill of an instrument since removed from the instruments file cannot be valued: left out.
+            fills = [f for f in fills_of(iter_orders(caller.account_id)) if f.symbol in known]
+            held = positions(fills, known, marks)
             valued = exposures({a: b.total for a, b in account.balances.items()}, known, marks)
             totals = {quote: t.public() for quote, t in summary(held, valued).items()}
             fields = ("realised", "unrealised", "total", "net_exposure")

@@ -12,6 +12,7 @@ from atlas.reference import instruments
 from atlas.tables.market import current_market
 from atlas.web.account import account_state
 from atlas.web.common import on_owner, principal, validation_problem
+from atlas.web.orders import check_terms_or_422
 from atlas.web.problems import ApiView, Problem
 
 _TERMS = ("symbol", "side", "type", "quantity", "price", "time_in_force")
@@ -34,6 +35,7 @@ class RiskPreviewView(ApiView):
             order = SubmitOrder(command_id="preview", account_id=caller.account_id, client_order_id="preview", **terms)
         except ValidationError as exc:
             raise validation_problem(exc) from None
+        check_terms_or_422(order.symbol, order.quantity, order.price)
 
         async def local() -> Any:
             account = account_state(caller.account_id)

@@ -46,7 +46,7 @@ class MarketFeed(Service):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.queues: set[asyncio.Queue] = set()
-        self.history = MarketHistory()
+        self.history = MarketHistory(instruments())
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:

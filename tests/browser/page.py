@@ -12,10 +12,6 @@ from tests.live import Api
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def mid(api: Api, symbol: str = "BTC-USD") -> D:
-    return D(api.wait_for(f"/api/v1/marketdata/{symbol}", lambda b: b.get("mid") is not None)["mid"])
-
-
 def sign_in(page: Page, url: str, key: str) -> None:
     page.goto(url)
     page.fill("#api-key", key)

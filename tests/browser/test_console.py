@@ -7,8 +7,8 @@ from decimal import Decimal as D
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.page import SCREENSHOTS, expect_amount, mid, newest_order_id, place, place_terms, row, sign_in
-from tests.live import Api
+from tests.browser.page import SCREENSHOTS, expect_amount, newest_order_id, place, place_terms, row, sign_in
+from tests.live import Api, mid
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -8,8 +8,8 @@ from decimal import Decimal as D
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.page import SCREENSHOTS, mid, sign_in
-from tests.live import Api
+from tests.browser.page import SCREENSHOTS, sign_in
+from tests.live import Api, mid
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 POSITIVE = re.compile(r"^[1-9]\d*$")

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.live import ROOT, Api, Cluster
+from tests.live import ROOT, Api, Cluster, mid
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +22,7 @@ def desk(kafka_bootstrap, tmp_path_factory) -> Cluster:
 
 
 def trader(cluster: Cluster, n: int) -> Api:
-    api = Api(cluster.workers[0].url, cluster.keys[f"trader-{n:02d}"])
-    api.account_id = f"trader-{n:02d}"
-    return api
-
-
-def mid(api: Api, symbol: str = "BTC-USD") -> D:
-    return D(api.wait_for(f"/api/v1/marketdata/{symbol}", lambda b: b.get("mid") is not None)["mid"])
+    return cluster.trader(n)
 
 
 def filled_buy(api: Api, quantity: str = "0.0100") -> dict:
@@ -67,6 +61,16 @@ def test_preview_blocks_with_the_reason_the_oms_then_gives(desk):
 def test_preview_with_bad_terms_is_a_problem_document(desk, query, status, code):
     response = trader(desk, 3).get(f"/api/v1/risk/preview?{query}")
     assert (response.status, response.body["code"]) == (status, code)
+
+
+def test_preview_of_terms_the_instrument_cannot_take_is_refused_as_an_order_would_be(desk):
+    api = trader(desk, 3)
+    absurd = api.get("/api/v1/risk/preview?symbol=BTC-USD&side=BUY&type=LIMIT&quantity=9E999999&price=2")
+    assert (absurd.status, absurd.body["code"]) == (422, "INVALID_QUANTITY")
+    off_tick = api.get("/api/v1/risk/preview?symbol=BTC-USD&side=BUY&type=LIMIT&quantity=1&price=64000.001")
+    assert (off_tick.status, off_tick.body["code"]) == (422, "INVALID_PRICE")
+    unknown = api.get("/api/v1/risk/preview?symbol=DOGE-USD&side=BUY&type=LIMIT&quantity=1&price=1")
+    assert (unknown.status, unknown.body["code"]) == (422, "UNKNOWN_SYMBOL")
 
 
 def test_preview_needs_a_key(desk):
@@ -108,6 +112,9 @@ def test_metrics_refuse_bad_queries_and_unknown_symbols(desk):
     assert api.get("/api/v1/marketdata/ETH-USD/metrics?side=UP").body["code"] == "INVALID_QUERY"
     assert api.get("/api/v1/marketdata/ETH-USD/metrics?price=-1&quantity=1").status == 400
     assert api.get("/api/v1/marketdata/ETH-USD/metrics?price=NaN&quantity=1").status == 400
+    off_tick = api.get("/api/v1/marketdata/ETH-USD/metrics?price=3200.001&quantity=1")
+    assert off_tick.status == 400 and "tick size" in off_tick.body["detail"]
+    assert api.get("/api/v1/marketdata/ETH-USD/metrics?price=1E-400&quantity=1").status == 400
     assert api.get("/api/v1/marketdata/DOGE-USD/metrics").status == 404
     assert api.get("/api/v1/marketdata/DOGE-USD/history").status == 404
 

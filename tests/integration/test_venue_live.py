@@ -23,9 +23,7 @@ def market(kafka_bootstrap, tmp_path_factory) -> Cluster:
 
 
 def trader(cluster: Cluster, n: int) -> Api:
-    api = Api(cluster.workers[0].url, cluster.keys[f"trader-{n:02d}"])
-    api.account_id = f"trader-{n:02d}"
-    return api
+    return cluster.trader(n)
 
 
 def market_data(cluster: Cluster, until) -> list[dict]:

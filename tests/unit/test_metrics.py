@@ -175,6 +175,11 @@ def test_suggestions_when_a_side_is_empty_are_none():
 
 # --- fill probability ---
 
+def test_fill_probability_of_a_price_too_far_for_a_float_ratio_is_zero():
+    estimate = fill_probability(Side.BUY, D("1E-400"), D("1"), book(), D("0.01"))
+    assert (estimate.probability, estimate.method) == (D("0.000"), "touch")
+
+
 def test_fill_probability_when_marketable_and_covered_is_one():
     f = fill_probability(Side.BUY, D("101"), D("2"), book(), D("0.001"))
     assert (f.probability, f.method, f.immediate_quantity) == (D("1.000"), "marketable", D("2"))

@@ -54,16 +54,17 @@ def test_fills_of_ignores_reports_that_are_not_trades():
     assert fills_of(book.orders.values()) == []
 
 
-def test_fills_of_orders_trades_by_time_then_exec_id_whatever_the_order_of_the_orders():
+def test_fills_of_orders_trades_by_time_then_place_in_the_order_whatever_the_order_of_the_orders():
     book = Book()
     order = book.place(quantity="1")
     template = book.venue(order.order_id, "FILL", last_qty="0.1", last_px="64000").orders[0].executions[-1]
-    reports = [template.model_copy(update={"exec_id": exec_id, "ts": ts})
-               for exec_id, ts in [("b", T0 + 5), ("c", T0 + 1), ("a", T0 + 5)]]
+    # Seq 10 after seq 9 in the same millisecond (their exec ids would sort the other way as text).
+    reports = [template.model_copy(update={"exec_id": f"{order.order_id}-{seq}", "seq": seq, "ts": ts})
+               for seq, ts in [(10, T0 + 5), (3, T0 + 1), (9, T0 + 5)]]
     first = order.model_copy(update={"executions": (reports[0],)})
     second = order.model_copy(update={"executions": (reports[1], reports[2])})
 
-    assert [f.exec_id for f in fills_of([first, second])] == ["c", "a", "b"]
+    assert [f.exec_id.rsplit("-", 1)[1] for f in fills_of([first, second])] == ["3", "9", "10"]
     assert fills_of([second, first]) == fills_of([first, second])
 
 

@@ -108,3 +108,10 @@ def test_preview_block_is_exactly_the_oms_check(quantity, ticks, sell):
     if preview.block is None:
         assert preview.after[preview.required_asset].available >= 0
         assert preview.after[preview.required_asset].total == preview.before[preview.required_asset].total
+
+
+def test_preview_of_terms_off_the_instrument_is_blocked_without_arithmetic():
+    huge = submit(quantity=D("9E999999"), price="2")
+    preview = preview_order(huge, account(), market())
+    assert preview.block.code.value == "INVALID_QUANTITY" and preview.required is None
+    assert preview_order(submit(price="64000.001"), account(), market()).block.code.value == "INVALID_PRICE"

@@ -59,18 +59,23 @@ async function api(method, path, body) {
 
 // -- sign in, and switching between the accounts signed in with ------------------------------------------
 
+let signInCount = 0;  // a later sign-in supersedes one still waiting for its answers
+
 async function signIn(key) {
-  const previous = state.key;
+  const attempt = ++signInCount, previous = state.key;
   state.key = key;
   let doc;
   try { doc = await api("GET", "/api/v1/limits"); } catch (err) { state.key = previous; throw err; }  // 401: bad key
+  if (attempt !== signInCount) return;
   if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); setConnection(false); }
   sessionStorage.setItem("atlas.key", key);
-  Object.assign(state, { account: doc.account_id, next: null, orders: new Map(), balances: {}, positions: null, retry: 0 });
+  Object.assign(state, { account: doc.account_id, next: null, orders: new Map(), balances: {}, positions: null,
+                         limits: doc, retry: 0 });
   state.known[doc.account_id] = key;
   sessionStorage.setItem("atlas.keys", JSON.stringify(state.known));
   state.role = (state.demo.find((a) => a.account_id === doc.account_id) || {}).role
     || await api("GET", "/api/v1/admin/accounts").then(() => "admin", () => "trader");
+  if (attempt !== signInCount) return;
   $("account").textContent = `${state.account} (${state.role})`;
   $("signin").hidden = true;
   $("signout").hidden = false;
@@ -87,7 +92,7 @@ async function signIn(key) {
 function renderSwitcher() {
   const choices = { ...Object.fromEntries(state.demo.map((a) => [a.account_id, a.key])), ...state.known };
   const select = $("account-switch");
-  select.innerHTML = Object.keys(choices).sort().map((a) => `<option value="${a}">${a}</option>`).join("");
+  select.innerHTML = Object.keys(choices).sort().map((a) => `<option value="${escapeHtml(a)}">${escapeHtml(a)}</option>`).join("");
   select.value = state.account;
   select.closest("label").hidden = Object.keys(choices).length < 2;
   select.onchange = () => signIn(choices[select.value]).catch((err) => { $("signin-error").textContent = err.message; });
@@ -108,7 +113,8 @@ async function loadDemoAccounts() {
   $("demo-accounts").hidden = false;
   if (!$("api-key").value) $("api-key").value = (state.demo.find((a) => a.role === "trader") || state.demo[0])?.key || "";
   $("demo-buttons").innerHTML = state.demo.map((a) =>
-    `<button type="button" class="demo-account" data-key="${a.key}">${a.account_id} <span>${a.role}</span></button>`).join("");
+    `<button type="button" class="demo-account" data-key="${escapeHtml(a.key)}">${escapeHtml(a.account_id)} ` +
+    `<span>${escapeHtml(a.role)}</span></button>`).join("");
   $("demo-buttons").onclick = (e) => {
     const button = e.target.closest("button[data-key]");
     if (button) signIn(button.dataset.key).catch((err) => { $("signin-error").textContent = err.message; });
@@ -185,11 +191,11 @@ async function checkHealth() {
 
 // -- rendering helpers shared by the pages --------------------------------------------------------------
 
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 // A decimal string without trailing zeros ("617.564700" -> "617.5647"): the same number, shorter.
 const trim = (text) => (text == null || !String(text).includes(".")) ? text : String(text).replace(/\.?0+$/, "");
-const cell = (text, cls = "") => `<td class="${cls}">${text ?? "-"}</td>`;
+const cell = (text, cls = "") => `<td class="${cls}">${text == null ? "-" : escapeHtml(text)}</td>`;
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
-const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function themeColors() {
   const style = getComputedStyle(document.documentElement);

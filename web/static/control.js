@@ -54,26 +54,40 @@ function renderMetrics(doc) {
 
 // -- the venue (admin) -----------------------------------------------------------------------------------
 
+const venue = { symbol: null, loaded: null };  // the symbol the form shows, and its values as loaded
+
+function venueForm() {
+  return { volatility: $("venue-volatility").value.trim(), spread_bps: $("venue-spread").value.trim(),
+           liquidity: $("venue-liquidity").value.trim(), levels: $("venue-levels").value.trim(),
+           halted: $("venue-halted").checked };
+}
+
 async function loadVenue() {
-  if (state.role !== "admin" || !state.symbol) { $("venue-form").hidden = true; return; }
-  $("venue-form").hidden = false;
-  const p = await api("GET", `/api/v1/venue/${state.symbol}`);
+  const form = $("venue-form");
+  if (state.role !== "admin" || !state.symbol) { form.hidden = true; return; }
+  const symbol = state.symbol;
+  venue.symbol = null;  // no Apply until this symbol's values are in
+  const p = await api("GET", `/api/v1/venue/${symbol}`);
+  if (symbol !== state.symbol) return;  // a slow answer about the symbol left behind
   $("venue-volatility").value = p.volatility;
   $("venue-spread").value = p.spread_bps;
   $("venue-liquidity").value = p.liquidity;
   $("venue-levels").value = p.levels;
   $("venue-halted").checked = p.halted;
+  Object.assign(venue, { symbol, loaded: venueForm() });
+  form.hidden = false;
 }
 
 async function applyVenue(event) {
   event.preventDefault();
-  const change = { volatility: $("venue-volatility").value.trim(), spread_bps: $("venue-spread").value.trim(),
-                   liquidity: $("venue-liquidity").value.trim(), halted: $("venue-halted").checked };
-  const levels = $("venue-levels").value.trim();
-  if (levels) change.levels = Number(levels);  // a whole number, not money
-  for (const key of ["volatility", "spread_bps", "liquidity"]) if (!change[key]) delete change[key];
+  if (venue.symbol !== state.symbol) return;
+  // Only what the admin changed: the rest keeps whatever value the venue has now.
+  const now = venueForm(), change = {};
+  for (const [key, value] of Object.entries(now)) if (value !== venue.loaded[key] && value !== "") change[key] = value;
+  if (!Object.keys(change).length) { $("venue-message").textContent = "nothing changed"; return; }
   try {
-    await api("POST", `/api/v1/admin/venue/${state.symbol}`, change);
+    await api("POST", `/api/v1/admin/venue/${venue.symbol}`, change);
+    venue.loaded = now;
     $("venue-message").textContent = `applied to ${state.symbol} at ${clock(Date.now())}`;
     $("venue-message").className = "muted";
   } catch (err) {

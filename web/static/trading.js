@@ -29,12 +29,12 @@ function renderOrders() {
     .filter((o) => filter === "all" || (filter === "open") !== CLOSED.has(o.status))
     .sort((a, b) => b.created_at - a.created_at);
   // Two lines in a cell (order and client id, limit and average price) keep the blotter narrow enough for 1280 px.
-  const two = (top, below, cls) => `<td class="${cls}"><div class="top">${top ?? "-"}</div>` +
-    `<div class="below muted">${below ?? "-"}</div></td>`;
-  $("orders").tBodies[0].innerHTML = rows.map((o) => `<tr data-order="${o.order_id}">` +
-    `<td class="ids" title="${o.order_id} / ${escapeHtml(o.client_order_id)}"><div class="id">${o.order_id}</div>` +
-    `<div class="id muted">${escapeHtml(o.client_order_id)}</div></td>` +
-    `<td class="status" title="${escapeHtml(o.reject_reason || "")}">${o.status}</td>` + cell(o.symbol) +
+  const two = (top, below, cls) => `<td class="${cls}"><div class="top">${escapeHtml(top ?? "-")}</div>` +
+    `<div class="below muted">${escapeHtml(below ?? "-")}</div></td>`;
+  $("orders").tBodies[0].innerHTML = rows.map((o) => `<tr data-order="${escapeHtml(o.order_id)}">` +
+    `<td class="ids" title="${escapeHtml(o.order_id)} / ${escapeHtml(o.client_order_id)}">` +
+    `<div class="id">${escapeHtml(o.order_id)}</div><div class="id muted">${escapeHtml(o.client_order_id)}</div></td>` +
+    `<td class="status" title="${escapeHtml(o.reject_reason || "")}">${escapeHtml(o.status)}</td>` + cell(o.symbol) +
     cell(o.side, o.side) + cell(trim(o.quantity)) + cell(trim(o.filled_quantity)) + cell(trim(o.leaves_quantity)) +
     two(o.price, o.avg_price, "px") + cell(clock(o.updated_at)) +
     `<td class="actions">${CLOSED.has(o.status) ? "" :
@@ -70,16 +70,25 @@ function renderBalances() {
   renderPairBalances();
 }
 
+let positionsBusy = false;
+
 async function refreshPositions() {
-  if (!state.account) return;
-  let doc;
-  api("GET", "/api/v1/limits").then((limits) => { state.limits = limits; }, () => {});
-  try { doc = await api("GET", "/api/v1/positions"); } catch { return; }
+  // One request at a time (a burst of fills asks once): the owner of the account answers it beside its OMS.
+  if (!state.account || positionsBusy) return;
+  positionsBusy = true;
+  const account = state.account;
+  let doc, limits;
+  try {
+    [doc, limits] = await Promise.all([api("GET", "/api/v1/positions"), api("GET", "/api/v1/limits")]);
+  } catch { return; } finally { positionsBusy = false; }
+  if (account !== state.account) return;  // an answer about the account signed out of
   state.positions = doc;
+  state.limits = limits;
   renderBalances();
-  $("positions").tBodies[0].innerHTML = doc.positions.map((p) => `<tr data-symbol="${p.symbol}">${cell(p.symbol)}` +
-    `${cell(trim(p.quantity), "quantity")}${cell(p.avg_price)}<td class="pnl"><div class="realised">${p.realised}</div>` +
-    `<div class="unrealised muted">${p.unrealised ?? "-"}</div></td></tr>`).join("");
+  $("positions").tBodies[0].innerHTML = doc.positions.map((p) => `<tr data-symbol="${escapeHtml(p.symbol)}">` +
+    `${cell(p.symbol)}${cell(trim(p.quantity), "quantity")}${cell(p.avg_price)}<td class="pnl">` +
+    `<div class="realised">${escapeHtml(p.realised)}</div><div class="unrealised muted">${escapeHtml(p.unrealised ?? "-")}</div>` +
+    `</td></tr>`).join("");
   const total = doc.summary.total, quote = Object.keys(total)[0];
   const money = (amounts) => quote ? `${amounts[quote] ?? "-"} ${quote}` : "-";
   $("pnl-total").textContent = money(total);
