@@ -4,13 +4,17 @@ Under at_least_once the sends go through Faust's producer buffer, behind the eve
 changelog writes, so an output is never in Kafka while the state change that caused it is
 not. Under exactly_once they go into the transaction that commits the input's offset (Faust
 itself picks a transaction by the *destination* partition, which let a venue request commit
-while the OMS state that made it was aborted after a kill).
+while the OMS state that made it was aborted after a kill), once the buffer has handed the
+event's changelog writes to that transaction: sent before them, under CPU load a venue request
+joined a transaction that a commit (still waiting on older buffered writes) closed before the
+order's changelog write arrived, and after a kill the venue's fills found no order.
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
 from atlas.app import EXACTLY_ONCE, app
+from atlas.faust_fixes import handed_over
 from atlas.partitioning import partition_for
 
 
@@ -22,7 +26,9 @@ class Send(NamedTuple):
 
 
 async def emit(sends: list[Send], source_topic: str, source_partition: int) -> None:
-    """Send an event's outputs, in order."""
+    """Send an event's outputs, in order, after its changelog writes."""
+    if EXACTLY_ONCE and sends:
+        await handed_over(app.producer.buffer)
     for send in sends:
         if EXACTLY_ONCE:
             await _send_in_transaction(send, source_topic, source_partition)

@@ -23,7 +23,48 @@ async def _send_pending_tracked(self: ProducerBuffer, fut) -> None:
     # The buffer's task takes a message off the queue before sending it: remember it, so
     # that a flush can wait for it too.
     self.atlas_in_flight = fut
-    await _send_pending(self, fut)
+    try:
+        await _send_pending(self, fut)
+    finally:
+        self.atlas_handed = getattr(self, "atlas_handed", 0) + 1
+        waiters = getattr(self, "atlas_handed_waiters", None)
+        if waiters:
+            _wake_handed(self)
+
+
+_put = ProducerBuffer.put
+
+
+def _put_counted(self: ProducerBuffer, fut) -> None:
+    self.atlas_put = getattr(self, "atlas_put", 0) + 1
+    _put(self, fut)
+
+
+async def handed_over(buffer: ProducerBuffer) -> None:
+    """Return once every message put in the buffer so far has been handed to the Kafka producer.
+
+    Handed, not delivered: in the producer's hands a message belongs to the transaction open
+    then, and a message sent after it cannot belong to an earlier one. Under exactly_once an
+    agent's outputs go straight to the transaction of their input; they wait for this first, so
+    that a commit can never take an output without the changelog writes its event made before it.
+    """
+    target = getattr(buffer, "atlas_put", 0)
+    if getattr(buffer, "atlas_handed", 0) >= target:
+        return
+    waiter = asyncio.get_running_loop().create_future()
+    buffer.__dict__.setdefault("atlas_handed_waiters", []).append((target, waiter))
+    await waiter
+
+
+def _wake_handed(buffer: ProducerBuffer) -> None:
+    handed, still = buffer.atlas_handed, []
+    for target, waiter in buffer.atlas_handed_waiters:
+        if handed >= target:
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            still.append((target, waiter))
+    buffer.atlas_handed_waiters = still
 
 
 async def _flush_until_delivered(self: ProducerBuffer) -> None:
@@ -61,6 +102,7 @@ async def _commit_transaction_after_flush(self: TransactionManager, offsets, sta
 
 
 ProducerBuffer._send_pending = _send_pending_tracked
+ProducerBuffer.put = _put_counted
 ProducerBuffer.flush = _flush_until_delivered
 
 

@@ -5,9 +5,11 @@ import asyncio
 from types import SimpleNamespace
 
 from faust.tables.recovery import Recovery
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
+from faust.types.tuples import FutureMessage, PendingMessage
 
-import atlas.faust_fixes  # noqa: F401  (patches Faust, as atlas.app does)
+from atlas.faust_fixes import handed_over  # (importing it patches Faust, as atlas.app does)
 
 CHANGELOG = TP("atlas-oms-changelog", 3)
 RECORDS = 9  # offsets 0-8; offset 9 is the transaction's commit marker, the last offset before the highwater
@@ -93,3 +95,38 @@ def test_recovery_with_timeouts_from_before_it_started_does_not_skip_fetched_cha
     assert table.applied == list(range(RECORDS))
     assert recovery.active_offsets[CHANGELOG] == RECORDS  # past the marker, after two empty waits in this recovery
     assert not recovery.in_recovery
+
+
+class Channel:
+    """A topic as the producer buffer sees it: publishing records the message."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish_message(self, fut, wait: bool = False):
+        self.published.append(fut.message.value)
+        return fut
+
+
+def test_handed_over_returns_only_once_every_message_put_before_it_is_with_the_producer():
+    async def run() -> list[str]:
+        channel, order = Channel(), []
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        for value in ("changelog-1", "changelog-2"):
+            buffer.put(FutureMessage(PendingMessage(channel, b"k", value, 0, None, None, None, None, None)))
+
+        async def output() -> None:
+            await handed_over(buffer)
+            order.append(f"output after {channel.published}")
+
+        waiting = asyncio.create_task(output())
+        for _ in range(2):
+            await asyncio.sleep(0)
+            assert not waiting.done()  # a changelog write is still in the buffer
+            await buffer._send_pending(buffer.pending.get_nowait())  # what the buffer's task does
+        await asyncio.wait_for(waiting, timeout=1)
+        await handed_over(buffer)  # nothing pending: at once
+        return order
+
+    assert asyncio.run(run()) == ["output after ['changelog-1', 'changelog-2']"]
