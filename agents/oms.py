@@ -105,7 +105,7 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
 def _measure(outcome) -> None:
     """Record the event in this worker's telemetry; a failure there must never cost the event its sends."""
     try:
-        process_telemetry.observe(outcome.reports, {o.order_id: o for o in outcome.orders}, int(time.time() * 1000))
+        process_telemetry.observe(outcome.reports, outcome.orders, int(time.time() * 1000))
     except Exception:
         log.exception("telemetry failed; the event is unaffected")
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from atlas.metrics import Book, MidPoint, TradePoint, book_from_message
-from atlas.values import Side
+from atlas.metrics import Book, MidPoint, TradePoint, book_from_message, spread_in_bps
+from atlas.values import Side, decimal_text
 
 HISTORY_S = 900
 # Bounds on memory whatever the tick rate or the trade rate.
@@ -70,8 +70,7 @@ class MarketHistory:
         book = history.book
         if not book.bids or not book.asks:
             return
-        bid, ask = book.bids[0].price, book.asks[0].price
-        bps = ((ask - bid) / ((ask + bid) / 2) * 10_000).quantize(Decimal("0.01"))
+        bps = spread_in_bps(book.bids[0].price, book.asks[0].price)
         second = ts // 1000
         if history.spreads and history.spreads[-1][0] == second:
             history.spreads[-1] = (second, bps)
@@ -91,4 +90,4 @@ def flow_per_minute(trades, since_ms: int) -> list[dict]:
             continue
         slot = minutes.setdefault(trade.ts // 60_000 * 60, [Decimal(0), Decimal(0)])
         slot[0 if trade.aggressor is Side.BUY else 1] += trade.quantity
-    return [{"t": t, "buy": format(b, "f"), "sell": format(s, "f")} for t, (b, s) in sorted(minutes.items())]
+    return [{"t": t, "buy": decimal_text(b), "sell": decimal_text(s)} for t, (b, s) in sorted(minutes.items())]

@@ -29,7 +29,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from enum import Enum
 from typing import Any
 
-from atlas.values import ZERO, Side, parse_decimal
+from atlas.values import ZERO, Side, decimal_text, parse_decimal
 
 # Seconds of market movement an aggressive suggestion allows for (see suggested_prices).
 AGGRESSIVE_HORIZON_S = 5
@@ -48,7 +48,7 @@ class _Public:
 
 def _json(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return decimal_text(value)
     if isinstance(value, Enum):
         return value.value
     return value
@@ -162,7 +162,7 @@ def market_metrics(mids: Sequence[MidPoint], trades: Sequence[TradePoint], book:
     spread = spread_bps = None
     if bids and asks:
         spread = asks[0].price - bids[0].price
-        spread_bps = (spread / ((asks[0].price + bids[0].price) / 2) * BPS).quantize(_BPS_STEP)
+        spread_bps = spread_in_bps(bids[0].price, asks[0].price)
 
     return MarketMetrics(
         window_ms=window_ms, mids=len(recent_mids), trades=len(recent_trades),
@@ -175,6 +175,11 @@ def market_metrics(mids: Sequence[MidPoint], trades: Sequence[TradePoint], book:
         bias=_ratio(buy - sell, buy + sell),
         book_imbalance=_ratio(bid_depth - ask_depth, bid_depth + ask_depth), mid_change_bps=change_bps,
     )
+
+
+def spread_in_bps(bid: Decimal, ask: Decimal) -> Decimal:
+    """Best ask minus best bid over their mid, in basis points to two places."""
+    return ((ask - bid) / ((ask + bid) / 2) * BPS).quantize(_BPS_STEP)
 
 
 def realised_volatility(mids: Sequence[MidPoint]) -> float | None:

@@ -30,7 +30,7 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from atlas.events import ExecType
 from atlas.instruments import Instrument
 from atlas.state import Order
-from atlas.values import ZERO, Side
+from atlas.values import ZERO, Side, decimal_text
 
 # Sums and products are exact: no realistic amount comes near these bounds.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
@@ -121,9 +121,9 @@ class Position:
         """The position as JSON: decimals as strings, P&L and average price to at most 10 places."""
         return {
             "symbol": self.symbol, "base": self.base, "quote": self.quote,
-            "quantity": _s(self.quantity), "avg_price": _money(self.avg_price),
-            "realised": _money(self.realised), "unrealised": _money(self.unrealised), "mark": _s(self.mark),
-            "bought": _s(self.bought), "sold": _s(self.sold), "fills": self.fills,
+            "quantity": decimal_text(self.quantity), "avg_price": _money(self.avg_price),
+            "realised": _money(self.realised), "unrealised": _money(self.unrealised), "mark": decimal_text(self.mark),
+            "bought": decimal_text(self.bought), "sold": decimal_text(self.sold), "fills": self.fills,
         }
 
 
@@ -154,8 +154,8 @@ class Exposure:
 
     def public(self) -> dict:
         """The exposure as JSON: decimals as strings, the value to at most 10 places."""
-        return {"asset": self.asset, "total": _s(self.total), "quote": self.quote,
-                "mark": _s(self.mark), "value": _money(self.value)}
+        return {"asset": self.asset, "total": decimal_text(self.total), "quote": self.quote,
+                "mark": decimal_text(self.mark), "value": _money(self.value)}
 
 
 def exposures(balances: Mapping[str, Decimal], instruments: Mapping[str, Instrument],
@@ -228,8 +228,6 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return None if a is None or b is None else _EXACT.add(a, b)
 
 
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
 
 
 def _money(value: Decimal | None) -> str | None:

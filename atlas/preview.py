@@ -14,7 +14,7 @@ from decimal import Decimal
 from atlas.commands import SubmitOrder
 from atlas.risk import Market, Reject, check_order, check_terms, collar_bounds, reservation_for
 from atlas.state import AccountState, Balance
-from atlas.values import ZERO, Side
+from atlas.values import ZERO, Side, decimal_text
 
 # A warning fires when this share of a limit or balance is used (or this little is left).
 HIGH_SHARE = Decimal("0.8")
@@ -50,21 +50,18 @@ class Preview:
 
     def public(self) -> dict:
         """JSON-ready, decimals as strings."""
-        def balances(chosen: dict[str, Balance]) -> dict:
-            return {a: {"available": _s(b.available), "reserved": _s(b.reserved), "total": _s(b.total)}
-                    for a, b in sorted(chosen.items())}
-
         return {
             "symbol": self.order.symbol, "side": self.order.side.value, "type": self.order.type.value,
-            "quantity": _s(self.order.quantity), "price": _s(self.order.price),
-            "reference_price": _s(self.reference_price),
-            "collar": None if self.collar is None else {"low": _s(self.collar[0]), "high": _s(self.collar[1])},
-            "notional": _s(self.notional),
-            "required": None if self.required is None else {"asset": self.required_asset, "amount": _s(self.required)},
-            "balances_before": balances(self.before), "balances_after": balances(self.after),
+            "quantity": decimal_text(self.order.quantity), "price": decimal_text(self.order.price),
+            "reference_price": decimal_text(self.reference_price),
+            "collar": None if self.collar is None else {"low": decimal_text(self.collar[0]), "high": decimal_text(self.collar[1])},
+            "notional": decimal_text(self.notional),
+            "required": None if self.required is None else {"asset": self.required_asset, "amount": decimal_text(self.required)},
+            "balances_before": {a: b.public() for a, b in sorted(self.before.items())},
+            "balances_after": {a: b.public() for a, b in sorted(self.after.items())},
             "exposure": None if self.exposure_asset is None else {
-                "asset": self.exposure_asset, "before": _s(self.exposure_before), "after": _s(self.exposure_after),
-                "change": _s(self.exposure_after - self.exposure_before)},
+                "asset": self.exposure_asset, "before": decimal_text(self.exposure_before), "after": decimal_text(self.exposure_after),
+                "change": decimal_text(self.exposure_after - self.exposure_before)},
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
             "accepted": self.block is None,
             "block": None if self.block is None else {"code": self.block.code.value, "message": self.block.message},
@@ -91,11 +88,11 @@ def preview_order(order: SubmitOrder, account: AccountState, market: Market) -> 
         held = before[need.asset]
         after[need.asset] = Balance(available=held.available - need.amount, reserved=held.reserved + need.amount)
     # Exposure: the base asset held plus what open buys (and this one) would bring.
-    signed = order.quantity if order.side is Side.BUY else -order.quantity
     exposure_before = before[instrument.base].total + account.open_buys.get(instrument.base, ZERO)
-    warnings = _warnings(order, account, notional, need, before, collar, exposure_before + signed, instrument.base)
+    exposure_after = exposure_before + (order.quantity if order.side is Side.BUY else -order.quantity)
+    warnings = _warnings(order, account, notional, need, before, collar, exposure_after, instrument.base)
     return Preview(order, reference, collar, notional, need.asset if need else None, need.amount if need else None,
-                   before, after, instrument.base, exposure_before, exposure_before + signed, warnings, block)
+                   before, after, instrument.base, exposure_before, exposure_after, warnings, block)
 
 
 def _warnings(order: SubmitOrder, account: AccountState, notional, need, before, collar, exposure_after,
@@ -103,27 +100,23 @@ def _warnings(order: SubmitOrder, account: AccountState, notional, need, before,
     found = []
     limit = account.limits.max_order_notional
     if notional is not None and limit > 0 and HIGH_SHARE * limit <= notional <= limit:
-        found.append(Caution("HIGH_NOTIONAL", f"notional {_s(notional)} is {_pct(notional, limit)} of the limit {_s(limit)}"))
+        found.append(Caution("HIGH_NOTIONAL", f"notional {decimal_text(notional)} is {_pct(notional, limit)} of the limit {decimal_text(limit)}"))
     if need is not None:
         available = before[need.asset].available
         left = available - need.amount
         if ZERO <= left < LOW_BUFFER_SHARE * before[need.asset].total:
-            found.append(Caution("LOW_BUFFER", f"{_s(left)} {need.asset} would stay available, "
+            found.append(Caution("LOW_BUFFER", f"{decimal_text(left)} {need.asset} would stay available, "
                                                 f"under {_pct(LOW_BUFFER_SHARE, Decimal(1))} of the holding"))
     if collar is not None and order.price is not None:
         low, high = collar
         middle, half = (low + high) / 2, (high - low) / 2
         if half > 0 and low <= order.price <= high and abs(order.price - middle) >= COLLAR_EDGE_SHARE * half:
-            found.append(Caution("NEAR_COLLAR", f"price {_s(order.price)} is near the collar [{_s(low)}, {_s(high)}]"))
+            found.append(Caution("NEAR_COLLAR", f"price {decimal_text(order.price)} is near the collar [{decimal_text(low)}, {decimal_text(high)}]"))
     cap = account.limits.max_position.get(base)
     if cap is not None and order.side is Side.BUY and HIGH_SHARE * cap <= exposure_after <= cap:
-        found.append(Caution("NEAR_POSITION_LIMIT", f"{base} position would reach {_s(exposure_after)} of {_s(cap)}"))
+        found.append(Caution("NEAR_POSITION_LIMIT", f"{base} position would reach {decimal_text(exposure_after)} of {decimal_text(cap)}"))
     return tuple(found)
 
 
 def _pct(part: Decimal, whole: Decimal) -> str:
     return f"{(part / whole * 100).quantize(Decimal('1'))}%"
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")

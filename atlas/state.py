@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from atlas.accounts import Limits
 from atlas.events import ExecutionReport, OrdStatus
-from atlas.values import ZERO, Dec, OrderType, Side, TimeInForce
+from atlas.values import ZERO, Dec, OrderType, Side, TimeInForce, decimal_text
 
 # Stored state is read back from changelogs written by earlier versions: fields they had
 # and this version dropped are ignored rather than fatal.
@@ -28,6 +28,11 @@ class Balance(BaseModel):
     @property
     def total(self) -> Decimal:
         return self.available + self.reserved
+
+    def public(self) -> dict:
+        """The balance as the API shows it."""
+        return {"available": decimal_text(self.available), "reserved": decimal_text(self.reserved),
+                "total": decimal_text(self.total)}
 
 
 class PendingReplace(BaseModel):
@@ -96,12 +101,12 @@ class Order(BaseModel):
             "side": self.side.value,
             "type": self.type.value,
             "time_in_force": self.time_in_force.value,
-            "quantity": _s(self.quantity),
-            "price": _s(self.price),
+            "quantity": decimal_text(self.quantity),
+            "price": decimal_text(self.price),
             "status": self.status.value,
-            "filled_quantity": _s(self.filled_quantity),
-            "leaves_quantity": _s(self.leaves_quantity),
-            "avg_price": _s(self.avg_price),
+            "filled_quantity": decimal_text(self.filled_quantity),
+            "leaves_quantity": decimal_text(self.leaves_quantity),
+            "avg_price": decimal_text(self.avg_price),
             "reject_reason": self.reject_reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -154,10 +159,6 @@ class AccountState(BaseModel):
 
     def balance(self, asset: str) -> Balance:
         return self.balances.get(asset) or Balance()
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
 
 
 class StoredOrder(BaseModel):

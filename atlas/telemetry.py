@@ -10,7 +10,7 @@ A message the OMS reads again after a crash is counted again: figures since the 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
@@ -40,8 +40,8 @@ class Telemetry:
     # (second, events, fills) for the last SECONDS_KEPT seconds that saw any.
     per_second: deque = field(default_factory=lambda: deque(maxlen=SECONDS_KEPT))
 
-    def observe(self, reports: Iterable[ExecutionReport], orders: Mapping[str, Order], now_ms: int) -> None:
-        """Count one processed event and the reports it produced."""
+    def observe(self, reports: Iterable[ExecutionReport], orders: Sequence[Order], now_ms: int) -> None:
+        """Count one processed event and the reports it produced (`orders`: the orders it wrote)."""
         self.counts["events"] += 1
         fills = 0
         for report in reports:
@@ -54,11 +54,11 @@ class Telemetry:
                 self.counts["canceled"] += 1
             elif kind is ExecType.NEW:
                 self.counts["accepted"] += 1
-                self._latency(self.ack_latency, orders.get(report.order_id), now_ms)
+                self._latency(self.ack_latency, _order(orders, report.order_id), now_ms)
             elif kind is ExecType.TRADE:
                 fills += 1
                 if report.cum_qty == report.last_qty:  # the order's first fill
-                    self._latency(self.fill_latency, orders.get(report.order_id), now_ms)
+                    self._latency(self.fill_latency, _order(orders, report.order_id), now_ms)
                 if report.leaves_qty == 0:
                     self.counts["filled_orders"] += 1
         self.counts["fills"] += fills
@@ -80,6 +80,11 @@ class Telemetry:
         """Everything, histograms encoded so that another worker can merge them."""
         return {"counts": dict(self.counts), "per_second": [list(s) for s in self.per_second],
                 "ack_latency": _encode(self.ack_latency), "fill_latency": _encode(self.fill_latency)}
+
+
+def _order(orders: Sequence[Order], order_id: str) -> Order | None:
+    # An event writes one order or a few: a scan, and only for the reports that time one.
+    return next((o for o in orders if o.order_id == order_id), None)
 
 
 def merge(snapshots: Iterable[dict], now_ms: int, window_s: int = 60) -> dict:

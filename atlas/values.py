@@ -42,10 +42,15 @@ def parse_decimal(value: Any) -> Decimal:
     return result
 
 
+def decimal_text(value: Decimal | None) -> str | None:
+    """A decimal as the wire carries it: plain digits, never exponent form ("0.015"); None stays None."""
+    return None if value is None else format(value, "f")
+
+
 Dec = Annotated[
     Decimal,
     BeforeValidator(parse_decimal),
-    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    PlainSerializer(decimal_text, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}),
 ]
 

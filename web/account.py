@@ -33,8 +33,7 @@ class BalancesView(ApiView):
 
         async def local() -> Any:
             account = account_state(caller.account_id)
-            balances = {asset: {"available": format(b.available, "f"), "reserved": format(b.reserved, "f"),
-                                "total": format(b.total, "f")} for asset, b in sorted(account.balances.items())}
+            balances = {asset: b.public() for asset, b in sorted(account.balances.items())}
             return self.ok({"account_id": caller.account_id, "balances": balances})
 
         return await on_owner(self, request, caller.account_id, local)

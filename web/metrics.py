@@ -8,14 +8,14 @@ worker gets the request answers it.
 from __future__ import annotations
 
 import time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from atlas.app import app
 from atlas.market_history import HISTORY_S, flow_per_minute
 from atlas.metrics import fill_probability, market_metrics, suggested_prices
 from atlas.risk import check_quantity_price
-from atlas.values import Side
+from atlas.values import Side, decimal_text, parse_decimal
 from atlas.web.common import principal
 from atlas.web.problems import ApiView, Problem
 from atlas.web.stream import MarketFeed
@@ -33,14 +33,15 @@ def _history(symbol: str):
 
 
 def _positive(request: Any, name: str) -> Decimal | None:
+    """A positive decimal query parameter, or None when absent (its grid is the instrument's to check)."""
     raw = request.query.get(name)
     if not raw:
         return None
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise Problem(400, "INVALID_QUERY", f"{name} must be a decimal number") from None
-    if not value.is_finite() or value <= 0:
+        value = parse_decimal(raw)
+    except ValueError as exc:
+        raise Problem(400, "INVALID_QUERY", f"{name}: {exc}") from None
+    if value <= 0:
         raise Problem(400, "INVALID_QUERY", f"{name} must be positive")
     return value
 
@@ -88,7 +89,7 @@ class HistoryView(ApiView):
         since = int(time.time() * 1000) - HISTORY_S * 1000
         return self.ok({
             "symbol": symbol, "seconds": HISTORY_S,
-            "mid": [{"t": t, "mid": format(m, "f")} for t, m in sorted(mids.items())],
-            "spread_bps": [{"t": t, "bps": format(b, "f")} for t, b in history.spreads],
+            "mid": [{"t": t, "mid": decimal_text(m)} for t, m in sorted(mids.items())],
+            "spread_bps": [{"t": t, "bps": decimal_text(b)} for t, b in history.spreads],
             "flow": flow_per_minute(history.trades, since),
         })

@@ -56,7 +56,7 @@ def test_analytics_shows_a_fill_in_the_counts_the_latencies_and_the_orders(conso
     expect(page.get_by_test_id("exposure").locator("tr[data-asset=BTC]")).to_be_visible(timeout=15_000)
     # The fill was a buy trade of this minute: the flow chart draws it; P&L is sampled while the page is open.
     page.wait_for_function("analytics.charts.buy.data().some((p) => p.value > 0)", timeout=15_000)
-    page.wait_for_function("analytics.pnl.length >= 2", timeout=15_000)
+    page.wait_for_function("state.pnl.length >= 2", timeout=15_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no horizontal scroll
     page.screenshot(path=str(SCREENSHOTS / "analytics.png"))
 

@@ -7,7 +7,7 @@ from tests.helpers import T0, Book, submit
 
 
 def observe(telemetry: Telemetry, outcome: Outcome, now_ms: int) -> None:
-    telemetry.observe(outcome.reports, {o.order_id: o for o in outcome.orders}, now_ms)
+    telemetry.observe(outcome.reports, outcome.orders, now_ms)
 
 
 def flow(telemetry: Telemetry, ack_after_ms: int, fill_after_ms: int) -> None:

@@ -8,7 +8,7 @@ const ANALYTICS_EVERY_MS = 2000;
 const STATUS_ORDER = ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "PENDING_REPLACE", "PENDING_CANCEL", "FILLED",
                       "CANCELED", "EXPIRED", "REJECTED"];
 const TELEMETRY_COUNTS = ["submitted", "accepted", "rejected", "canceled", "fills", "filled_orders"];
-const analytics = { built: false, timer: null, busy: false, charts: {}, pnl: [] };
+const analytics = { built: false, timer: null, busy: false, charts: {} };
 
 // -- the page ------------------------------------------------------------------------------------------
 
@@ -48,8 +48,6 @@ function buildAnalytics() {
   buildCharts();
   analytics.built = true;
 }
-
-const cssVariable = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
 function buildCharts() {
   const c = analytics.charts, line = { lineWidth: 2, priceLineVisible: false };
@@ -121,24 +119,18 @@ function renderOrdersByStatus() {
   $("orders-by-status").innerHTML = items.length ? barRows(items, "data-status") : `<p class="muted">No orders yet.</p>`;
 }
 
-function samplePnl(doc) {
-  const quote = Object.keys(doc.summary.total)[0];
-  if (!quote) return;
-  // Display only: the chart needs a Number; the figure in the heading is the API's string.
-  const point = { time: Math.floor(Date.now() / 1000), value: Number(doc.summary.total[quote]) };
-  analytics.pnl = analytics.pnl.filter((p) => p.time < point.time).concat([point]);
-  analytics.charts.pnlSeries.setData(analytics.pnl);
+function renderPnl() {  // the samples the console takes (state.pnl); the figure in the heading is the API's string
+  analytics.charts.pnlSeries.setData(state.pnl);
   analytics.charts.pnl.timeScale().fitContent();
 }
 
 function renderExposure(doc) {
   const s = doc?.summary, quote = s && Object.keys(s.total)[0];
-  const money = (amounts) => (quote ? `${amounts[quote] ?? "-"} ${quote}` : "-");
-  $("analytics-pnl").textContent = s ? money(s.total) : "-";
-  $("analytics-pnl-parts").textContent = quote ? `realised ${money(s.realised)}, unrealised ${money(s.unrealised)}` : "";
-  $("analytics-net").textContent = s ? money(s.net_exposure) : "-";
+  $("analytics-pnl").textContent = s ? inQuote(s.total) : "-";
+  $("analytics-pnl-parts").textContent = quote ? `realised ${inQuote(s.realised)}, unrealised ${inQuote(s.unrealised)}` : "";
+  $("analytics-net").textContent = s ? inQuote(s.net_exposure) : "-";
   $("exposure").tBodies[0].innerHTML = (doc?.exposures || []).map((e) => `<tr data-asset="${escapeHtml(e.asset)}">` +
-    `${cell(escapeHtml(e.asset))}${cell(e.total)}${cell(e.mark)}${cell(e.value, "value")}</tr>`).join("");
+    `${cell(e.asset)}${cell(e.total)}${cell(e.mark)}${cell(e.value, "value")}</tr>`).join("");
 }
 
 // -- telemetry ---------------------------------------------------------------------------------------------
@@ -223,19 +215,16 @@ views.analytics = {
   show() {
     if (!analytics.built) buildAnalytics();
     renderSymbolChoice();
-    if (state.positions) samplePnl(state.positions);
+    renderPnl();
     refreshAnalytics();
     analytics.timer ??= setInterval(refreshAnalytics, ANALYTICS_EVERY_MS);
   },
 };
 
-hooks.signedIn.push(() => {
-  analytics.pnl = [];  // another account: its own P&L from now on
-  analytics.charts.pnlSeries?.setData([]);
-});
+hooks.signedIn.push(() => analytics.charts.pnlSeries?.setData([]));  // another account: its own P&L from now on
 hooks.positions.push((doc) => {
   if (!analytics.built || $("analytics").hidden) return;
-  samplePnl(doc);
+  renderPnl();
   renderExposure(doc);
 });
 hooks.symbol.push(() => {

@@ -7,6 +7,7 @@ const state = {
   key: sessionStorage.getItem("atlas.key"), account: null, role: null, instruments: {}, symbol: null,
   // `next`: the executions offset to resume from (the stream's resume token), null before the first hello.
   orders: new Map(), balances: {}, books: {}, mids: {}, trades: {}, ws: null, next: null, retry: 0,
+  pnl: [],  // the account's total P&L sampled while the page is open: {time, value} for the charts
   demo: [], known: JSON.parse(sessionStorage.getItem("atlas.keys") || "{}"),  // account -> key signed in with
 };
 const CLOSED = new Set(["FILLED", "CANCELED", "REJECTED", "EXPIRED"]);
@@ -70,7 +71,7 @@ async function signIn(key) {
   if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); setConnection(false); }
   sessionStorage.setItem("atlas.key", key);
   Object.assign(state, { account: doc.account_id, next: null, orders: new Map(), balances: {}, positions: null,
-                         limits: doc, retry: 0 });
+                         pnl: [], limits: doc, retry: 0 });
   state.known[doc.account_id] = key;
   sessionStorage.setItem("atlas.keys", JSON.stringify(state.known));
   state.role = (state.demo.find((a) => a.account_id === doc.account_id) || {}).role
@@ -197,9 +198,12 @@ const trim = (text) => (text == null || !String(text).includes(".")) ? text : St
 const cell = (text, cls = "") => `<td class="${cls}">${text == null ? "-" : escapeHtml(text)}</td>`;
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 
-function themeColors() {
-  const style = getComputedStyle(document.documentElement);
-  return { text: style.getPropertyValue("--muted").trim(), line: style.getPropertyValue("--line").trim() };
+const cssVariable = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+const themeColors = () => ({ text: cssVariable("--muted"), line: cssVariable("--line") });
+// An amount per quote asset ({"USD": "12.5"}) as the page shows it: "12.5 USD".
+function inQuote(amounts) {
+  const quote = Object.keys(amounts || {})[0];
+  return quote ? `${amounts[quote] ?? "-"} ${quote}` : "-";
 }
 
 const charts = [];  // every chart on the page, restyled when the theme changes

@@ -6,7 +6,7 @@ const TRADES_KEPT = 500;
 const PREVIEW_DELAY_MS = 150;
 const POSITIONS_EVERY_MS = 3000;
 const chart = { api: null, price: null, sma: null, points: {} };  // points: symbol -> Map(second -> price)
-const pnl = { chart: null, series: null, points: [] };           // P&L over time, sampled while the page is open
+const pnl = { chart: null, series: null };  // the P&L-over-time chart of state.pnl
 let previewTimer = null, previewSeq = 0;
 
 // -- orders --------------------------------------------------------------------------------------------
@@ -90,16 +90,15 @@ async function refreshPositions() {
     `<div class="realised">${escapeHtml(p.realised)}</div><div class="unrealised muted">${escapeHtml(p.unrealised ?? "-")}</div>` +
     `</td></tr>`).join("");
   const total = doc.summary.total, quote = Object.keys(total)[0];
-  const money = (amounts) => quote ? `${amounts[quote] ?? "-"} ${quote}` : "-";
-  $("pnl-total").textContent = money(total);
-  $("pnl-realised").textContent = money(doc.summary.realised);
-  $("pnl-unrealised").textContent = money(doc.summary.unrealised);
-  $("net-exposure").textContent = money(doc.summary.net_exposure);
+  $("pnl-total").textContent = inQuote(total);
+  $("pnl-realised").textContent = inQuote(doc.summary.realised);
+  $("pnl-unrealised").textContent = inQuote(doc.summary.unrealised);
+  $("net-exposure").textContent = inQuote(doc.summary.net_exposure);
   if (quote) {
     // Display only: the chart needs a Number.
     const point = { time: Math.floor(Date.now() / 1000), value: Number(total[quote]) };
-    pnl.points = pnl.points.filter((p) => p.time < point.time).concat([point]);
-    pnl.series?.setData(pnl.points);
+    state.pnl = state.pnl.filter((p) => p.time < point.time).concat([point]);
+    pnl.series?.setData(state.pnl);
     fire("positions", doc);
   }
 }
@@ -291,7 +290,6 @@ async function submitOrder(event) {
 
 hooks.signedIn.push(async () => {
   if (!chart.api) initCharts();
-  pnl.points = [];
   $("symbol").innerHTML = Object.keys(state.instruments).map((s) => `<option>${s}</option>`).join("");
   selectSymbol(state.symbol || Object.keys(state.instruments)[0]);
   renderOrders();
