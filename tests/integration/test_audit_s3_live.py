@@ -60,7 +60,8 @@ def _committed(cluster: Cluster) -> dict:
 def test_exporter_puts_locked_checksummed_objects_in_a_versioned_bucket(s3_cluster):
     cluster, _, s3 = s3_cluster
     assert s3.get_bucket_versioning(Bucket="trail")["Status"] == "Enabled"
-    assert Api(cluster.workers[0].url).get("/readyz").json["audit"]["versioning"] == "Enabled"
+    # The exporter starts, then reads the bucket's versioning, a moment after the worker is ready.
+    Api(cluster.workers[0].url).wait_for("/readyz", lambda d: d["audit"].get("versioning") == "Enabled")
     _trade(Api(cluster.workers[0].url, cluster.keys["alice"]), 3)
     wait_exported(cluster, QUIET_TOPICS)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="trail", Prefix=f"audit/topic={cluster.topic('executions')}/")
