@@ -6,7 +6,7 @@ Faust's per-event acks cannot express. The sink, not the group, says where to go
 
 1. On assignment, each partition resumes after the last manifest in the sink (writing the
    manifest of an object a crash left without one), and the consumer seeks there.
-2. Records are batched per partition by count and age (`atlas.audit.Batcher`).
+2. Records are batched per partition by count and age (`atlas.audit.format.Batcher`).
 3. A full or old batch is written (object, then manifest, in a thread: the sink blocks) and
    only then is the offset after it committed. A crash before the commit rereads records
    the trail already holds, and the batcher drops them.
@@ -29,11 +29,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mode import Service
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
-from atlas import trail
 from atlas.app import app
-from atlas.audit import AuditRecord, Batch, Batcher, Manifest
+from atlas.audit import trail
+from atlas.audit.format import AuditRecord, Batch, Batcher, Manifest
+from atlas.audit.sinks import open_sink
 from atlas.settings import settings
-from atlas.sinks import open_sink
 from atlas.topics import ALL
 
 log = logging.getLogger(__name__)

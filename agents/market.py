@@ -6,7 +6,7 @@ import logging
 from pydantic import ValidationError
 
 from atlas.app import app
-from atlas.control import GlobalKillSwitch, MidPrice, VenueControl
+from atlas.core.control import GlobalKillSwitch, MidPrice, VenueControl
 from atlas.settings import settings
 from atlas.tables.market import market_state
 from atlas.topics import market_input

@@ -13,20 +13,20 @@ import time
 from pydantic import ValidationError
 
 from atlas.agents.outputs import Send, emit
+from atlas.analytics.telemetry import process_telemetry
 from atlas.app import app
-from atlas.commands import COMMAND, SubmitOrder
-from atlas.events import DeadLetter, ExecType, VenueReport
-from atlas.partitioning import partition_for
-from atlas.oms import (
+from atlas.core.commands import COMMAND, SubmitOrder
+from atlas.core.events import DeadLetter, ExecType, VenueReport
+from atlas.core.values import order_id_for
+from atlas.oms.engine import (
     apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
 )
-from atlas.reference import DEFAULT_LIMITS, directory, instruments
+from atlas.runtime.partitioning import partition_for
+from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
 from atlas.tables.oms import forget_cached, iter_orders, load_account, load_order, save
-from atlas.telemetry import process_telemetry
 from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
-from atlas.values import order_id_for
 
 log = logging.getLogger(__name__)
 COMMANDS_TOPIC = settings.topic("commands")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from atlas.app import EXACTLY_ONCE, app
-from atlas.faust_fixes import handed_over
-from atlas.partitioning import partition_for
+from atlas.runtime.faust_fixes import handed_over
+from atlas.runtime.partitioning import partition_for
 
 
 class Send(NamedTuple):

@@ -17,16 +17,16 @@ from pydantic import ValidationError
 
 from atlas.agents.outputs import Send, emit
 from atlas.app import app
-from atlas.control import VenueControl
-from atlas.events import VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueRequest, VenueTick
-from atlas.market_maker import MarketParams
-from atlas.partitioning import partition_for
-from atlas.producer import BrokerUnavailable, CommandProducer
-from atlas.reference import instruments
+from atlas.core.control import VenueControl
+from atlas.core.events import VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueRequest, VenueTick
+from atlas.runtime.partitioning import partition_for
+from atlas.runtime.producer import BrokerUnavailable, CommandProducer
+from atlas.runtime.reference import instruments
 from atlas.settings import settings
 from atlas.tables.venue import cached_params, forget_cached, load, outbox, save
 from atlas.topics import deadletter, marketdata, venue_control, venue_orders, venue_reports
-from atlas.venue import SymbolVenue, VenueOutput, default_params
+from atlas.venue.exchange import SymbolVenue, VenueOutput, default_params
+from atlas.venue.market_maker import MarketParams
 
 log = logging.getLogger(__name__)
 VENUE_ORDERS = settings.topic("venue.orders")

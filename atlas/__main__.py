@@ -11,7 +11,7 @@ import uuid
 def _submit(argv: list[str]) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from atlas.commands import SubmitOrder
+    from atlas.core.commands import SubmitOrder
     from atlas.settings import settings
 
     parser = argparse.ArgumentParser(prog="python -m atlas submit", description="Produce a SubmitOrder to Kafka.")
@@ -58,7 +58,7 @@ def _watch(argv: list[str]) -> int:
 
 
 def _audit(argv: list[str]) -> int:
-    from atlas import audit_cli
+    from atlas.audit import cli as audit_cli
 
     return audit_cli.main(argv)
 

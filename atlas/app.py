@@ -7,7 +7,7 @@ import shutil
 
 import faust
 
-from atlas import faust_fixes  # noqa: F401  (must patch Faust before the app exists)
+from atlas.runtime import faust_fixes  # noqa: F401  (must patch Faust before the app exists)
 from atlas.settings import Guarantee, settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,48 @@ class AtlasApp(faust.App):
     its store; otherwise it is wiped and the tables are restored from their changelogs.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.declared_topics: dict[str, None] = {}  # insertion-ordered set of Kafka topic names
+
+    def declare_topic(self, *names: str) -> faust.TopicT:
+        """A raw-bytes topic over one or more Kafka topics, which the worker creates at start if missing.
+
+        `atlas.topics` declares every ATLAS topic through this, so the app never imports it.
+        """
+        self.declared_topics.update(dict.fromkeys(names))
+        return self.topic(*names, partitions=settings.partitions, key_serializer="raw", value_serializer="raw")
+
+    async def ensure_topics(self) -> None:
+        """Create the declared topics and the tables' changelogs that do not exist yet.
+
+        Runs before any consumer subscribes. The worker command has imported the agents and views
+        by then (autodiscovery), and with them `atlas.topics` and the tables.
+        """
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        # The tables' changelogs too: Faust creates them itself, but a worker whose consumer
+        # subscribed before they existed saw them with no partitions and its agent crashed on
+        # the first table write ("PartitionsMismatch ... changelog topic has 0 partitions").
+        changelogs = [table.changelog_topic.get_topic_name() for table in self.tables.values()]
+        compacted = {"cleanup.policy": "compact"}
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [NewTopic(name, settings.partitions, settings.replication_factor)
+                      for name in self.declared_topics if name not in existing]
+            wanted += [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=compacted)
+                       for name in changelogs if name not in existing]
+            if wanted:
+                try:
+                    await admin.create_topics(wanted)
+                except TopicAlreadyExistsError:
+                    pass  # another worker won the race
+        finally:
+            await admin.close()
+
     @property
     def clean_stop_marker(self):
         return self.conf.tabledir / "CLEAN_STOP"
@@ -33,7 +75,7 @@ class AtlasApp(faust.App):
             shutil.rmtree(tabledir)
         self.clean_stop_marker.unlink(missing_ok=True)
         await super().on_first_start()
-        await ensure_topics()
+        await self.ensure_topics()
 
     async def on_started(self) -> None:
         await super().on_started()
@@ -46,36 +88,6 @@ class AtlasApp(faust.App):
         await super().on_shutdown()
         if self.conf.tabledir.exists():
             self.clean_stop_marker.write_text("stopped cleanly\n")
-
-
-async def ensure_topics() -> None:
-    """Create the ATLAS topics that do not exist yet, before any consumer subscribes to them."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    from atlas import topics
-    from atlas.tables import market, oms  # noqa: F401  (registers the tables, if discovery has not yet)
-
-    # The tables' changelogs too: Faust creates them itself, but a worker whose consumer
-    # subscribed before they existed saw them with no partitions and its agent crashed on
-    # the first table write ("PartitionsMismatch ... changelog topic has 0 partitions").
-    changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
-    compacted = {"cleanup.policy": "compact"}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(t.get_topic_name(), settings.partitions, settings.replication_factor)
-                  for t in topics.ALL if t.get_topic_name() not in existing]
-        wanted += [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=compacted)
-                   for name in changelogs if name not in existing]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
-    finally:
-        await admin.close()
 
 
 app = AtlasApp(

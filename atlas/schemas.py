@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from atlas.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
-from atlas.control import GlobalKillSwitch, MidPrice, VenueControl
-from atlas.events import (
+from atlas.core.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
+from atlas.core.control import GlobalKillSwitch, MidPrice, VenueControl
+from atlas.core.events import (
     VENUE_INPUT, DeadLetter, ExecutionReport, VenueParamsChange, VenueReport, VenueRequest, VenueTick,
 )
 from atlas.settings import ROOT

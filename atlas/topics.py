@@ -6,10 +6,9 @@ from atlas.settings import settings
 
 
 def _topic(name: str):
-    # The worker creates missing topics at start (atlas.app.ensure_topics), with the
+    # The worker creates missing topics at start (AtlasApp.ensure_topics), with the
     # configured partition count, before its consumer subscribes.
-    return app.topic(settings.topic(name), partitions=settings.partitions,
-                     key_serializer="raw", value_serializer="raw")
+    return app.declare_topic(settings.topic(name))
 
 
 commands = _topic("commands")                 # key account_id: SubmitOrder, CancelOrder, ...
@@ -23,9 +22,8 @@ deadletter = _topic("deadletter")             # key as received: DeadLetter
 
 # The OMS reads commands and venue reports in one agent, so one account's events are
 # strictly ordered and no other coroutine can interleave with its state updates.
-oms_input = app.topic(settings.topic("commands"), settings.topic("venue.reports"),
-                      partitions=settings.partitions, key_serializer="raw", value_serializer="raw")
-market_input = app.topic(settings.topic("marketdata"), settings.topic("venue.control"), settings.topic("risk.control"),
-                         partitions=settings.partitions, key_serializer="raw", value_serializer="raw")
+oms_input = app.declare_topic(settings.topic("commands"), settings.topic("venue.reports"))
+market_input = app.declare_topic(settings.topic("marketdata"), settings.topic("venue.control"),
+                                 settings.topic("risk.control"))
 
 ALL = (commands, venue_orders, venue_reports, executions, marketdata, venue_control, risk_control, deadletter)

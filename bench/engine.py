@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-from atlas.matching import Book, Trade
-from atlas.values import OrderType, Side, TimeInForce
+from atlas.core.values import OrderType, Side, TimeInForce
+from atlas.venue.matching import Book, Trade
 
 MID = 100_000
 ACCOUNTS = [f"acct-{n}" for n in range(16)]

@@ -10,8 +10,8 @@ from decimal import Decimal
 from cachetools import TTLCache
 
 from atlas.app import app
-from atlas.instruments import Instrument
-from atlas.risk import Market
+from atlas.core.instruments import Instrument
+from atlas.oms.risk import Market
 from atlas.settings import settings
 
 # In RocksDB like the other tables. (It used to say store="memory://", which Faust silently

@@ -22,8 +22,8 @@ from typing import Iterator
 from cachetools import LRUCache
 
 from atlas.app import app
+from atlas.oms.state import AccountState, Order, StoredOrder
 from atlas.settings import settings
-from atlas.state import AccountState, Order, StoredOrder
 from atlas.tables.scan import scan_prefix
 
 oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,

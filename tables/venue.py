@@ -16,10 +16,10 @@ import json
 from typing import Callable
 
 from atlas.app import app
-from atlas.instruments import Instrument
+from atlas.core.instruments import Instrument
 from atlas.settings import settings
 from atlas.tables.scan import scan_prefix
-from atlas.venue import SymbolVenue
+from atlas.venue.exchange import SymbolVenue
 
 venue_table = app.Table("venue", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 

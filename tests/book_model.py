@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atlas.matching import (
+from atlas.core.values import OrderType, Side, TimeInForce
+from atlas.venue.matching import (
     Accepted, Book, CancelReason, Canceled, CancelRejected, Event, Expired, RejectReason, Rejected, Replaced,
     ReplaceRejected, Trade,
 )
-from atlas.values import OrderType, Side, TimeInForce
 
 
 def assert_book_invariants(book: Book) -> None:

@@ -12,17 +12,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from atlas.accounts import AccountConfig, Limits
-from atlas.audit import AuditRecord
-from atlas.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
-from atlas.events import VenueReport, VenueReportKind
-from atlas.instruments import Instrument, load_instruments
-from atlas.oms import (
+from atlas.audit.format import AuditRecord
+from atlas.core.accounts import AccountConfig, Limits
+from atlas.core.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
+from atlas.core.events import VenueReport, VenueReportKind
+from atlas.core.instruments import Instrument, load_instruments
+from atlas.core.values import ZERO, OrderType, Side, order_id_for
+from atlas.oms.engine import (
     Command, Outcome, apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed,
 )
-from atlas.risk import Market
-from atlas.state import AccountState, Order
-from atlas.values import ZERO, OrderType, Side, order_id_for
+from atlas.oms.risk import Market
+from atlas.oms.state import AccountState, Order
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"

@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from atlas.core.values import order_id_for
 from atlas.infra.kafka.broker import free_port
 from atlas.launch import WorkerProcess
-from atlas.values import order_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_KEYS = {"alice": "alice-demo-key", "bob": "bob-demo-key", "admin": "admin-demo-key"}
@@ -245,7 +245,7 @@ def audit_cli(cluster: Cluster, *args: str, timeout: float = 120) -> subprocess.
 
 def wait_exported(cluster: Cluster, topics: tuple[str, ...], timeout: float = 60.0) -> None:
     """Wait until the exporter has committed every record the given topics hold now (the trail has them all)."""
-    from atlas.audit_broker import broker_views
+    from atlas.audit.broker import broker_views
 
     wanted = {cluster.topic(t) for t in topics}
     deadline = time.monotonic() + timeout

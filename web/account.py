@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from atlas.app import app
-from atlas.oms import new_account
-from atlas.reference import DEFAULT_LIMITS, directory
-from atlas.state import AccountState
+from atlas.oms.engine import new_account
+from atlas.oms.state import AccountState
+from atlas.runtime.reference import DEFAULT_LIMITS, directory
 from atlas.tables.market import market_state
 from atlas.tables.oms import load_account
 from atlas.web.common import on_owner, principal

@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from atlas.accounts import Limits
 from atlas.app import app
-from atlas.commands import SetAccountKillSwitch, SetLimits
-from atlas.control import GlobalKillSwitch
-from atlas.reference import directory
+from atlas.core.accounts import Limits
+from atlas.core.commands import SetAccountKillSwitch, SetLimits
+from atlas.core.control import GlobalKillSwitch
+from atlas.runtime.reference import directory
 from atlas.settings import settings
 from atlas.web.account import limits_doc
 from atlas.web.common import admin, body, on_owner, produce

@@ -8,11 +8,11 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
-from atlas.accounts import Principal
 from atlas.app import app
-from atlas.partitioning import partition_for
-from atlas.producer import BrokerUnavailable, CommandProducer
-from atlas.reference import directory
+from atlas.core.accounts import Principal
+from atlas.runtime.partitioning import partition_for
+from atlas.runtime.producer import BrokerUnavailable, CommandProducer
+from atlas.runtime.reference import directory
 from atlas.settings import settings
 from atlas.tables.oms import oms_table
 from atlas.tables.venue import venue_table

@@ -11,7 +11,7 @@ from typing import Any
 from faust import web
 
 from atlas.app import app
-from atlas.reference import demo_keys, directory, instruments
+from atlas.runtime.reference import demo_keys, directory, instruments
 from atlas.web.problems import ApiView
 
 STATIC = Path(__file__).resolve().parent / "static"

@@ -5,7 +5,7 @@ from typing import Any
 
 from atlas.agents.audit import AuditExporter
 from atlas.app import app
-from atlas.producer import CommandProducer
+from atlas.runtime.producer import CommandProducer
 from atlas.settings import settings
 from atlas.web.common import partition_owner
 from atlas.web.problems import ApiView

@@ -11,11 +11,11 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from atlas.analytics.market_history import HISTORY_S, flow_per_minute
+from atlas.analytics.metrics import fill_probability, market_metrics, suggested_prices
 from atlas.app import app
-from atlas.market_history import HISTORY_S, flow_per_minute
-from atlas.metrics import fill_probability, market_metrics, suggested_prices
-from atlas.risk import check_quantity_price
-from atlas.values import Side, decimal_text, parse_decimal
+from atlas.core.values import Side, decimal_text, parse_decimal
+from atlas.oms.risk import check_quantity_price
 from atlas.web.common import principal
 from atlas.web.problems import ApiView, Problem
 from atlas.web.stream import MarketFeed

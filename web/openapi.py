@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from atlas.accounts import Limits
 from atlas.app import app
-from atlas.events import ExecutionReport
+from atlas.core.accounts import Limits
+from atlas.core.events import ExecutionReport
 from atlas.web.admin import KillSwitchRequest
 from atlas.web.orders import NewOrder, OrderChange
 from atlas.web.problems import ApiView

@@ -7,14 +7,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atlas.app import app
-from atlas.commands import CancelOrder, ReplaceOrder, SubmitOrder
-from atlas.oms import terms_digest
-from atlas.reference import instruments
-from atlas.risk import check_quantity_price
+from atlas.core.commands import CancelOrder, ReplaceOrder, SubmitOrder
+from atlas.core.values import Dec, OrderType, Side, TimeInForce, order_id_for
+from atlas.oms.engine import terms_digest
+from atlas.oms.risk import check_quantity_price
+from atlas.oms.state import Order
+from atlas.runtime.reference import instruments
 from atlas.settings import settings
-from atlas.state import Order
 from atlas.tables.oms import iter_orders, load_account, load_order
-from atlas.values import Dec, OrderType, Side, TimeInForce, order_id_for
 from atlas.web.common import body, on_owner, owner_url, principal, produce, validation_problem
 from atlas.web.problems import ApiView, Problem, not_found
 

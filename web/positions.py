@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from atlas.analytics.pnl import exposures, fills_of, positions, summary
 from atlas.app import app
-from atlas.pnl import exposures, fills_of, positions, summary
-from atlas.reference import instruments
+from atlas.runtime.reference import instruments
 from atlas.tables.market import current_market
 from atlas.tables.oms import iter_orders
 from atlas.web.account import account_state

@@ -5,10 +5,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from atlas.analytics.preview import preview_order
 from atlas.app import app
-from atlas.commands import SubmitOrder
-from atlas.preview import preview_order
-from atlas.reference import instruments
+from atlas.core.commands import SubmitOrder
+from atlas.runtime.reference import instruments
 from atlas.tables.market import current_market
 from atlas.web.account import account_state
 from atlas.web.common import on_owner, principal, validation_problem

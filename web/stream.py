@@ -25,10 +25,10 @@ from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
+from atlas.analytics.market_history import MarketHistory
 from atlas.app import app
-from atlas.market_history import MarketHistory
-from atlas.partitioning import partition_for
-from atlas.reference import directory, instruments
+from atlas.runtime.partitioning import partition_for
+from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
 from atlas.web.problems import ApiView
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
+from atlas.analytics.telemetry import merge, process_telemetry
 from atlas.app import app
-from atlas.telemetry import merge, process_telemetry
 from atlas.web.common import ACCOUNTS, FORWARDED_HEADER, principal
 from atlas.web.problems import ApiView, Problem
 

@@ -12,13 +12,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas.app import app
-from atlas.control import VenueControl
-from atlas.instruments import Instrument
-from atlas.reference import instruments
+from atlas.core.control import VenueControl
+from atlas.core.instruments import Instrument
+from atlas.core.values import Dec
+from atlas.runtime.reference import instruments
 from atlas.settings import settings
 from atlas.tables.venue import peek
-from atlas.values import Dec
-from atlas.venue import SymbolVenue, default_params
+from atlas.venue.exchange import SymbolVenue, default_params
 from atlas.web.common import SYMBOLS, admin, body, on_owner, principal, produce
 from atlas.web.problems import ApiView, Problem
 

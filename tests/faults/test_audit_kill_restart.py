@@ -17,7 +17,7 @@ from decimal import Decimal as D
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from atlas.audit import decode
+from atlas.audit.format import decode
 from tests.live import (
     Api, Cluster, audit_cli, current_mid, kill_and_restart, send_commands, settle, trading_plan, wait_exported,
 )

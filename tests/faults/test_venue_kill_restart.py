@@ -17,7 +17,7 @@ from decimal import Decimal as D
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from atlas.values import order_id_for
+from atlas.core.values import order_id_for
 from tests.live import Api, Cluster, current_mid, kill_and_restart, send_commands, settle, trading_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

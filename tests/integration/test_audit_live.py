@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas.audit import AuditRecord, Batch, decode
-from atlas.sinks import FileSink
-from atlas.trail import write_batch
+from atlas.audit.format import AuditRecord, Batch, decode
+from atlas.audit.sinks import FileSink
+from atlas.audit.trail import write_batch
 from tests.helpers import AUDIT_T0
 from tests.live import Api, Cluster, Kafka, audit_cli, wait_exported
 

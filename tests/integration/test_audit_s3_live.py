@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from atlas.audit_broker import broker_views
+from atlas.audit.broker import broker_views
 from atlas.infra.s3 import MotoServer
 from tests.live import Api, Cluster, audit_cli, wait_exported
 

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from atlas.partitioning import partition_for
-from atlas.values import order_id_for
+from atlas.core.values import order_id_for
+from atlas.runtime.partitioning import partition_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import time
 import boto3
 import pytest
 
-from atlas.audit import decode, encode
-from atlas.sinks import ObjectExists, open_sink
+from atlas.audit.format import decode, encode
+from atlas.audit.sinks import ObjectExists, open_sink
 from tests.helpers import audit_records as records
 from atlas.infra.s3 import MotoServer
 

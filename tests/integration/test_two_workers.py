@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from atlas.partitioning import partition_for
+from atlas.runtime.partitioning import partition_for
 from tests.live import Api, Cluster
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from atlas.risk import collar_bounds
+from atlas.oms.risk import collar_bounds
 from tests.live import Api, Cluster, Kafka
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from atlas.commands import COMMAND
-from atlas.control import GlobalKillSwitch, MidPrice, VenueControl
-from atlas.events import DeadLetter, VenueParamsChange, VenueTick
+from atlas.core.commands import COMMAND
+from atlas.core.control import GlobalKillSwitch, MidPrice, VenueControl
+from atlas.core.events import DeadLetter, VenueParamsChange, VenueTick
 from atlas.schemas import MODELS, render
 from tests.helpers import SCHEMAS, T0, Book, cancel, kill_switch, limits, replace, set_limits, submit, venue_report
 

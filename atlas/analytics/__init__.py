@@ -1,0 +1,1 @@
+"""What the console computes: P&L, the risk preview, market metrics and history, the worker's telemetry."""

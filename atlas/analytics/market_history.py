@@ -1,0 +1,93 @@
+"""What one worker has seen of the market lately: mids, trades and books per symbol, from the market-data topic.
+
+The control center's figures and the analytics page's market series are computed from it
+(`atlas.analytics.metrics`). Every worker reads every symbol's market data, so any worker can answer.
+It holds the last `HISTORY_S` seconds, from when the worker started.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from atlas.analytics.metrics import Book, MidPoint, TradePoint, book_from_message, spread_in_bps
+from atlas.core.values import Side, decimal_text
+
+HISTORY_S = 900
+# Bounds on memory whatever the tick rate or the trade rate.
+MAX_MIDS = 20_000
+MAX_TRADES = 20_000
+
+
+@dataclass
+class SymbolHistory:
+    """One symbol: recent mids and trades, the latest book, and one spread sample per second."""
+
+    mids: deque = field(default_factory=lambda: deque(maxlen=MAX_MIDS))
+    trades: deque = field(default_factory=lambda: deque(maxlen=MAX_TRADES))
+    book: Book | None = None
+    halted: bool = False
+    spreads: deque = field(default_factory=lambda: deque(maxlen=HISTORY_S))  # (second, spread bps)
+
+    def forget_before(self, ts: int) -> None:
+        """Drop the mids and trades older than `ts`."""
+        for points in (self.mids, self.trades):
+            while points and points[0].ts < ts:
+                points.popleft()
+
+
+class MarketHistory:
+    """Every known symbol's history, fed one market-data message at a time."""
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self.symbols: dict[str, SymbolHistory] = {symbol: SymbolHistory() for symbol in symbols}
+
+    def record(self, symbol: str, raw: str) -> None:
+        """Take one market-data message (JSON text); one of another symbol, or not one at all, is ignored."""
+        history = self.symbols.get(symbol)
+        if history is None:
+            return
+        try:
+            doc = json.loads(raw)
+            kind = doc.get("type")
+            if kind == "mid":
+                history.mids.append(MidPoint(int(doc["ts"]), Decimal(doc["mid"])))
+                history.forget_before(int(doc["ts"]) - HISTORY_S * 1000)
+            elif kind == "trade":
+                history.trades.append(TradePoint(int(doc["ts"]), Decimal(doc["price"]), Decimal(doc["quantity"]),
+                                                 Side(doc["aggressor"])))
+            elif kind == "book":
+                history.book = book_from_message(doc)
+                history.halted = bool(doc.get("halted"))
+                self._sample_spread(history, int(doc["ts"]))
+        except (ValueError, KeyError, TypeError, ArithmeticError, AttributeError):
+            return  # market data is best effort: a bad message is skipped, the next tick follows
+
+    @staticmethod
+    def _sample_spread(history: SymbolHistory, ts: int) -> None:
+        book = history.book
+        if not book.bids or not book.asks:
+            return
+        bps = spread_in_bps(book.bids[0].price, book.asks[0].price)
+        second = ts // 1000
+        if history.spreads and history.spreads[-1][0] == second:
+            history.spreads[-1] = (second, bps)
+        else:
+            history.spreads.append((second, bps))
+
+    def get(self, symbol: str) -> SymbolHistory:
+        """The symbol's history (empty for a symbol never seen)."""
+        return self.symbols.get(symbol) or SymbolHistory()
+
+
+def flow_per_minute(trades, since_ms: int) -> list[dict]:
+    """Traded volume per minute by aggressor side (buy / sell), oldest first, from `since_ms`."""
+    minutes: dict[int, list[Decimal]] = {}
+    for trade in trades:
+        if trade.ts < since_ms:
+            continue
+        slot = minutes.setdefault(trade.ts // 60_000 * 60, [Decimal(0), Decimal(0)])
+        slot[0 if trade.aggressor is Side.BUY else 1] += trade.quantity
+    return [{"t": t, "buy": decimal_text(b), "sell": decimal_text(s)} for t, (b, s) in sorted(minutes.items())]

@@ -1,0 +1,92 @@
+"""What the broker knows that the audit commands compare with: offsets of every ATLAS partition, and a table's contents."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from atlas.audit.verify import BrokerView
+
+
+async def broker_views(bootstrap: list[str], topic_prefix: str, group: str) -> dict[tuple[str, int], BrokerView]:
+    """Log start, head and the exporter's committed offset of every partition of every ATLAS topic."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        tps = await _partitions(admin, lambda t: t.startswith(f"{topic_prefix}."))
+        starts = await consumer.beginning_offsets(tps)
+        heads = await _record_heads(consumer, tps, starts)
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+        await consumer.stop()
+    return {(tp.topic, tp.partition): BrokerView(starts[tp], heads[tp],
+                                                  committed[tp].offset if tp in committed else None) for tp in tps}
+
+
+async def _record_heads(consumer: Any, tps: list, starts: dict, window: int = 64) -> dict:
+    """Per partition, the offset after its last committed record.
+
+    The end offset is not it when transactions are used: a commit marker takes an offset after
+    each transaction's records. So read the last few offsets (markers are not returned).
+    """
+    ends = await consumer.end_offsets(tps)
+    heads = {tp: starts[tp] for tp in tps}
+    todo = [tp for tp in tps if ends[tp] > starts[tp]]
+    consumer.assign(todo)
+    for tp in todo:
+        consumer.seek(tp, max(starts[tp], ends[tp] - window))
+    deadline = time.monotonic() + 30
+    while todo and time.monotonic() < deadline:
+        for tp, messages in (await consumer.getmany(*todo, timeout_ms=200)).items():
+            heads[tp] = max(heads[tp], messages[-1].offset + 1)
+        todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
+    return heads
+
+
+async def read_table(bootstrap: list[str], changelog: str) -> dict[bytes, bytes]:
+    """A table's contents: its changelog topic read to the end, the last value of each key."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    table: dict[bytes, bytes] = {}
+    try:
+        tps = await _partitions(admin, lambda t: t == changelog)
+        if not tps:
+            return table
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        todo = [tp for tp in tps if ends[tp] > 0]
+        while todo:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    if m.value is None:
+                        table.pop(m.key, None)
+                    else:
+                        table[m.key] = m.value
+            todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
+    finally:
+        await admin.close()
+        await consumer.stop()
+    return table
+
+
+async def _partitions(admin: Any, wanted: Any) -> list:
+    """Every partition of the topics `wanted(name)` accepts."""
+    from aiokafka import TopicPartition
+
+    topics = sorted(t for t in await admin.list_topics() if wanted(t))
+    if not topics:
+        return []
+    described = await admin.describe_topics(topics)
+    return [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]

@@ -1,0 +1,1 @@
+"""The vocabulary every part speaks: values, instruments, accounts, commands, events, control messages."""

@@ -1,0 +1,172 @@
+"""Events: what the OMS and the venue tell each other and the world.
+
+- `atlas.venue.orders` (key = symbol): `VenueRequest`s from the OMS, and the venue's own
+  `VenueTick`s and `VenueParamsChange`s, so one symbol's whole input is one ordered log.
+- `atlas.venue.reports` (key = account_id): `VenueReport`s from the venue.
+- `atlas.executions` (key = account_id): `ExecutionReport`s, FIX ExecType / OrdStatus.
+- `atlas.deadletter` (key = source key): `DeadLetter`s for input that failed validation.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from atlas.core.control import VenueControl
+from atlas.core.values import Dec, OrderType, Side, TimeInForce
+
+
+class OrdStatus(str, enum.Enum):
+    PENDING_NEW = "PENDING_NEW"
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    PENDING_REPLACE = "PENDING_REPLACE"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in _CLOSED
+
+
+_CLOSED = frozenset({OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED})
+
+
+class ExecType(str, enum.Enum):
+    PENDING_NEW = "PENDING_NEW"
+    NEW = "NEW"
+    TRADE = "TRADE"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    PENDING_REPLACE = "PENDING_REPLACE"
+    REPLACED = "REPLACED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    # FIX sends these as OrderCancelReject (35=9); one report type keeps consumers simple.
+    CANCEL_REJECTED = "CANCEL_REJECTED"
+    REPLACE_REJECTED = "REPLACE_REJECTED"
+
+
+class ExecutionReport(BaseModel):
+    """One step of an order's life, as a client sees it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exec_id: str
+    seq: int = Field(description="Position of this report in the order's history, from 1")
+    cause_id: str = Field(description="command_id or venue report_id that caused this report")
+    order_id: str
+    client_order_id: str
+    account_id: str
+    # None only in reports about an order the OMS never accepted the terms of
+    # (a cancel of an unknown order, a malformed Kafka submission).
+    symbol: str | None
+    side: Side | None
+    type: OrderType | None
+    time_in_force: TimeInForce | None
+    exec_type: ExecType
+    status: OrdStatus
+    quantity: Dec | None
+    price: Dec | None
+    last_qty: Dec
+    last_px: Dec | None
+    cum_qty: Dec
+    leaves_qty: Dec
+    avg_px: Dec | None
+    reason: str | None = None
+    ts: int = Field(description="Milliseconds since the epoch, from the causing message")
+
+
+class VenueRequest(BaseModel):
+    """What the OMS asks of the venue: a new order, a cancel or a replace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: Literal["new", "cancel", "replace"]
+    request_id: str = Field(description="exec_id of the OMS report that made this request")
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    quantity: Dec
+    price: Dec | None
+    # A market order may not trade beyond this price (the OMS reserved funds at it).
+    limit_guard: Dec | None = None
+    ts: int
+
+
+class VenueTick(BaseModel):
+    """A heartbeat of the synthetic market: the mid moves and the maker re-quotes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: Literal["tick"]
+    symbol: str
+    ts: int
+
+
+class VenueParamsChange(VenueControl):
+    """A `VenueControl` copied from `atlas.venue.control` into the symbol's input log; left-out fields stay."""
+
+    request: Literal["params"]
+
+
+VenueInput = Annotated[Union[VenueRequest, VenueTick, VenueParamsChange], Field(discriminator="request")]
+VENUE_INPUT = TypeAdapter(VenueInput)
+
+
+class VenueReportKind(str, enum.Enum):
+    ACCEPTED = "ACCEPTED"
+    FILL = "FILL"
+    CANCELED = "CANCELED"
+    REPLACED = "REPLACED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCEL_REJECTED = "CANCEL_REJECTED"
+    REPLACE_REJECTED = "REPLACE_REJECTED"
+
+
+class VenueReport(BaseModel):
+    """What the venue tells the OMS about one order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    report_id: str = Field(min_length=1, max_length=128)
+    kind: VenueReportKind
+    order_id: str
+    account_id: str
+    request_id: str | None = None
+    last_qty: Dec | None = None
+    last_px: Dec | None = None
+    # REPLACED carries the order's new terms.
+    quantity: Dec | None = None
+    price: Dec | None = None
+    reason: str | None = None
+    ts: int
+
+    @model_validator(mode="after")
+    def _fill_has_trade(self) -> "VenueReport":
+        if self.kind is VenueReportKind.FILL:
+            if self.last_qty is None or self.last_px is None or self.last_qty <= 0 or self.last_px <= 0:
+                raise ValueError("a FILL needs positive last_qty and last_px")
+        return self
+
+
+class DeadLetter(BaseModel):
+    """An input message the OMS could not use, with why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    error: str
+    ts: int

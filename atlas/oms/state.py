@@ -1,0 +1,176 @@
+"""The OMS's state: an account (balances, limits, throttle) and its orders.
+
+Both are frozen values; the pure core returns new versions and the agent stores them.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas.core.accounts import Limits
+from atlas.core.events import ExecutionReport, OrdStatus
+from atlas.core.values import ZERO, Dec, OrderType, Side, TimeInForce, decimal_text
+
+# Stored state is read back from changelogs written by earlier versions: fields they had
+# and this version dropped are ignored rather than fatal.
+_FROZEN = ConfigDict(frozen=True, extra="ignore")
+
+
+class Balance(BaseModel):
+    """One asset of one account."""
+
+    model_config = _FROZEN
+
+    available: Dec = ZERO
+    reserved: Dec = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.available + self.reserved
+
+    def public(self) -> dict:
+        """The balance as the API shows it."""
+        return {"available": decimal_text(self.available), "reserved": decimal_text(self.reserved),
+                "total": decimal_text(self.total)}
+
+
+class PendingReplace(BaseModel):
+    """The terms a replace request asks for, held until the venue answers."""
+
+    model_config = _FROZEN
+
+    quantity: Dec
+    price: Dec | None
+    command_id: str
+
+
+class Order(BaseModel):
+    """An order as the OMS knows it, with its execution reports so far."""
+
+    model_config = _FROZEN
+
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    quantity: Dec
+    price: Dec | None
+    status: OrdStatus
+    filled_quantity: Dec = ZERO
+    filled_notional: Dec = ZERO
+    reject_reason: str | None = None
+    created_at: int
+    updated_at: int
+    # Funds held for the rest of the order, in `reserve_asset`, at `reserve_price` per unit for buys.
+    reserve_asset: str
+    reserve_price: Dec | None = None
+    reserved: Dec = ZERO
+    limit_guard: Dec | None = None
+    pending_replace: PendingReplace | None = None
+    # Fingerprint of the submission, so a reuse of client_order_id with other terms is caught.
+    terms_digest: str
+    # Ids of the events applied to this order: "c:<command_id>" and "r:<venue report_id>".
+    applied_ids: tuple[str, ...] = ()
+    executions: tuple[ExecutionReport, ...] = ()
+
+    @property
+    def leaves_quantity(self) -> Decimal:
+        return ZERO if self.status.is_closed else self.quantity - self.filled_quantity
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        if self.filled_quantity == 0:
+            return None
+        return (self.filled_notional / self.filled_quantity).quantize(Decimal("1e-10")).normalize()
+
+    @property
+    def is_open(self) -> bool:
+        return not self.status.is_closed
+
+    def public(self) -> dict:
+        """The order as the REST API shows it."""
+        return {
+            "order_id": self.order_id,
+            "client_order_id": self.client_order_id,
+            "account_id": self.account_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "type": self.type.value,
+            "time_in_force": self.time_in_force.value,
+            "quantity": decimal_text(self.quantity),
+            "price": decimal_text(self.price),
+            "status": self.status.value,
+            "filled_quantity": decimal_text(self.filled_quantity),
+            "leaves_quantity": decimal_text(self.leaves_quantity),
+            "avg_price": decimal_text(self.avg_price),
+            "reject_reason": self.reject_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+class AccountState(BaseModel):
+    """One account's balances, limits and bookkeeping."""
+
+    model_config = _FROZEN
+
+    account_id: str
+    # Number of events applied; each stored order version records the seq (and epoch) that wrote it.
+    seq: int = 0
+    # The first seq of each epoch. A worker starts a new epoch the first time it touches the
+    # account after a restart or a rebalance, so a seq reused after a lost account write
+    # (an order version whose event the account never recorded) is told apart by its epoch.
+    epochs: tuple[int, ...] = (1,)
+    balances: dict[str, Balance] = Field(default_factory=dict)
+    deposits: dict[str, Dec] = Field(default_factory=dict)
+    net_fills: dict[str, Dec] = Field(default_factory=dict)
+    limits: Limits
+    # Ids of the latest account-level commands (limits, kill switch), so a retry is a no-op.
+    recent_commands: tuple[str, ...] = ()
+    killed: bool = False
+    kill_reason: str = ""
+    # Number of open orders (the orders themselves are found by a prefix scan when needed, so
+    # the account's stored value stays the same size however many orders are open).
+    open_count: int = 0
+    # Leaves quantity of open buys per base asset, for the position limit.
+    open_buys: dict[str, Dec] = Field(default_factory=dict)
+    throttle_tokens: int = 0  # thousandths of an order
+    throttle_ts: int = 0
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next event is written in."""
+        return len(self.epochs) - 1
+
+    def new_epoch(self) -> "AccountState":
+        """The account with a new epoch starting at the next event."""
+        return self.model_copy(update={"epochs": self.epochs + (self.seq + 1,)})
+
+    def includes(self, seq: int, epoch: int) -> bool:
+        """True when the version written at (seq, epoch) belongs to this account's history."""
+        if seq > self.seq:
+            return False
+        started = [i for i, first in enumerate(self.epochs) if first <= seq]
+        return bool(started) and started[-1] == epoch
+
+    def balance(self, asset: str) -> Balance:
+        return self.balances.get(asset) or Balance()
+
+
+class StoredOrder(BaseModel):
+    """An order version and the version before it, tagged with the account seq that wrote it (see tables.oms)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    epoch: int = 0
+    cur: Order
+    prev: Order | None = None
+
+    def version(self, account: AccountState) -> Order | None:
+        """The order as the account's history has it: `prev` when the account never recorded the write of `cur`."""
+        return self.cur if account.includes(self.seq, self.epoch) else self.prev

@@ -1,0 +1,1 @@
+"""How ATLAS runs on Faust and Kafka: corrections to Faust, the command producer, partitioning, reference data."""

@@ -1,0 +1,1 @@
+"""The pure simulated exchange: the matching engine, the market maker and one symbol's venue."""

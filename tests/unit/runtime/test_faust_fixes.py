@@ -1,0 +1,132 @@
+"""The corrections `atlas.runtime.faust_fixes` makes to Faust, run on Faust's own code without a broker."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from faust.tables.recovery import Recovery
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from faust.types.tuples import FutureMessage, PendingMessage
+
+from atlas.runtime.faust_fixes import handed_over  # (importing it patches Faust, as atlas.app does)
+
+CHANGELOG = TP("atlas-oms-changelog", 3)
+RECORDS = 9  # offsets 0-8; offset 9 is the transaction's commit marker, the last offset before the highwater
+
+
+class Table:
+    """Just what recovery calls on a table."""
+
+    recovery_buffer_size = 1000
+
+    def __init__(self) -> None:
+        self.applied: list[int] = []
+
+    def persisted_offset(self, tp: TP) -> None:
+        return None  # a local store wiped after the kill
+
+    async def on_changelog_event(self, event) -> None:
+        pass
+
+    def apply_changelog_batch(self, events) -> None:
+        self.applied += [event.message.offset for event in events]
+
+
+class ScriptedQueue:
+    """A changelog queue whose `get` plays a script: each step is an event, or a callable run before the wait times out."""
+
+    def __init__(self, steps) -> None:
+        self.steps = list(steps)
+
+    async def get(self):
+        step = self.steps.pop(0)
+        if callable(step):
+            step()
+            raise asyncio.TimeoutError  # the 5 s wait for the next event ran out
+        return step
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.positions: dict[TP, int] = {}
+
+    async def position(self, tp: TP) -> int:
+        return self.positions[tp]
+
+
+def event(offset: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(tp=CHANGELOG, offset=offset))
+
+
+def idle() -> None:
+    pass
+
+
+def test_recovery_with_timeouts_from_before_it_started_does_not_skip_fetched_changelog_records():
+    table, consumer, steps = Table(), Consumer(), []
+
+    def start_recovery() -> None:
+        # What `_restart_recovery` does before it resumes the changelog partitions.
+        recovery._set_recovery_started()
+        recovery.add_active(table, CHANGELOG)
+        recovery.active_highwaters[CHANGELOG] = RECORDS
+        recovery.active_offsets[CHANGELOG] = -1
+        # The consumer has fetched every record and the marker; none is on the queue yet.
+        consumer.positions[CHANGELOG] = RECORDS + 1
+
+    def stop() -> None:
+        recovery._stopped.set()
+
+    # Idle before the recovery (a restarted worker waiting to join its group): timeouts pile up.
+    # The recovery starts during a wait that then times out; the records arrive; the queue runs dry.
+    steps += [idle, idle, idle, start_recovery, *map(event, range(RECORDS)), idle, idle, stop]
+
+    async def slurp() -> None:
+        nonlocal recovery
+        app = SimpleNamespace(conf=SimpleNamespace(stream_recovery_delay=0.0), in_transaction=True,
+                              consumer=consumer, in_recovery=False)
+        recovery = Recovery(app, SimpleNamespace(changelog_queue=ScriptedQueue(steps), standbys_ready=True))
+        await asyncio.wait_for(Recovery._slurp_changelogs(recovery), timeout=10)
+
+    recovery: Recovery
+    asyncio.run(slurp())
+
+    assert table.applied == list(range(RECORDS))
+    assert recovery.active_offsets[CHANGELOG] == RECORDS  # past the marker, after two empty waits in this recovery
+    assert not recovery.in_recovery
+
+
+class Channel:
+    """A topic as the producer buffer sees it: publishing records the message."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish_message(self, fut, wait: bool = False):
+        self.published.append(fut.message.value)
+        return fut
+
+
+def test_handed_over_returns_only_once_every_message_put_before_it_is_with_the_producer():
+    async def run() -> list[str]:
+        channel, order = Channel(), []
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        for value in ("changelog-1", "changelog-2"):
+            buffer.put(FutureMessage(PendingMessage(channel, b"k", value, 0, None, None, None, None, None)))
+
+        async def output() -> None:
+            await handed_over(buffer)
+            order.append(f"output after {channel.published}")
+
+        waiting = asyncio.create_task(output())
+        for _ in range(2):
+            await asyncio.sleep(0)
+            assert not waiting.done()  # a changelog write is still in the buffer
+            await buffer._send_pending(buffer.pending.get_nowait())  # what the buffer's task does
+        await asyncio.wait_for(waiting, timeout=1)
+        await handed_over(buffer)  # nothing pending: at once
+        return order
+
+    assert asyncio.run(run()) == ["output after ['changelog-1', 'changelog-2']"]
