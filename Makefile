@@ -52,10 +52,11 @@ test-fast: setup
 test-faults: setup
 	$(PY) -m pytest -m faults
 
-## bench: the order-flow and audit benchmarks; write bench/REPORT.md
+## bench: the order-flow, audit and venue-state benchmarks; write bench/REPORT.md
 bench: setup
 	$(PY) -m bench.orderflow
 	$(PY) -m bench.audit
+	$(PY) -m bench.venue_state
 
 broker-up: setup
 	$(PY) infra/kafka/broker.py up

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -313,16 +314,24 @@ def summary(res: Results) -> str:
 
 
 AUDIT_START, AUDIT_END = "<!-- audit:start -->", "<!-- audit:end -->"
+_SECTION = re.compile(r"<!-- (?P<name>[a-z-]+):start -->.*?<!-- (?P=name):end -->\n?", re.S)
 
 
-def write_section(path: Path, section: str | None = None, *, main: str | None = None) -> None:
-    """Write REPORT.md from its two parts: bench.orderflow's `main` text and bench.audit's marked `section`.
+def markers(name: str) -> tuple[str, str]:
+    """The comments that delimit a benchmark's own section of REPORT.md."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
-    Either may be None: the part already in the file is kept, so each benchmark rewrites only its own.
+
+def write_section(path: Path, section: str | None = None, *, main: str | None = None, name: str = "audit") -> None:
+    """Write REPORT.md from its parts: bench.orderflow's `main` text and the other benchmarks' marked sections.
+
+    `section` (delimited by `markers(name)`) replaces that benchmark's part; `main` replaces the
+    unmarked text. Whatever is not given is kept, so each benchmark rewrites only its own part.
     """
     text = path.read_text() if path.exists() else ""
-    old_section = text[text.index(AUDIT_START):text.index(AUDIT_END) + len(AUDIT_END)] + "\n" \
-        if AUDIT_START in text and AUDIT_END in text else ""
-    old_main = text.replace(old_section, "").rstrip() + "\n" if text else ""
-    parts = [main if main is not None else old_main, section if section is not None else old_section]
+    sections = {m.group("name"): m.group(0).rstrip() + "\n" for m in _SECTION.finditer(text)}
+    old_main = _SECTION.sub("", text).rstrip() + "\n" if text else ""
+    if section is not None:
+        sections[name] = section
+    parts = [main if main is not None else old_main, *sections.values()]
     path.write_text("\n".join(p.rstrip() + "\n" for p in parts if p.strip()))

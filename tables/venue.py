@@ -1,14 +1,10 @@
-"""The venue table: each symbol's exchange state, and the outputs of its recent input messages.
+"""The venue table: each symbol's exchange, stored as `atlas.venue.storage` lays it out.
 
-Keys (all on the symbol's partition of `atlas.venue.orders`, whose messages write them):
-- `s/<symbol>` -> `{"offset": <last input offset applied>, "venue": SymbolVenue.to_state()}`
-- `x/<symbol>/<offset, 20 digits>` -> the outputs that input message caused (an outbox)
-
-A symbol's input is one ordered log (requests, ticks and parameter changes all arrive on
-`atlas.venue.orders`), so its state is defined by an offset. Each message writes its outbox
-entry first and the state last, so whatever prefix of the changelog survives a crash is a
-consistent state. A message read again at or below the recorded offset was applied already:
-its outbox entry is sent again (the sends may have been lost), nothing is applied twice.
+Per symbol, a small record, one key per resting client order, trade buckets and the outbox of
+recent input messages (see `atlas.venue.storage` for the keys and why any prefix of the
+changelog is a consistent state). A message read again at or below the record's offset was
+applied already: its outbox entry is sent again (the sends may have been lost), nothing is
+applied twice.
 """
 from __future__ import annotations
 
@@ -20,6 +16,9 @@ from atlas.core.instruments import Instrument
 from atlas.settings import settings
 from atlas.tables.scan import scan_prefix
 from atlas.venue.exchange import SymbolVenue
+from atlas.venue.storage import (
+    Stored, Write, bucket_prefix, order_prefix, outbox_key, outbox_prefix, rebuild, record_key, save_writes,
+)
 
 venue_table = app.Table("venue", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
@@ -27,9 +26,10 @@ venue_table = app.Table("venue", default=None, key_type=bytes, value_type=bytes,
 # between two offset commits.
 OUTBOX_KEEP = 20_000
 
-# The live venues of the symbols this worker owns, written through on every message and
-# dropped whenever partitions move (recovery writes to the store behind their back).
-_venues: dict[str, tuple[int, SymbolVenue]] = {}
+# The live venues of the symbols this worker owns and what the table holds of each, kept in
+# step on every message and dropped whenever partitions move (recovery writes to the store
+# behind their back).
+_venues: dict[str, tuple[SymbolVenue, Stored]] = {}
 
 
 def forget_cached() -> None:
@@ -39,47 +39,43 @@ def forget_cached() -> None:
 def cached_params(symbol: str):
     """The live parameters of a symbol this worker runs, or None."""
     cached = _venues.get(symbol)
-    return cached[1].params if cached else None
-
-
-def state_key(symbol: str) -> str:
-    return f"s/{symbol}"
-
-
-def outbox_key(symbol: str, offset: int) -> str:
-    return f"x/{symbol}/{offset:020d}"
+    return cached[0].params if cached else None
 
 
 def load(instrument: Instrument, new: Callable[[], SymbolVenue]) -> tuple[int, SymbolVenue]:
-    """(last applied offset, venue) of a symbol; `new()` (offset -1) before its first message."""
+    """(last applied offset, venue) of a symbol; `new()` (offset -1) before its first message.
+
+    Call from the agent only: the first load after an assignment repairs the keys a crash
+    may have left behind (see `atlas.venue.storage.rebuild`), which needs the event's context.
+    """
     cached = _venues.get(instrument.symbol)
-    if cached is not None:
-        return cached
-    raw = venue_table.get(state_key(instrument.symbol))
-    if raw is None:
-        loaded = (-1, new())
-    else:
-        doc = json.loads(raw)
-        loaded = (doc["offset"], SymbolVenue.from_state(instrument, doc["venue"]))
-    _venues[instrument.symbol] = loaded
-    return loaded
+    if cached is None:
+        found = _read(instrument)
+        if found is None:
+            cached = (new(), Stored())
+        else:
+            venue, stored, repairs = found
+            _apply(repairs)
+            cached = (venue, stored)
+        _venues[instrument.symbol] = cached
+    return cached[1].offset, cached[0]
 
 
 def peek(symbol: str, instrument: Instrument) -> SymbolVenue | None:
     """A symbol's venue as this worker holds it, for reads (None before its first message)."""
     cached = _venues.get(symbol)
     if cached is not None:
-        return cached[1]
-    raw = venue_table.get(state_key(symbol))
-    return None if raw is None else SymbolVenue.from_state(instrument, json.loads(raw)["venue"])
+        return cached[0]
+    found = _read(instrument)
+    return None if found is None else found[0]
 
 
 def save(venue: SymbolVenue, offset: int, outputs: list[list], *, prune: bool = False) -> None:
-    """Record one applied message: its outputs, then the state as of its offset (`prune`: drop old outboxes)."""
+    """Record one applied message: its outputs, the symbol's record, then what it changed (`prune`: old outboxes)."""
     symbol = venue.instrument.symbol
-    venue_table[outbox_key(symbol, offset)] = json.dumps(outputs).encode()
-    venue_table[state_key(symbol)] = json.dumps({"offset": offset, "venue": venue.to_state()}).encode()
-    _venues[symbol] = (offset, venue)
+    _, stored = _venues.get(symbol) or (venue, Stored())
+    _apply(save_writes(venue, stored, offset, outputs))
+    _venues[symbol] = (venue, stored)
     if prune:
         _prune(symbol, offset - OUTBOX_KEEP)
 
@@ -90,10 +86,28 @@ def outbox(symbol: str, offset: int) -> list[list] | None:
     return None if raw is None else json.loads(raw)
 
 
+def _read(instrument: Instrument) -> tuple[SymbolVenue, Stored, list[Write]] | None:
+    symbol = instrument.symbol
+    raw = venue_table.get(record_key(symbol))
+    if raw is None:
+        return None
+    orders = scan_prefix(venue_table, order_prefix(symbol).encode())
+    buckets = ((key.decode(), value) for key, value in scan_prefix(venue_table, bucket_prefix(symbol).encode()))
+    return rebuild(instrument, raw, orders, buckets)
+
+
+def _apply(writes: list[Write]) -> None:
+    for key, value in writes:
+        if value is None:
+            del venue_table[key]
+        else:
+            venue_table[key] = value
+
+
 def _prune(symbol: str, below: int) -> None:
     if below <= 0:
         return
     limit = outbox_key(symbol, below).encode()
-    stale = [key for key, _ in scan_prefix(venue_table, f"x/{symbol}/".encode()) if key < limit]
+    stale = [key for key, _ in scan_prefix(venue_table, outbox_prefix(symbol).encode()) if key < limit]
     for key in stale:
         del venue_table[key]

@@ -15,14 +15,16 @@ from typing import Any
 from atlas.audit.format import AuditRecord
 from atlas.core.accounts import AccountConfig, Limits
 from atlas.core.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
-from atlas.core.events import VenueReport, VenueReportKind
+from atlas.core.events import VenueReport, VenueReportKind, VenueRequest
 from atlas.core.instruments import Instrument, load_instruments
-from atlas.core.values import ZERO, OrderType, Side, order_id_for
+from atlas.core.values import ZERO, OrderType, Side, TimeInForce, order_id_for
 from atlas.oms.engine import (
     Command, Outcome, apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed,
 )
 from atlas.oms.risk import Market
 from atlas.oms.state import AccountState, Order
+from atlas.venue.exchange import SymbolVenue
+from atlas.venue.market_maker import MarketParams
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -202,6 +204,26 @@ class Book:
         """(available, reserved) of an asset."""
         bal = self.account.balance(asset)
         return bal.available, bal.reserved
+
+
+# -- the venue ----------------------------------------------------------------------------
+
+QUIET = MarketParams(volatility=Decimal(0), spread_bps=Decimal(10), liquidity=100, levels=3)  # 0.01 BTC a level
+
+
+def btc_venue(params: MarketParams = QUIET, seed: int = 7) -> SymbolVenue:
+    """BTC-USD's venue, its mid at 65,000."""
+    return SymbolVenue(instruments()["BTC-USD"], params, seed, mid=Decimal("65000.00"))
+
+
+def venue_request(order_id: str, kind: str = "new", *, account_id: str = "alice", side: Side = Side.BUY,
+                  order_type: OrderType = OrderType.LIMIT, tif: TimeInForce = TimeInForce.GTC, quantity: str = "0.01",
+                  price: str | None = "64000.00", guard: str | None = None, request_id: str | None = None) -> VenueRequest:
+    """A request from the OMS to BTC-USD's venue."""
+    return VenueRequest(request=kind, request_id=request_id or f"{order_id}-{kind}", order_id=order_id,
+                        account_id=account_id, symbol="BTC-USD", side=side, type=order_type, time_in_force=tif,
+                        quantity=D(quantity), price=None if price is None else D(price),
+                        limit_guard=None if guard is None else D(guard), ts=T0)
 
 
 def required_reservation(order: Order) -> Decimal:

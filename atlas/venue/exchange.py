@@ -64,8 +64,11 @@ class SymbolVenue:
         self.tick_no = 0
         self.day: str | None = None
         self.maker_orders: list[str] = []
-        # (price ticks, lots, aggressor side, ts), oldest first
+        # (price ticks, lots, aggressor side, ts), oldest first; `trade_count` trades ever, the last of them here
         self.recent_trades: deque[tuple[int, int, str, int]] = deque(maxlen=RECENT_TRADES)
+        self.trade_count = 0
+        # Client orders whose resting state changed since `take_changes` (what a save must write).
+        self._changed: set[str] = set()
 
     # -- units -------------------------------------------------------------------------
 
@@ -152,31 +155,45 @@ class SymbolVenue:
 
     # -- saving and restoring ---------------------------------------------------------------
 
-    def to_state(self) -> dict:
-        """Everything needed to resume exactly here, as JSON-ready values."""
+    def record(self) -> dict:
+        """Everything but the client orders and the trades, as JSON-ready values: small, whatever the book holds."""
         p = self.params
         return {
             "symbol": self.instrument.symbol, "seed": self.seed, "mid": self.mid, "tick": self.tick_no, "day": self.day,
             "params": {"volatility": str(p.volatility), "spread_bps": str(p.spread_bps), "liquidity": p.liquidity,
                        "levels": p.levels, "tick_interval_ms": p.tick_interval_ms, "halted": p.halted},
-            "maker_orders": self.maker_orders, "book_seq": self.book.seq, "trades": list(self.recent_trades),
-            "book": [[o.order_id, o.account_id, o.side.value, o.price, o.quantity, o.filled, o.time_in_force.value,
-                      o.seq] for o in self.book.resting()],
+            # The maker's ladder is bounded by `levels`: it travels with the record, not as keys of its own.
+            "maker": [_resting_doc(self.book.orders[oid]) for oid in self.maker_orders if oid in self.book.orders],
+            "book_seq": self.book.seq, "trade_count": self.trade_count,
         }
 
+    def take_changes(self) -> dict[str, list | None]:
+        """The client orders changed since the last call: their resting state, or None once off the book."""
+        changed = {oid: _resting_doc(order) if (order := self.book.orders.get(oid)) else None for oid in self._changed}
+        self._changed.clear()
+        return changed
+
+    def client_orders(self) -> list[list]:
+        """Every resting client order, as `take_changes` gives them."""
+        return [_resting_doc(o) for o in self.book.orders.values() if o.account_id != MAKER]
+
     @classmethod
-    def from_state(cls, instrument: Instrument, state: dict) -> "SymbolVenue":
-        """The venue `to_state` saved."""
-        raw = state["params"]
+    def from_parts(cls, instrument: Instrument, record: dict, orders: list[list],
+                   trades: list[tuple[int, int, str, int]]) -> "SymbolVenue":
+        """The venue from its `record`, its resting client orders and its latest trades (oldest first)."""
+        raw = record["params"]
         params = MarketParams(volatility=Decimal(raw["volatility"]), spread_bps=Decimal(raw["spread_bps"]),
                               liquidity=raw["liquidity"], levels=raw["levels"],
                               tick_interval_ms=raw["tick_interval_ms"], halted=raw["halted"])
-        venue = cls(instrument, params, state["seed"])
-        venue.mid, venue.tick_no, venue.day = state["mid"], state["tick"], state["day"]
-        venue.maker_orders = list(state["maker_orders"])
-        venue.recent_trades.extend(tuple(t) for t in state.get("trades", ()))
+        venue = cls(instrument, params, record["seed"])
+        venue.mid, venue.tick_no, venue.day = record["mid"], record["tick"], record["day"]
+        venue.maker_orders = [doc[0] for doc in record["maker"]]
+        venue.trade_count = record["trade_count"]
+        venue.recent_trades.extend(tuple(t) for t in trades)
+        # Time priority within a level is arrival order, which `seq` numbers.
+        resting = sorted((*record["maker"], *orders), key=lambda doc: doc[7])
         venue.book.restore([Resting(oid, acct, Side(side), price, qty, filled, TimeInForce(tif), seq)
-                            for oid, acct, side, price, qty, filled, tif, seq in state["book"]], state["book_seq"])
+                            for oid, acct, side, price, qty, filled, tif, seq in resting], record["book_seq"])
         return venue
 
     def trades(self, limit: int) -> list[TradePrint]:
@@ -208,10 +225,12 @@ class SymbolVenue:
                                            account_id=account_id, request_id=own, ts=ts, **fields))
 
         for event in events:
+            self._note(event)
             if isinstance(event, Trade):
                 price, qty = self.price(event.price), self.quantity(event.quantity)
                 out.trades.append(TradePrint(self.instrument.symbol, price, qty, event.taker_side, ts))
                 self.recent_trades.append((event.price, event.quantity, event.taker_side.value, ts))
+                self.trade_count += 1
                 report(event.maker_order_id, event.maker_account_id, VenueReportKind.FILL, last_qty=qty, last_px=price)
                 report(event.taker_order_id, event.taker_account_id, VenueReportKind.FILL, last_qty=qty, last_px=price)
             elif isinstance(event, Accepted):
@@ -230,7 +249,22 @@ class SymbolVenue:
                     VenueReportKind.REPLACE_REJECTED
                 report(event.order_id, request.account_id, kind, reason=f"TOO_LATE: {event.reason.value}")
 
+    def _note(self, event: Event) -> None:
+        """Remember the client orders an engine event touched (the maker's ladder is saved whole)."""
+        if isinstance(event, Trade):
+            for order_id, account_id in ((event.maker_order_id, event.maker_account_id),
+                                         (event.taker_order_id, event.taker_account_id)):
+                if account_id != MAKER:
+                    self._changed.add(order_id)
+        elif isinstance(event, (Accepted, Canceled, Replaced, Expired)) and event.account_id != MAKER:
+            self._changed.add(event.order_id)
+
     def _report(self, out: VenueOutput, request: VenueRequest, kind: VenueReportKind, reason: str) -> None:
         out.reports.append(VenueReport(report_id=f"{request.request_id}/1", kind=kind, order_id=request.order_id,
                                        account_id=request.account_id, request_id=request.request_id, reason=reason,
                                        ts=request.ts))
+
+
+def _resting_doc(order: Resting) -> list:
+    return [order.order_id, order.account_id, order.side.value, order.price, order.quantity, order.filled,
+            order.time_in_force.value, order.seq]

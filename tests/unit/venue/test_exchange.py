@@ -11,24 +11,11 @@ from atlas.core.values import OrderType, Side, TimeInForce
 from atlas.venue.exchange import SymbolVenue
 from atlas.venue.market_maker import MarketParams
 from tests.book_model import assert_book_invariants
-from tests.helpers import T0, Book as OmsBook, D, account, instruments, submit
+from tests.helpers import QUIET, T0, Book as OmsBook, D, account, btc_venue, instruments, submit, venue_request
 
 K = VenueReportKind
 BTC = instruments()["BTC-USD"]
-QUIET = MarketParams(volatility=Decimal(0), spread_bps=Decimal(10), liquidity=100, levels=3)  # 0.01 BTC a level
-
-
-def venue(params: MarketParams = QUIET, seed: int = 7) -> SymbolVenue:
-    return SymbolVenue(BTC, params, seed, mid=Decimal("65000.00"))
-
-
-def request(order_id: str, kind: str = "new", *, account_id: str = "alice", side: Side = Side.BUY,
-            order_type: OrderType = OrderType.LIMIT, tif: TimeInForce = TimeInForce.GTC, quantity: str = "0.01",
-            price: str | None = "64000.00", guard: str | None = None, request_id: str | None = None) -> VenueRequest:
-    return VenueRequest(request=kind, request_id=request_id or f"{order_id}-{kind}", order_id=order_id,
-                        account_id=account_id, symbol="BTC-USD", side=side, type=order_type, time_in_force=tif,
-                        quantity=D(quantity), price=None if price is None else D(price),
-                        limit_guard=None if guard is None else D(guard), ts=T0)
+venue, request = btc_venue, venue_request
 
 
 def kinds(out) -> list[tuple[str, VenueReportKind]]:
@@ -156,19 +143,3 @@ def test_oms_order_filled_by_the_maker_settles_exact_balances():
     assert oms.balance("USD") == (D("100000") - cost, 0) and oms.balance("BTC") == (D("0.015"), 0)
     last = order.executions[-1]
     assert (last.cum_qty, last.leaves_qty) == (D("0.015"), 0)
-
-
-def test_a_venue_restored_from_its_state_carries_on_exactly_as_the_original():
-    params = MarketParams(volatility=Decimal("0.002"), spread_bps=Decimal(4), liquidity=50, levels=5)
-    original = venue(params, 3)
-    for n in range(10):
-        original.tick(T0 + 250 * n)
-        original.handle(request(f"r{n}", side=Side.BUY if n % 2 else Side.SELL, price="64990.00" if n % 2 else
-                                "65010.00", quantity="0.0020"))
-    restored = SymbolVenue.from_state(BTC, json.loads(json.dumps(original.to_state())))
-    assert restored.to_state() == original.to_state()
-    for n in range(10, 30):
-        step = [v.tick(T0 + 250 * n).reports + v.handle(request(f"r{n}", price="65020.00", quantity="0.0150")).reports
-                for v in (original, restored)]
-        assert step[0] == step[1]
-    assert_book_invariants(restored.book)

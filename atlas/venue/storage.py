@@ -1,0 +1,152 @@
+"""How a symbol's venue is stored: a small record, one key per resting client order, and trade buckets.
+
+Keys, all on the symbol's partition of the venue's input topic (its messages write them):
+- `s/<symbol>`: the record: the last applied input offset, mid, tick, parameters, the maker's
+  ladder, counters, and the `delta` of the message at that offset: the client orders and trade
+  buckets it changed, in full.
+- `o/<symbol>/<order_id>`: one resting client order; deleted when it leaves the book.
+- `t/<symbol>/<slot>`: up to ten consecutive trades; eleven slots always hold the latest hundred.
+- `x/<symbol>/<offset, 20 digits>`: the outputs of the message at that offset (its outbox).
+
+A message writes its outbox, then the record, then the orders and buckets it changed. So any
+prefix of the changelog that survives a crash, read back with the record's delta laid over the
+keys, is the state after one whole message: the keys a crash left stale are exactly those the
+delta names. A message costs what it changed, whatever the depth of the book or its history.
+
+Pure: this module computes what to write and rebuilds a venue from what was read; the table
+module moves the bytes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from atlas.core.instruments import Instrument
+from atlas.venue.exchange import RECENT_TRADES, SymbolVenue
+
+TRADES_PER_BUCKET = 10
+BUCKETS = RECENT_TRADES // TRADES_PER_BUCKET + 1  # a partly filled newest bucket plus ten full ones
+
+Write = tuple[str, bytes | None]  # (key, value); None deletes the key
+
+
+def record_key(symbol: str) -> str:
+    return f"s/{symbol}"
+
+
+def order_key(symbol: str, order_id: str) -> str:
+    return f"o/{symbol}/{order_id}"
+
+
+def order_prefix(symbol: str) -> str:
+    return f"o/{symbol}/"
+
+
+def bucket_key(symbol: str, slot: int) -> str:
+    return f"t/{symbol}/{slot:02d}"
+
+
+def bucket_prefix(symbol: str) -> str:
+    return f"t/{symbol}/"
+
+
+def outbox_key(symbol: str, offset: int) -> str:
+    return f"x/{symbol}/{offset:020d}"
+
+
+def outbox_prefix(symbol: str) -> str:
+    return f"x/{symbol}/"
+
+
+@dataclass
+class Stored:
+    """What the table holds for one symbol, as of its last save."""
+
+    offset: int = -1  # the last applied input offset
+    orders: set[str] = field(default_factory=set)  # client orders that have a key
+    trades: int = 0  # trades ever saved
+
+
+def save_writes(venue: SymbolVenue, stored: Stored, offset: int, outputs: list[list]) -> list[Write]:
+    """The writes that record one applied message, in the order they must reach the changelog.
+
+    `stored` is brought up to date in place (copying its set of order ids would cost a pass over
+    the book on every message).
+    """
+    symbol = venue.instrument.symbol
+    changed = venue.take_changes()
+    buckets = _changed_buckets(venue, stored.trades)
+    record = venue.record()
+    record["offset"] = offset
+    record["delta"] = {"orders": changed, "buckets": {str(slot): bucket for slot, bucket in buckets.items()}}
+    writes: list[Write] = [(outbox_key(symbol, offset), json.dumps(outputs).encode()),
+                           (record_key(symbol), json.dumps(record).encode())]
+    writes += _order_writes(symbol, changed, stored.orders)
+    writes += [(bucket_key(symbol, slot), json.dumps(bucket).encode()) for slot, bucket in buckets.items()]
+    stored.offset, stored.trades = offset, venue.trade_count
+    return writes
+
+
+def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[str, bytes]],
+            buckets: Iterable[tuple[str, bytes]]) -> tuple[SymbolVenue, Stored, list[Write]]:
+    """The venue as of the record's offset, from what the table holds; plus the writes that repair the keys.
+
+    The repairs are the record's delta written again: a crash may have stopped the save before
+    some of those keys, and without them a later restart would read an order back to life.
+    """
+    symbol = instrument.symbol
+    record = json.loads(record_raw)
+    delta = record["delta"]
+    held = {json.loads(raw)[0]: json.loads(raw) for _, raw in orders}
+    kept = set(held)
+    repairs = _order_writes(symbol, delta["orders"], kept)
+    for order_id, doc in delta["orders"].items():
+        if doc is None:
+            held.pop(order_id, None)
+        else:
+            held[order_id] = doc
+    slots = {int(key.rsplit("/", 1)[1]): json.loads(raw) for key, raw in buckets}
+    for slot, bucket in delta["buckets"].items():
+        slots[int(slot)] = bucket
+        repairs.append((bucket_key(symbol, int(slot)), json.dumps(bucket).encode()))
+    trades = _latest_trades(slots.values(), record["trade_count"])
+    venue = SymbolVenue.from_parts(instrument, record, list(held.values()), trades)
+    return venue, Stored(record["offset"], kept, record["trade_count"]), repairs
+
+
+def _order_writes(symbol: str, changed: dict[str, list | None], orders: set[str]) -> list[Write]:
+    """Set or delete the changed orders' keys, keeping `orders` (the ids with a key) in step."""
+    writes: list[Write] = []
+    for order_id, doc in changed.items():
+        if doc is not None:
+            writes.append((order_key(symbol, order_id), json.dumps(doc).encode()))
+            orders.add(order_id)
+        elif order_id in orders:
+            writes.append((order_key(symbol, order_id), None))
+            orders.discard(order_id)
+    return writes
+
+
+def _changed_buckets(venue: SymbolVenue, saved: int) -> dict[int, dict]:
+    """The trade buckets that hold trades made since `saved` trades, within the latest hundred: slot -> bucket."""
+    count = venue.trade_count
+    if count == saved:
+        return {}
+    held = list(venue.recent_trades)
+    first = count - len(held)  # the trade number of held[0]
+    buckets: dict[int, dict] = {}
+    for number in range(max(saved, first) // TRADES_PER_BUCKET, (count - 1) // TRADES_PER_BUCKET + 1):
+        start = max(number * TRADES_PER_BUCKET, first)
+        end = min((number + 1) * TRADES_PER_BUCKET, count)
+        buckets[number % BUCKETS] = {"k": start, "t": [list(t) for t in held[start - first:end - first]]}
+    return buckets
+
+
+def _latest_trades(buckets: Iterable[dict], count: int) -> list[tuple[int, int, str, int]]:
+    """The latest trades (oldest first) among buckets of which some may be stale leftovers of earlier rounds."""
+    by_number = {}
+    for bucket in buckets:
+        for n, trade in enumerate(bucket["t"]):
+            by_number[bucket["k"] + n] = tuple(trade)
+    return [by_number[n] for n in range(max(0, count - RECENT_TRADES), count) if n in by_number]
