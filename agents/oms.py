@@ -12,7 +12,7 @@ import time
 
 from pydantic import ValidationError
 
-from atlas.agents.outputs import Send, emit
+from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.analytics.telemetry import process_telemetry
 from atlas.app import app
 from atlas.core.commands import COMMAND, SubmitOrder
@@ -96,14 +96,17 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     if outcome.orders or outcome.account is not account or fresh:
         save(outcome.account.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders)
         _touched.add(account_id)
-    sends.extend(Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports)
-    sends.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
+    outputs = [Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports]
+    outputs.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
+    sends.extend(possible_duplicates(outputs) if outcome.replayed else outputs)
     _measure(outcome)
     return sends
 
 
 def _measure(outcome) -> None:
     """Record the event in this worker's telemetry; a failure there must never cost the event its sends."""
+    if outcome.replayed:
+        return  # counted when it was first applied
     try:
         process_telemetry.observe(outcome.reports, outcome.orders, int(time.time() * 1000))
     except Exception:

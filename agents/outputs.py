@@ -18,11 +18,23 @@ from atlas.runtime.faust_fixes import handed_over
 from atlas.runtime.partitioning import partition_for
 
 
+# On an output sent again because its input was read again (after a restart, or a resent input):
+# FIX's PossDupFlag. A consumer that has seen the same id (exec_id, request_id, report_id) drops it.
+POSS_DUP_HEADER = "atlas-poss-dup"
+POSS_DUP = ((POSS_DUP_HEADER, b"Y"),)
+
+
 class Send(NamedTuple):
     topic: Any
     key: bytes | None
     value: bytes
     partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] | None = None
+
+
+def possible_duplicates(sends: list[Send]) -> list[Send]:
+    """The same sends, marked as possible duplicates."""
+    return [send._replace(headers=POSS_DUP) for send in sends]
 
 
 async def emit(sends: list[Send], source_topic: str, source_partition: int) -> None:
@@ -33,7 +45,7 @@ async def emit(sends: list[Send], source_topic: str, source_partition: int) -> N
         if EXACTLY_ONCE:
             await _send_in_transaction(send, source_topic, source_partition)
         else:
-            send.topic.send_soon(key=send.key, value=send.value, partition=send.partition)
+            send.topic.send_soon(key=send.key, value=send.value, partition=send.partition, headers=send.headers)
 
 
 async def _send_in_transaction(send: Send, source_topic: str, source_partition: int) -> None:
@@ -42,5 +54,5 @@ async def _send_in_transaction(send: Send, source_topic: str, source_partition: 
     partition = send.partition
     if partition is None:
         partition = partition_for(send.key) if send.key is not None else source_partition
-    await app.producer.send(send.topic.get_topic_name(), send.key, send.value, partition, None, None,
-                            transactional_id=transactional_id)
+    await app.producer.send(send.topic.get_topic_name(), send.key, send.value, partition, None,
+                            list(send.headers) if send.headers else None, transactional_id=transactional_id)

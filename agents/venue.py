@@ -15,7 +15,7 @@ import time
 
 from pydantic import ValidationError
 
-from atlas.agents.outputs import Send, emit
+from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.app import app
 from atlas.core.control import VenueControl
 from atlas.core.events import VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueRequest, VenueTick
@@ -75,7 +75,7 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
         instrument, lambda: SymbolVenue(instrument, default_params(message.symbol), settings.venue_seed))
     if offset <= applied:
         # Read again after a restart: applied already; its outputs may not have gone out.
-        return [_decode_send(raw) for raw in outbox(message.symbol, offset) or []]
+        return possible_duplicates([_decode_send(raw) for raw in outbox(message.symbol, offset) or []])
     if isinstance(message, VenueRequest):
         out = symbol_venue.handle(message)
     elif isinstance(message, VenueTick):

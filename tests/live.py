@@ -201,7 +201,7 @@ class Kafka:
                     for messages in batch.values():
                         for m in messages:
                             records.append({"key": m.key, "value": _maybe_json(m.value), "partition": m.partition,
-                                            "offset": m.offset})
+                                            "offset": m.offset, "headers": dict(m.headers or ())})
                     if until(records):
                         return records
                 raise AssertionError(f"{topic}: condition not met after {timeout}s with {len(records)} records")

@@ -7,7 +7,9 @@ The client's first message subscribes (browsers cannot set headers on a WebSocke
 The server answers `{"type": "hello", "account_id", "partition", "since"}` and then pushes:
 - `{"type": "execution", "offset": N, "report": {...}}`: the account's execution reports, read from
   its partition of the executions topic. `offset` is the resume token: a client that reconnects
-  with `since` = its last offset + 1 receives every report it missed, and none twice.
+  with `since` = its last offset + 1 receives every report it missed, and none twice. A report the
+  OMS sent again after a restart carries `"poss_dup": true` (FIX PossDupFlag); its `exec_id` and
+  `seq` are those of the first copy, which the client may have.
 - `{"type": "balances", "balances": {...}}`: the account's balances, at subscribe and after reports.
 - `{"type": "book" | "trade" | "mid", "symbol", ...}`: market data of the subscribed symbols
   (every symbol by default), as the venue publishes it, from the moment of subscribing.
@@ -25,6 +27,7 @@ from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
+from atlas.agents.outputs import POSS_DUP_HEADER
 from atlas.analytics.market_history import MarketHistory
 from atlas.app import app
 from atlas.runtime.partitioning import partition_for
@@ -185,7 +188,10 @@ class Session:
             for m in fetched.get(self.partition, ()):
                 if m.key != wanted:
                     continue  # another account of the same partition
-                await self.ws.send_json({"type": "execution", "offset": m.offset, "report": json.loads(m.value)})
+                doc = {"type": "execution", "offset": m.offset, "report": json.loads(m.value)}
+                if (POSS_DUP_HEADER, b"Y") in (m.headers or ()):
+                    doc["poss_dup"] = True  # sent again after a restart: the client may have it already
+                await self.ws.send_json(doc)
                 sent = True
             if sent:
                 self._balances_due.set()

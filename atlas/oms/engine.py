@@ -40,6 +40,9 @@ class Outcome:
     venue: tuple[VenueRequest, ...] = ()
     # Set when the event cannot be applied (e.g. a venue report for an unknown order).
     dead_letter: str | None = None
+    # True when the event was applied before: its reports and venue requests are sent again,
+    # as possible duplicates (FIX PossDupFlag), since the first sends may have been lost.
+    replayed: bool = False
 
 
 @dataclass
@@ -51,8 +54,9 @@ class _Step:
     reports: list[ExecutionReport] = field(default_factory=list)
     venue: list[VenueRequest] = field(default_factory=list)
 
-    def done(self, dead_letter: str | None = None) -> Outcome:
-        return Outcome(self.account, tuple(self.orders.values()), tuple(self.reports), tuple(self.venue), dead_letter)
+    def done(self, dead_letter: str | None = None, *, replayed: bool = False) -> Outcome:
+        return Outcome(self.account, tuple(self.orders.values()), tuple(self.reports), tuple(self.venue), dead_letter,
+                       replayed)
 
 
 def new_account(config: AccountConfig, default_limits: Limits) -> AccountState:
@@ -208,7 +212,7 @@ def _replay(step: _Step, orders: Mapping[str, Order], event: Command | VenueRepo
     """
     if isinstance(event, (SetLimits, SetAccountKillSwitch)):
         # Not about one order: the account remembers its latest few such commands.
-        return step.done() if event.command_id in step.account.recent_commands else None
+        return step.done(replayed=True) if event.command_id in step.account.recent_commands else None
     order_id = order_id_for(event.account_id, event.client_order_id) if isinstance(event, SubmitOrder) else event.order_id
     order = orders.get(order_id)
     if order is None or event_id(event) not in order.applied_ids:
@@ -218,7 +222,7 @@ def _replay(step: _Step, orders: Mapping[str, Order], event: Command | VenueRepo
         if report.cause_id == cause:
             step.reports.append(report)
             step.venue.extend(replay_requests(order, report))
-    return step.done()
+    return step.done(replayed=True)
 
 
 # -- commands --------------------------------------------------------------------------

@@ -42,6 +42,15 @@ def test_kafka_submit_is_applied_like_http(kafka, cluster, trader):
     assert trader.get(f"/api/v1/orders/{order_id}").body["status"] == "PENDING_NEW"
 
 
+def test_a_command_read_again_resends_its_report_marked_as_a_possible_duplicate(kafka, cluster, trader):
+    cmd = submit(trader.account_id)
+    message = (trader.account_id.encode(), json.dumps(cmd).encode())
+    kafka.produce(cluster.topic("commands"), [message, message])  # as a producer's retry would
+    first, again = executions_for(kafka, cluster, order_id_for(trader.account_id, cmd["client_order_id"]), count=2)
+    assert first["value"] == again["value"] and first["value"]["exec_type"] == "PENDING_NEW"
+    assert "atlas-poss-dup" not in first["headers"] and again["headers"]["atlas-poss-dup"] == b"Y"
+
+
 def test_kafka_submit_with_negative_quantity_is_rejected_with_reason(kafka, cluster, trader):
     cmd = submit(trader.account_id, quantity="-3")
     kafka.produce(cluster.topic("commands"), [(trader.account_id.encode(), json.dumps(cmd).encode())])

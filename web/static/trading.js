@@ -14,8 +14,10 @@ let previewTimer = null, previewSeq = 0;
 function applyReport(r) {
   if (r.symbol === null) return;  // about an order the OMS never took (its terms are unknown)
   const known = state.orders.get(r.order_id) || {};
+  // A report sent again after a restart (poss_dup) or read again comes after newer ones: keep the newest.
+  if (known.seq !== undefined && r.seq <= known.seq) return;
   state.orders.set(r.order_id, {
-    ...known, order_id: r.order_id, client_order_id: r.client_order_id, status: r.status, symbol: r.symbol,
+    ...known, seq: r.seq, order_id: r.order_id, client_order_id: r.client_order_id, status: r.status, symbol: r.symbol,
     side: r.side, type: r.type, time_in_force: r.time_in_force, quantity: r.quantity, price: r.price,
     filled_quantity: r.cum_qty, leaves_quantity: r.leaves_qty, avg_price: r.avg_px,
     reject_reason: r.reason || known.reject_reason || null, created_at: known.created_at || r.ts, updated_at: r.ts,

@@ -255,6 +255,7 @@ def test_retried_cancel_with_same_command_id_changes_nothing_and_resends_its_out
     assert outcome.orders == () and outcome.dead_letter is None
     assert (outcome.reports, outcome.venue) == (first.reports, first.venue)
     assert (book.account, book.orders) == before
+    assert (first.replayed, outcome.replayed) == (False, True)  # the agent marks its sends possible duplicates
 
 
 def test_retried_cancel_that_was_rejected_resends_the_same_reject():
@@ -492,7 +493,7 @@ def test_duplicated_venue_report_changes_nothing_and_resends_its_report():
     before = (book.account, dict(book.orders))
     outcome = book.report(fill)
     assert (outcome.orders, outcome.venue, outcome.dead_letter) == ((), (), None)
-    assert outcome.reports == first.reports
+    assert outcome.reports == first.reports and (first.replayed, outcome.replayed) == (False, True)
     assert (book.account, book.orders) == before
 
 
