@@ -14,7 +14,13 @@ The server answers `{"type": "hello", "account_id", "partition", "since"}` and t
 - `{"type": "book" | "trade" | "mid", "symbol", ...}`: market data of the subscribed symbols
   (every symbol by default), as the venue publishes it, from the moment of subscribing.
 Errors are `{"type": "error", "code", "detail"}`; a bad subscription then closes with code 4400
-(malformed) or 4401 (unknown key).
+(malformed) or 4401 (unknown key). A client that falls more than `MAX_BACKLOG` reports behind is
+closed with 4408 (`SLOW_CONSUMER`): it resumes with `since`, and loses nothing.
+
+Each worker reads the executions topic once, for all its subscribers (`ExecutionsFeed`), and the
+market-data topic once (`MarketFeed`). A subscriber joins the live feed at the position the feed
+has reached at that instant; what it asks for before that (a resume) is read once, by a consumer
+of its own that stops where the live feed took over, so no report is lost or sent twice.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
 BALANCE_DEBOUNCE_S = 0.05
 MARKET_QUEUE = 1_000  # a slow client loses old market data (the next tick replaces it), never reports
+MAX_BACKLOG = 10_000  # reports waiting for one client before it is told to resume
 
 
 class MarketFeed(Service):
@@ -87,6 +94,103 @@ class MarketFeed(Service):
 
 
 app.service(MarketFeed)
+
+
+class Overflow:
+    """Put in a subscriber's queue, last, when it fell `MAX_BACKLOG` reports behind and was dropped."""
+
+
+class FanOut:
+    """Which subscriber gets which record of the executions topic, and from which offset on.
+
+    `subscribe` returns the subscriber's queue and `live_from`: every record at or past that offset
+    of the partition reaches the queue, every record before it was delivered before the call. The
+    caller reads what it wants before `live_from` itself. No `await` runs inside these methods, so a
+    subscription falls exactly between two deliveries.
+    """
+
+    def __init__(self) -> None:
+        self.positions: dict[int, int] = {}  # partition -> the next offset to deliver
+        self._queues: dict[tuple[int, bytes], set[asyncio.Queue]] = {}
+
+    def subscribe(self, partition: int, key: bytes) -> tuple[asyncio.Queue, int]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues.setdefault((partition, key), set()).add(queue)
+        return queue, self.positions[partition]
+
+    def unsubscribe(self, partition: int, key: bytes, queue: asyncio.Queue) -> None:
+        queues = self._queues.get((partition, key))
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._queues[(partition, key)]
+
+    def deliver(self, partition: int, records: list) -> None:
+        """Hand out a fetched batch of one partition, in offset order."""
+        for record in records:
+            for queue in list(self._queues.get((partition, record.key), ())):
+                if queue.qsize() >= MAX_BACKLOG:
+                    self.unsubscribe(partition, record.key, queue)
+                    queue.put_nowait(Overflow)
+                else:
+                    queue.put_nowait(record)
+        if records:
+            self.positions[partition] = records[-1].offset + 1
+
+
+class ExecutionsFeed(Service):
+    """One consumer of the executions topic per worker, from its end on, fanned out to every subscriber."""
+
+    current: "ExecutionsFeed | None" = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fan_out = FanOut()
+        self.ready = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        # No group: every partition, from its end on (the latest committed report) when the worker starts.
+        self.consumer = AIOKafkaConsumer(settings.topic("executions"), bootstrap_servers=settings.bootstrap_servers,
+                                         group_id=None, auto_offset_reset="latest", enable_auto_commit=False,
+                                         isolation_level="read_committed", client_id=f"{settings.app_id}-executions")
+        await self.consumer.start()
+        ExecutionsFeed.current = self
+
+    async def on_stop(self) -> None:
+        ExecutionsFeed.current = None
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    @Service.task
+    async def _fan_out(self) -> None:
+        while not self.should_stop and not self.ready.is_set():
+            try:
+                await self._start_at_the_end()
+            except Exception as exc:  # the broker or the topic is not there yet: ask again shortly
+                log.info("executions feed not started yet: %r", exc)
+            if not self.ready.is_set():
+                await self.sleep(0.5)
+        while not self.should_stop:
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=500)
+            except Exception as exc:  # a broker hiccup: the consumer resumes where it was
+                log.warning("executions feed: %r", exc)
+                await self.sleep(1.0)
+                continue
+            for tp, records in fetched.items():
+                self.fan_out.deliver(tp.partition, records)
+
+    async def _start_at_the_end(self) -> None:
+        assigned = self.consumer.assignment()  # every partition, once the topic's metadata is in
+        if not assigned:
+            return
+        for tp in assigned:
+            self.fan_out.positions[tp.partition] = await self.consumer.position(tp)
+        self.ready.set()
+
+
+app.service(ExecutionsFeed)
 
 
 @app.page("/api/v1/stream")
@@ -141,60 +245,94 @@ class Session:
         self._balances_due = asyncio.Event()
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, isolation_level="read_committed",
-                                    client_id=f"{settings.app_id}-stream")
-        await consumer.start()
-        queue: asyncio.Queue = asyncio.Queue(MARKET_QUEUE)
-        feed = MarketFeed.current
-        if feed is not None:
-            feed.queues.add(queue)
+        feed = ExecutionsFeed.current
+        if feed is None:
+            return await _refuse(self.ws, 1013, "UNAVAILABLE", "the worker is starting or stopping: try again")
+        await asyncio.wait_for(feed.ready.wait(), SUBSCRIBE_TIMEOUT_S)
+        wanted = self.account_id.encode()
+        reports, live_from = feed.fan_out.subscribe(self.partition.partition, wanted)
+        market: asyncio.Queue = asyncio.Queue(MARKET_QUEUE)
+        market_feed = MarketFeed.current
+        if market_feed is not None:
+            market_feed.queues.add(market)
         try:
-            consumer.assign([self.partition])
-            start = await self._start_offset(consumer)
+            start = await self._start_offset(feed.consumer)
             await self.ws.send_json({"type": "hello", "account_id": self.account_id,
                                      "partition": self.partition.partition, "since": start})
             self._balances_due.set()
-            pumps = [asyncio.create_task(p) for p in (self._reports(consumer), self._market(queue), self._balances())]
+            pumps = [asyncio.create_task(p) for p in (self._reports(reports, start, live_from), self._market(market),
+                                                      self._balances())]
             try:
-                await self._until_closed()
+                await self._until_closed(pumps[0])
             finally:
                 for task in pumps:
                     task.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
         finally:
-            if feed is not None:
-                feed.queues.discard(queue)
-            await consumer.stop()
+            feed.fan_out.unsubscribe(self.partition.partition, wanted, reports)
+            if market_feed is not None:
+                market_feed.queues.discard(market)
 
     async def _start_offset(self, consumer: AIOKafkaConsumer) -> int:
         """From `since` if the broker still has it, else from its oldest report (a resume), or from now."""
         first = (await consumer.beginning_offsets([self.partition]))[self.partition]
         end = (await consumer.end_offsets([self.partition]))[self.partition]
-        start = end if self.since is None else min(max(self.since, first), end)
-        consumer.seek(self.partition, start)
-        return start
+        return end if self.since is None else min(max(self.since, first), end)
 
-    async def _until_closed(self) -> None:
+    async def _until_closed(self, reports: asyncio.Task) -> None:
+        """Until the client leaves, or the report pump ends (a client too slow to keep up is closed)."""
+        reading = asyncio.ensure_future(self._read_until_closed())
+        try:
+            await asyncio.wait([reading, reports], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reading.cancel()
+        if reports.done() and not reports.cancelled() and reports.exception() is None:
+            await _refuse(self.ws, 4408, "SLOW_CONSUMER",
+                          f"more than {MAX_BACKLOG} reports behind: subscribe again with since = your last offset + 1")
+
+    async def _read_until_closed(self) -> None:
         async for message in self.ws:  # the client says nothing more; reading notices its close
             if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 return
 
-    async def _reports(self, consumer: AIOKafkaConsumer) -> None:
-        wanted = self.account_id.encode()
+    async def _reports(self, live: asyncio.Queue, start: int, live_from: int) -> None:
+        """What the client missed (read once, up to where the live feed took over), then the live feed's reports."""
+        if start < live_from:
+            await self._catch_up(start, live_from)
         while True:
-            fetched = await consumer.getmany(self.partition, timeout_ms=1000)
-            sent = False
-            for m in fetched.get(self.partition, ()):
-                if m.key != wanted:
-                    continue  # another account of the same partition
-                doc = {"type": "execution", "offset": m.offset, "report": json.loads(m.value)}
-                if (POSS_DUP_HEADER, b"Y") in (m.headers or ()):
-                    doc["poss_dup"] = True  # sent again after a restart: the client may have it already
-                await self.ws.send_json(doc)
-                sent = True
-            if sent:
-                self._balances_due.set()
+            record = await live.get()
+            if record is Overflow:
+                return
+            if record.offset >= start:
+                await self._send_report(record)
+                if live.empty():
+                    self._balances_due.set()
+
+    async def _catch_up(self, start: int, end: int) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                    enable_auto_commit=False, isolation_level="read_committed",
+                                    client_id=f"{settings.app_id}-stream-resume")
+        await consumer.start()
+        try:
+            consumer.assign([self.partition])
+            consumer.seek(self.partition, start)
+            wanted = self.account_id.encode()
+            while await consumer.position(self.partition) < end:
+                fetched = await consumer.getmany(self.partition, timeout_ms=1000)
+                for record in fetched.get(self.partition, ()):
+                    if record.offset >= end:
+                        break
+                    if record.key == wanted:  # not another account of the same partition
+                        await self._send_report(record)
+            self._balances_due.set()
+        finally:
+            await consumer.stop()
+
+    async def _send_report(self, record: Any) -> None:
+        doc = {"type": "execution", "offset": record.offset, "report": json.loads(record.value)}
+        if (POSS_DUP_HEADER, b"Y") in (record.headers or ()):
+            doc["poss_dup"] = True  # sent again after a restart: the client may have it already
+        await self.ws.send_json(doc)
 
     async def _market(self, queue: asyncio.Queue) -> None:
         while True:

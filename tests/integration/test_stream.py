@@ -131,3 +131,29 @@ def test_stream_refuses_a_bad_subscription_with_a_reason(venue_cluster, first, c
             assert ws.close_code == close_code
 
     asyncio.run(run())
+
+
+def test_many_subscribers_of_one_worker_each_get_their_own_reports_and_none_of_others(venue_cluster):
+    """Every subscriber reads from the worker's one executions feed; two of them are the same account."""
+    accounts = ["trader-02", "trader-03", "trader-04", "trader-05", "trader-02"]
+
+    async def run() -> None:
+        async with aiohttp.ClientSession() as http:
+            sockets = [await http.ws_connect(ws_url(venue_cluster)) for _ in accounts]
+            try:
+                for ws, account in zip(sockets, accounts):
+                    await ws.send_json({"op": "subscribe", "key": venue_cluster.keys[account], "symbols": ["SOL-USD"]})
+                    assert (await ws.receive_json(timeout=10))["account_id"] == account
+                placed = {}
+                for account in dict.fromkeys(accounts):
+                    api = Api(venue_cluster.workers[0].url, venue_cluster.keys[account])
+                    placed[account] = await place(api, symbol="SOL-USD", price=resting_price(api, "SOL-USD"))
+                for ws, account in zip(sockets, accounts):
+                    got = await collect(ws, lambda ms, a=account: len(reports(ms, placed[a])) >= 2)
+                    assert {m["report"]["account_id"] for m in reports(got)} == {account}
+                    assert [m["report"]["exec_type"] for m in reports(got, placed[account])][:2] == ["PENDING_NEW", "NEW"]
+            finally:
+                for ws in sockets:
+                    await ws.close()
+
+    asyncio.run(run())

@@ -1,0 +1,61 @@
+"""The executions feed's fan-out: every subscriber gets its account's records from the instant it joined, once."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from atlas.web.stream import MAX_BACKLOG, FanOut, Overflow
+
+
+class Record(NamedTuple):
+    offset: int
+    key: bytes
+    value: bytes = b"{}"
+    headers: tuple = ()
+
+
+def drain(queue) -> list:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def test_a_subscriber_gets_every_record_of_its_key_from_live_from_on_and_nothing_before():
+    fan = FanOut()
+    fan.positions[3] = 10
+    fan.deliver(3, [Record(10, b"alice"), Record(11, b"bob")])
+    queue, live_from = fan.subscribe(3, b"alice")
+    assert live_from == 12  # what came before was delivered already: the subscriber reads it itself
+    fan.deliver(3, [Record(12, b"alice"), Record(13, b"bob"), Record(14, b"alice")])
+    fan.deliver(4, [Record(15, b"alice")])  # another partition
+    assert [r.offset for r in drain(queue)] == [12, 14]
+
+
+def test_a_subscriber_before_any_record_starts_at_the_feeds_starting_position():
+    fan = FanOut()
+    fan.positions[0] = 42
+    _, live_from = fan.subscribe(0, b"alice")
+    assert live_from == 42
+
+
+def test_two_subscribers_of_one_account_both_get_each_record_and_a_leaver_gets_no_more():
+    fan = FanOut()
+    fan.positions[1] = 0
+    first, _ = fan.subscribe(1, b"alice")
+    second, _ = fan.subscribe(1, b"alice")
+    fan.deliver(1, [Record(0, b"alice")])
+    fan.unsubscribe(1, b"alice", first)
+    fan.deliver(1, [Record(1, b"alice")])
+    assert ([r.offset for r in drain(first)], [r.offset for r in drain(second)]) == ([0], [0, 1])
+
+
+def test_a_subscriber_too_far_behind_is_dropped_with_an_overflow_marker_and_no_record_lost_silently():
+    fan = FanOut()
+    fan.positions[2] = 0
+    queue, _ = fan.subscribe(2, b"alice")
+    fan.deliver(2, [Record(n, b"alice") for n in range(MAX_BACKLOG + 5)])
+    items = drain(queue)
+    assert len(items) == MAX_BACKLOG + 1 and items[-1] is Overflow
+    assert [r.offset for r in items[:-1]] == list(range(MAX_BACKLOG))
+    fan.deliver(2, [Record(MAX_BACKLOG + 5, b"alice")])
+    assert queue.empty()  # it must subscribe again, with `since`, to read on
