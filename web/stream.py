@@ -125,9 +125,19 @@ class FanOut:
             if not queues:
                 del self._queues[(partition, key)]
 
+    def subscribed(self) -> bool:
+        return bool(self._queues)
+
     def deliver(self, partition: int, records: list) -> None:
-        """Hand out a fetched batch of one partition, in offset order."""
+        """Hand out a fetched batch of one partition, in offset order.
+
+        Records before the partition's position were handed out already, or come from a fetch that
+        was under way when the feed moved to the topic's end: they are dropped.
+        """
+        position = self.positions.get(partition, 0)
         for record in records:
+            if record.offset < position:
+                continue
             for queue in list(self._queues.get((partition, record.key), ())):
                 if queue.qsize() >= MAX_BACKLOG:
                     self.unsubscribe(partition, record.key, queue)
@@ -139,18 +149,23 @@ class FanOut:
 
 
 class ExecutionsFeed(Service):
-    """One consumer of the executions topic per worker, from its end on, fanned out to every subscriber."""
+    """One consumer of the executions topic per worker, fanned out to every subscriber.
+
+    It reads only while someone subscribes: an idle worker spends nothing on it. The first
+    subscriber after an idle spell starts it at the topic's end.
+    """
 
     current: "ExecutionsFeed | None" = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fan_out = FanOut()
-        self.ready = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
+        self._wanted = asyncio.Event()  # set while anyone subscribes
+        self._lock = asyncio.Lock()
 
     async def on_start(self) -> None:
-        # No group: every partition, from its end on (the latest committed report) when the worker starts.
+        # No group: every partition of the topic.
         self.consumer = AIOKafkaConsumer(settings.topic("executions"), bootstrap_servers=settings.bootstrap_servers,
                                          group_id=None, auto_offset_reset="latest", enable_auto_commit=False,
                                          isolation_level="read_committed", client_id=f"{settings.app_id}-executions")
@@ -159,19 +174,36 @@ class ExecutionsFeed(Service):
 
     async def on_stop(self) -> None:
         ExecutionsFeed.current = None
+        self._wanted.set()  # let the reading task see that it should stop
         if self.consumer is not None:
             await self.consumer.stop()
 
+    async def join(self, partition: int, key: bytes) -> tuple[asyncio.Queue, int]:
+        """Subscribe to an account's reports: its queue and `live_from` (see `FanOut.subscribe`)."""
+        async with self._lock:
+            if not self._wanted.is_set():
+                await self._to_the_end()
+                self._wanted.set()
+            return self.fan_out.subscribe(partition, key)
+
+    def leave(self, partition: int, key: bytes, queue: asyncio.Queue) -> None:
+        self.fan_out.unsubscribe(partition, key, queue)
+        if not self.fan_out.subscribed():
+            self._wanted.clear()
+
+    async def _to_the_end(self) -> None:
+        while not (assigned := self.consumer.assignment()):  # the topic's metadata is not in yet
+            await asyncio.sleep(0.2)
+        await self.consumer.seek_to_end(*assigned)
+        for tp in assigned:
+            self.fan_out.positions[tp.partition] = await self.consumer.position(tp)
+
     @Service.task
     async def _fan_out(self) -> None:
-        while not self.should_stop and not self.ready.is_set():
-            try:
-                await self._start_at_the_end()
-            except Exception as exc:  # the broker or the topic is not there yet: ask again shortly
-                log.info("executions feed not started yet: %r", exc)
-            if not self.ready.is_set():
-                await self.sleep(0.5)
         while not self.should_stop:
+            await self._wanted.wait()
+            if self.should_stop:
+                return
             try:
                 fetched = await self.consumer.getmany(timeout_ms=500)
             except Exception as exc:  # a broker hiccup: the consumer resumes where it was
@@ -180,14 +212,6 @@ class ExecutionsFeed(Service):
                 continue
             for tp, records in fetched.items():
                 self.fan_out.deliver(tp.partition, records)
-
-    async def _start_at_the_end(self) -> None:
-        assigned = self.consumer.assignment()  # every partition, once the topic's metadata is in
-        if not assigned:
-            return
-        for tp in assigned:
-            self.fan_out.positions[tp.partition] = await self.consumer.position(tp)
-        self.ready.set()
 
 
 app.service(ExecutionsFeed)
@@ -248,9 +272,8 @@ class Session:
         feed = ExecutionsFeed.current
         if feed is None:
             return await _refuse(self.ws, 1013, "UNAVAILABLE", "the worker is starting or stopping: try again")
-        await asyncio.wait_for(feed.ready.wait(), SUBSCRIBE_TIMEOUT_S)
         wanted = self.account_id.encode()
-        reports, live_from = feed.fan_out.subscribe(self.partition.partition, wanted)
+        reports, live_from = await asyncio.wait_for(feed.join(self.partition.partition, wanted), SUBSCRIBE_TIMEOUT_S)
         market: asyncio.Queue = asyncio.Queue(MARKET_QUEUE)
         market_feed = MarketFeed.current
         if market_feed is not None:
@@ -269,7 +292,7 @@ class Session:
                     task.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
         finally:
-            feed.fan_out.unsubscribe(self.partition.partition, wanted, reports)
+            feed.leave(self.partition.partition, wanted, reports)
             if market_feed is not None:
                 market_feed.queues.discard(market)
 

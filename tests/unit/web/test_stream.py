@@ -59,3 +59,14 @@ def test_a_subscriber_too_far_behind_is_dropped_with_an_overflow_marker_and_no_r
     assert [r.offset for r in items[:-1]] == list(range(MAX_BACKLOG))
     fan.deliver(2, [Record(MAX_BACKLOG + 5, b"alice")])
     assert queue.empty()  # it must subscribe again, with `since`, to read on
+
+
+def test_records_before_the_position_are_dropped_as_a_stale_fetch_after_the_feed_moved_to_the_end():
+    fan = FanOut()
+    fan.positions[0] = 100  # the feed just moved to the topic's end
+    queue, live_from = fan.subscribe(0, b"alice")
+    fan.deliver(0, [Record(98, b"alice"), Record(99, b"alice"), Record(100, b"alice")])
+    assert live_from == 100 and [r.offset for r in drain(queue)] == [100]
+    assert fan.subscribed()
+    fan.unsubscribe(0, b"alice", queue)
+    assert not fan.subscribed()
