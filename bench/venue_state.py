@@ -80,7 +80,9 @@ def measure(depth: int, messages: int) -> dict:
     under = lambda prefix: [(k, v) for k, v in table.items() if k.startswith(prefix)]  # noqa: E731
     rebuild(venue.instrument, table[record_key("BTC-USD")], under(order_prefix("BTC-USD")),
             under(bucket_prefix("BTC-USD")))
-    return {"depth": depth, "records": records / messages, "bytes": size / messages,
+    # What the layout before this one wrote per message: the whole book and the last hundred trades in one value.
+    whole = venue.record() | {"book": venue.client_orders(), "trades": list(venue.recent_trades)}
+    return {"depth": depth, "records": records / messages, "bytes": size / messages, "whole_book": len(json.dumps(whole)),
             "cpu_us": cpu / messages * 1e6, "rebuild_ms": (time.process_time() - started) * 1000,
             "resting": len(venue.client_orders())}
 
@@ -92,11 +94,12 @@ def render(results: list[dict], messages: int) -> str:
              f"{messages} messages (ticks, resting orders, fills against the maker, cancels) per depth, one core; "
              "records and bytes counted from the writes the agent makes; ratios against the first depth, same run.", "",
              "| resting client orders | records/message | bytes/message | CPU µs/message | vs first: bytes, CPU | "
-             "rebuild after restart |",
-             "|---|---|---|---|---|---|"]
+             "rebuild after restart | the previous layout's state value per message |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['resting']:,} | {r['records']:.2f} | {r['bytes']:,.0f} | {r['cpu_us']:,.0f} | "
-                     f"{r['bytes'] / base['bytes']:.2f}, {r['cpu_us'] / base['cpu_us']:.2f} | {r['rebuild_ms']:,.0f} ms |")
+                     f"{r['bytes'] / base['bytes']:.2f}, {r['cpu_us'] / base['cpu_us']:.2f} | {r['rebuild_ms']:,.0f} ms | "
+                     f"{r['whole_book']:,} bytes |")
     info = machine("n/a")
     lines += ["", f"Machine: {info['CPUs (nproc)']} CPUs, {info['CPU model']}, Python {info['Python']}.", end]
     return "\n".join(lines) + "\n"
@@ -113,7 +116,8 @@ def main() -> None:
         results.append(measure(depth, args.messages))
         r = results[-1]
         print(f"depth {r['resting']:>7,}: {r['records']:.2f} records, {r['bytes']:,.0f} bytes, "
-              f"{r['cpu_us']:,.0f} µs CPU per message; rebuild {r['rebuild_ms']:,.0f} ms", flush=True)
+              f"{r['cpu_us']:,.0f} µs CPU per message; rebuild {r['rebuild_ms']:,.0f} ms; "
+              f"the previous layout wrote {r['whole_book']:,} bytes of state per message", flush=True)
     write_section(args.out, render(results, args.messages), name="venue-state")
     print(json.dumps({"written": str(args.out)}))
 
