@@ -30,6 +30,7 @@ _ORDER = {
         "quantity": _DEC, "price": {**_DEC, "nullable": True}, "filled_quantity": _DEC, "leaves_quantity": _DEC,
         "avg_price": {**_DEC, "nullable": True}, "reject_reason": {"type": ["string", "null"]},
         "created_at": {"type": "integer", "description": "ms since the epoch"}, "updated_at": {"type": "integer"},
+        "seq": {"type": "integer", "description": "the seq of the order's latest execution report"},
     },
 }
 _PROBLEM = {

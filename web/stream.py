@@ -145,7 +145,7 @@ class FanOut:
                 else:
                     queue.put_nowait(record)
         if records:
-            self.positions[partition] = records[-1].offset + 1
+            self.positions[partition] = max(position, records[-1].offset + 1)
 
 
 class ExecutionsFeed(Service):
@@ -190,11 +190,13 @@ class ExecutionsFeed(Service):
         self.fan_out.unsubscribe(partition, key, queue)
         if not self.fan_out.subscribed():
             self._wanted.clear()
+            self.consumer.pause(*self.consumer.assignment())  # no fetching in the background either
 
     async def _to_the_end(self) -> None:
         while not (assigned := self.consumer.assignment()):  # the topic's metadata is not in yet
             await asyncio.sleep(0.2)
         await self.consumer.seek_to_end(*assigned)
+        self.consumer.resume(*assigned)
         for tp in assigned:
             self.fan_out.positions[tp.partition] = await self.consumer.position(tp)
 
@@ -273,7 +275,10 @@ class Session:
         if feed is None:
             return await _refuse(self.ws, 1013, "UNAVAILABLE", "the worker is starting or stopping: try again")
         wanted = self.account_id.encode()
-        reports, live_from = await asyncio.wait_for(feed.join(self.partition.partition, wanted), SUBSCRIBE_TIMEOUT_S)
+        try:
+            reports, live_from = await asyncio.wait_for(feed.join(self.partition.partition, wanted), SUBSCRIBE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return await _refuse(self.ws, 1013, "UNAVAILABLE", "the executions topic is not readable yet: try again")
         market: asyncio.Queue = asyncio.Queue(MARKET_QUEUE)
         market_feed = MarketFeed.current
         if market_feed is not None:

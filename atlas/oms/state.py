@@ -110,6 +110,7 @@ class Order(BaseModel):
             "reject_reason": self.reject_reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "seq": len(self.executions),  # of its latest execution report: a client keeps the newest
         }
 
 

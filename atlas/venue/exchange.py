@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Iterable
 
 from atlas.core.events import VenueReport, VenueReportKind, VenueRequest
 from atlas.core.instruments import Instrument
@@ -172,6 +173,10 @@ class SymbolVenue:
         changed = {oid: _resting_doc(order) if (order := self.book.orders.get(oid)) else None for oid in self._changed}
         self._changed.clear()
         return changed
+
+    def touch(self, order_ids: Iterable[str]) -> None:
+        """Count these client orders as changed: the next `take_changes` gives them."""
+        self._changed.update(order_ids)
 
     def client_orders(self) -> list[list]:
         """Every resting client order, as `take_changes` gives them."""

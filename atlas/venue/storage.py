@@ -74,18 +74,8 @@ def save_writes(venue: SymbolVenue, stored: Stored, offset: int, outputs: list[l
     `stored` is brought up to date in place (copying its set of order ids would cost a pass over
     the book on every message).
     """
-    symbol = venue.instrument.symbol
-    changed = venue.take_changes()
-    buckets = _changed_buckets(venue, stored.trades)
-    record = venue.record()
-    record["offset"] = offset
-    record["delta"] = {"orders": changed, "buckets": {str(slot): bucket for slot, bucket in buckets.items()}}
-    writes: list[Write] = [(outbox_key(symbol, offset), json.dumps(outputs).encode()),
-                           (record_key(symbol), json.dumps(record).encode())]
-    writes += _order_writes(symbol, changed, stored.orders)
-    writes += [(bucket_key(symbol, slot), json.dumps(bucket).encode()) for slot, bucket in buckets.items()]
-    stored.offset, stored.trades = offset, venue.trade_count
-    return writes
+    outbox = (outbox_key(venue.instrument.symbol, offset), json.dumps(outputs).encode())
+    return [outbox, *_state_writes(venue, stored, offset)]
 
 
 def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[str, bytes]],
@@ -97,6 +87,8 @@ def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[st
     """
     symbol = instrument.symbol
     record = json.loads(record_raw)
+    if "venue" in record:
+        return _from_whole_book(instrument, record)
     delta = record["delta"]
     held = {json.loads(raw)[0]: json.loads(raw) for _, raw in orders}
     kept = set(held)
@@ -113,6 +105,38 @@ def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[st
     trades = _latest_trades(slots.values(), record["trade_count"])
     venue = SymbolVenue.from_parts(instrument, record, list(held.values()), trades)
     return venue, Stored(record["offset"], kept, record["trade_count"]), repairs
+
+
+def _from_whole_book(instrument: Instrument, record: dict) -> tuple[SymbolVenue, Stored, list[Write]]:
+    """A symbol saved by the layout before this one (`{"offset", "venue"}`, the whole book in one value).
+
+    The repairs write it in this layout, as one message whose delta names every resting order.
+    """
+    old = record["venue"]
+    maker_ids = set(old["maker_orders"])
+    parts = {key: old[key] for key in ("symbol", "seed", "mid", "tick", "day", "params", "book_seq")}
+    parts |= {"maker": [doc for doc in old["book"] if doc[0] in maker_ids], "trade_count": len(old.get("trades", ()))}
+    clients = [doc for doc in old["book"] if doc[0] not in maker_ids]
+    venue = SymbolVenue.from_parts(instrument, parts, clients, [tuple(t) for t in old.get("trades", ())])
+    venue.touch(doc[0] for doc in clients)
+    stored = Stored()
+    repairs = _state_writes(venue, stored, record["offset"])
+    return venue, stored, repairs
+
+
+def _state_writes(venue: SymbolVenue, stored: Stored, offset: int) -> list[Write]:
+    """The record (with the delta of what changed since the last save), then the changed keys."""
+    symbol = venue.instrument.symbol
+    changed = venue.take_changes()
+    buckets = _changed_buckets(venue, stored.trades)
+    record = venue.record()
+    record["offset"] = offset
+    record["delta"] = {"orders": changed, "buckets": {str(slot): bucket for slot, bucket in buckets.items()}}
+    writes: list[Write] = [(record_key(symbol), json.dumps(record).encode())]
+    writes += _order_writes(symbol, changed, stored.orders)
+    writes += [(bucket_key(symbol, slot), json.dumps(bucket).encode()) for slot, bucket in buckets.items()]
+    stored.offset, stored.trades = offset, venue.trade_count
+    return writes
 
 
 def _order_writes(symbol: str, changed: dict[str, list | None], orders: set[str]) -> list[Write]:

@@ -35,7 +35,7 @@ def test_submit_order_returns_202_and_reaches_pending_new(trader):
     assert (order["quantity"], order["price"], order["leaves_quantity"]) == ("0.01", "64000.00", "0.01")
     assert set(order) == {"order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force",
                           "quantity", "price", "status", "filled_quantity", "leaves_quantity", "avg_price",
-                          "reject_reason", "created_at", "updated_at"}
+                          "reject_reason", "created_at", "updated_at", "seq"}
 
 
 def test_accepted_order_reaches_the_venue_topic_keyed_by_symbol(trader, kafka, cluster):

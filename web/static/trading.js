@@ -303,7 +303,7 @@ hooks.subscribed.push(async () => {
   if (account !== state.account) return;  // switched meanwhile
   for (const o of orders.orders) {
     const known = state.orders.get(o.order_id);
-    if (!known || known.updated_at <= o.updated_at) state.orders.set(o.order_id, o);
+    if (!known || (known.seq ?? -1) <= o.seq) state.orders.set(o.order_id, o);
   }
   renderOrders();
   refreshPositions();

@@ -147,3 +147,31 @@ def test_bytes_written_per_message_do_not_grow_with_the_depth_of_the_book(messag
 
     shallow, deep = cost(10), cost(10_000)
     assert shallow[0] == deep[0] and abs(deep[1] - shallow[1]) <= 64, (shallow, deep)
+
+
+def whole_book_record(v: SymbolVenue, offset: int) -> bytes:
+    """A symbol as the layout before this one stored it: the whole book and its trades in one value."""
+    record = v.record()
+    maker = {doc[0] for doc in record["maker"]}
+    book = sorted([*record["maker"], *v.client_orders()], key=lambda doc: doc[7])
+    old = {k: record[k] for k in ("symbol", "seed", "mid", "tick", "day", "params", "book_seq")}
+    old |= {"maker_orders": sorted(maker), "trades": [list(t) for t in v.recent_trades], "book": book}
+    return json.dumps({"offset": offset, "venue": old}).encode()
+
+
+def test_a_symbol_stored_by_the_previous_layout_is_read_and_rewritten_in_this_one():
+    original = venue(ACTIVE, 3)
+    for n in range(40):
+        trading(original, n)
+    store = Store()
+    store.data[record_key("BTC-USD")] = whole_book_record(original, 39)
+    migrated, stored, repairs = store.read()
+    assert (migrated.record() | {"trade_count": 0}, sorted(migrated.client_orders()), list(migrated.recent_trades)) == \
+        (original.record() | {"trade_count": 0}, sorted(original.client_orders()), list(original.recent_trades))
+    assert stored.offset == 39 and stored.orders == {doc[0] for doc in original.client_orders()}
+    store.apply(repairs)
+    again, _, _ = store.read()
+    assert state(again) == state(migrated) and "venue" not in json.loads(store.data[record_key("BTC-USD")])
+    for n in range(40, 50):
+        assert original.handle(request(f"r{n}", price="65020.00")).reports == \
+            again.handle(request(f"r{n}", price="65020.00")).reports

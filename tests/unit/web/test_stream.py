@@ -65,6 +65,8 @@ def test_records_before_the_position_are_dropped_as_a_stale_fetch_after_the_feed
     fan = FanOut()
     fan.positions[0] = 100  # the feed just moved to the topic's end
     queue, live_from = fan.subscribe(0, b"alice")
+    fan.deliver(0, [Record(50, b"alice"), Record(60, b"bob")])  # wholly stale: the position must not go back
+    assert fan.positions[0] == 100
     fan.deliver(0, [Record(98, b"alice"), Record(99, b"alice"), Record(100, b"alice")])
     assert live_from == 100 and [r.offset for r in drain(queue)] == [100]
     assert fan.subscribed()
