@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
-from atlas.agents.outputs import POSS_DUP_HEADER
+from atlas.agents.outputs import POSS_DUP
 from atlas.analytics.market_history import MarketHistory
 from atlas.app import app
 from atlas.runtime.partitioning import partition_for
@@ -358,7 +358,7 @@ class Session:
 
     async def _send_report(self, record: Any) -> None:
         doc = {"type": "execution", "offset": record.offset, "report": json.loads(record.value)}
-        if (POSS_DUP_HEADER, b"Y") in (record.headers or ()):
+        if POSS_DUP[0] in (record.headers or ()):
             doc["poss_dup"] = True  # sent again after a restart: the client may have it already
         await self.ws.send_json(doc)
 

@@ -90,7 +90,7 @@ def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[st
     if "venue" in record:
         return _from_whole_book(instrument, record)
     delta = record["delta"]
-    held = {json.loads(raw)[0]: json.loads(raw) for _, raw in orders}
+    held = {doc[0]: doc for doc in (json.loads(raw) for _, raw in orders)}  # each value parsed once
     kept = set(held)
     repairs = _order_writes(symbol, delta["orders"], kept)
     for order_id, doc in delta["orders"].items():
