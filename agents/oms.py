@@ -25,7 +25,10 @@ from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
-from atlas.tables.oms import forget_cached, iter_orders, load_account, load_order, save
+from atlas.tables.oms import (
+    archive, forget_cached, history, load_account, load_order, needs_migration, open_orders, retention, save,
+)
+from atlas.tables.oms_migrate import migrate
 from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
 
 log = logging.getLogger(__name__)
@@ -78,29 +81,44 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         if config is None:
             return _invalid(topic, partition, offset, ts, key, value, f"UNKNOWN_ACCOUNT: no account {account_id}", is_command)
         account = new_account(config, DEFAULT_LIMITS)
+    elif needs_migration(account):
+        account = migrate(account)
+    source = f"{topic}/{partition}"
+    reread = account.has_read(source, offset)
     fresh = account_id not in _touched
     if fresh:
         account = account.new_epoch()
-    if needs_open_orders(event):
-        orders = {o.order_id: o for o in iter_orders(account_id) if o.is_open}
+    if needs_open_orders(event) and not reread:
+        orders = {o.order_id: o for o in open_orders(account)}
     else:
         orders = {oid: load_order(account, oid, cached=True) for oid in orders_needed(event)}
     market = current_market(instruments())
     if is_command:
-        outcome = apply_command(account, orders, event, market, ts)
+        outcome = apply_command(account, orders, event, market, ts, history=history, reread=reread)
     else:
-        outcome = apply_venue_report(account, orders, event, market)
+        outcome = apply_venue_report(account, orders, event, market, history=history, reread=reread)
     sends = []
     if outcome.dead_letter:
         sends.append(_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter))
-    if outcome.orders or outcome.account is not account or fresh:
-        save(outcome.account.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders)
-        _touched.add(account_id)
+    if not reread or fresh:
+        _save(account, outcome, orders, None if reread else (source, offset), ts)
     outputs = [Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports]
     outputs.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
     sends.extend(possible_duplicates(outputs) if outcome.replayed else outputs)
     _measure(outcome)
     return sends
+
+
+def _save(account, outcome, orders, read_at: tuple[str, int] | None, ts: int) -> None:
+    """Store what an event did, with the offset it was read at and the closed orders it archives."""
+    after = outcome.account
+    if read_at is not None:
+        source, offset = read_at
+        after = after.model_copy(update={"offsets": {**after.offsets, source: offset}})
+    after, archived = archive(after, ts, retention(), {o.order_id for o in outcome.orders})
+    reports = () if outcome.replayed else outcome.reports  # a replay's reports are stored already
+    save(after.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders, reports, archived)
+    _touched.add(account.account_id)
 
 
 def _measure(outcome) -> None:

@@ -65,7 +65,7 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
     if instrument is None:
         sends = [_dead_letter(partition, offset, ts, key, value, f"UNKNOWN_SYMBOL: {message.symbol}")]
         if isinstance(message, VenueRequest):
-            sends.append(_reject(message, f"UNKNOWN_SYMBOL: {message.symbol}"))
+            sends.append(_reject(message, f"UNKNOWN_SYMBOL: {message.symbol}", offset))
         return sends
     if key != message.symbol.encode() or partition != partition_for(message.symbol.encode()):
         log.warning("re-keying venue input at %s/%s to symbol %s", partition, offset, message.symbol)
@@ -83,7 +83,7 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
     else:
         symbol_venue.set_params(_changed(symbol_venue, message))
         out = VenueOutput()
-    sends = _sends(symbol_venue, out, book=isinstance(message, VenueTick), ts=message.ts)
+    sends = _sends(symbol_venue, out, offset, book=isinstance(message, VenueTick), ts=message.ts)
     save(symbol_venue, offset, [_encode_send(s) for s in sends],
          prune=isinstance(message, VenueTick) and symbol_venue.tick_no % 1000 == 0)
     return sends
@@ -97,9 +97,12 @@ def _changed(symbol_venue: SymbolVenue, change: VenueParamsChange) -> MarketPara
         tick_interval_ms=change.tick_interval_ms)
 
 
-def _sends(symbol_venue: SymbolVenue, out: VenueOutput, *, book: bool, ts: int) -> list[Send]:
+def _sends(symbol_venue: SymbolVenue, out: VenueOutput, offset: int, *, book: bool, ts: int) -> list[Send]:
     symbol = symbol_venue.instrument.symbol.encode()
-    sends = [Send(venue_reports, r.account_id.encode(), r.model_dump_json().encode()) for r in out.reports]
+    # Each report is stamped with its place in the symbol's log, which the OMS dedupes by.
+    sends = [Send(venue_reports, r.account_id.encode(),
+                  r.model_copy(update={"venue_offset": offset, "venue_index": i}).model_dump_json().encode())
+             for i, r in enumerate(out.reports, start=1)]
     for trade in out.trades:
         doc = {"type": "trade", "symbol": trade.symbol, "price": str(trade.price), "quantity": str(trade.quantity),
                "aggressor": trade.aggressor.value, "ts": trade.ts}
@@ -126,9 +129,10 @@ def _decode_send(raw: list) -> Send:
     return Send(_TOPICS[topic], None if key is None else key.encode(), value.encode(), partition)
 
 
-def _reject(request: VenueRequest, reason: str) -> Send:
+def _reject(request: VenueRequest, reason: str, offset: int) -> Send:
     report = VenueReport(report_id=f"{request.request_id}/1", kind=VenueReportKind.REJECTED, order_id=request.order_id,
-                         account_id=request.account_id, request_id=request.request_id, reason=reason, ts=request.ts)
+                         account_id=request.account_id, request_id=request.request_id, reason=reason, ts=request.ts,
+                         venue_offset=offset, venue_index=1)
     return Send(venue_reports, request.account_id.encode(), report.model_dump_json().encode())
 
 

@@ -19,7 +19,8 @@ class Guarantee(str, enum.Enum):
 class Settings(BaseSettings):
     """Everything a worker, the CLI and the benchmarks are configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True)
+    # "none" unsets an optional setting (ATLAS_RETAIN_CLOSED_DAYS=none).
+    model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True, env_parse_none_str="none")
 
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
     app_id: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Faust app id: consumer group and changelog prefix")
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     session_timeout: float = Field(10.0, ge=6.0, description="Consumer-group session timeout: how soon a dead worker's partitions move")
     producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
+    retain_closed_orders: int = Field(10_000, ge=0, description="Closed orders each account keeps in the OMS table; "
+                                                                "older ones are archived (their history stays in the audit trail)")
+    retain_closed_days: float | None = Field(7.0, gt=0, description="Days a closed order stays in the OMS table at most "
+                                                                    "(unset: only the count applies)")
     venue_enabled: bool = Field(True, description="Run the simulated venue in this worker (off: something else answers "
                                                   "atlas.venue.orders, as the OMS tests that play the venue do)")
     venue_seed: int = Field(7, description="Seed of the synthetic market's random walk")

@@ -1,15 +1,24 @@
-"""The OMS table: every account's state and orders, in one account-partitioned table.
+"""The OMS table: every account's state, orders and execution reports, in one account-partitioned table.
 
 Keys (all hashed with the account's partition, since the OMS writes them while
 processing that account's events):
 - `a/<account_id>` -> `AccountState`
-- `o/<account_id>/<order_id>` -> `StoredOrder`
+- `o/<account_id>/<order_id>` -> `StoredOrder` (the order now, and its version before)
+- `e/<account_id>/<order_id>/<seq>` -> one `ExecutionReport` of the order
+- `l/<account_id>/<10^12 - number>` -> order id, so a key-order scan lists the newest first
+- `n/<account_id>/<10^12 - number>` -> order id, the same while the order is open (the open-order index)
+- `c/<account_id>/<closed_no>` -> [order id, closed at]: closed orders in closing order, for retention
 
-One table means one changelog partition per account partition, written in order. So
-whatever prefix of it survives a crash is a consistent cut, provided each event writes
-its orders first and the account (which advances `seq`) last. A stored order version
-whose (seq, epoch) is not in the account's history belongs to an event the account never
-recorded: readers take its `prev` then, and the event is applied again when it is read.
+Every value has a size bounded by one order or one report, whatever the account's history:
+an event writes its reports, its index keys and its orders, and the account last. One table
+means one changelog partition per account partition, written in order, so whatever prefix
+of it survives a crash is a consistent cut. A stored order version whose (seq, epoch) is not
+in the account's history belongs to an event the account never recorded: readers take its
+`prev` then, readers of reports stop at the order's `exec_seq`, index keys are hints that
+readers check against the order, and the event is applied again when it is read.
+
+A closed order leaves the table after the retention (`Retention`): its keys are deleted,
+which the compacted changelog turns into tombstones. Its history stays in the audit trail.
 
 The agent reads through a cache of decoded values (most events touch an account read a
 moment ago). It is written through on every save and emptied whenever partitions move,
@@ -17,17 +26,23 @@ since recovery writes to the store behind its back.
 """
 from __future__ import annotations
 
+import json
 from typing import Iterator
 
 from cachetools import LRUCache
 
 from atlas.app import app
-from atlas.oms.state import AccountState, Order, StoredOrder
+from atlas.core.events import ExecutionReport
+from atlas.oms.state import LAYOUT, AccountState, Order, Retention, StoredOrder
 from atlas.settings import settings
 from atlas.tables.scan import scan_prefix
 
 oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
                       partitions=settings.partitions)
+
+_LISTING = 10 ** 12  # listing keys count down from here, so the newest order sorts first
+ARCHIVE_PER_EVENT = 4  # closed orders archived per event at most: a backlog drains without a long stall
+REPLAY_LOOKBACK = 256  # reports searched, newest first, for what an event applied before caused
 
 
 # Small on purpose: every cached object is one more for the garbage collector's full passes,
@@ -48,6 +63,31 @@ def account_key(account_id: str) -> str:
 
 def order_key(account_id: str, order_id: str) -> str:
     return f"o/{account_id}/{order_id}"
+
+
+def execution_key(account_id: str, order_id: str, seq: int) -> str:
+    return f"e/{account_id}/{order_id}/{seq:010d}"
+
+
+def listing_key(account_id: str, number: int, kind: str = "l") -> str:
+    return f"{kind}/{account_id}/{_LISTING - number:012d}"
+
+
+def open_key(account_id: str, number: int) -> str:
+    return listing_key(account_id, number, "n")
+
+
+def closed_key(account_id: str, closed_no: int) -> str:
+    return f"c/{account_id}/{closed_no:012d}"
+
+
+def retention() -> Retention:
+    """The retention of closed orders the settings ask for."""
+    days = settings.retain_closed_days
+    return Retention(keep=settings.retain_closed_orders, max_age_ms=None if days is None else int(days * 86_400_000))
+
+
+# -- reads -------------------------------------------------------------------------------
 
 
 def load_account(account_id: str, *, cached: bool = False) -> AccountState | None:
@@ -74,25 +114,118 @@ def load_order(account: AccountState, order_id: str, *, cached: bool = False) ->
     return order
 
 
-def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, Order | None]) -> None:
-    """Write an event's orders, then its account (the account write is what marks the event applied)."""
+def executions(order: Order, after: int = 0, limit: int | None = None) -> list[ExecutionReport]:
+    """The order's execution reports with seq above `after`, oldest first, at most `limit` of them."""
+    last = order.exec_seq if limit is None else min(order.exec_seq, after + limit)
+    found = []
+    for seq in range(after + 1, last + 1):
+        raw = oms_table.get(execution_key(order.account_id, order.order_id, seq))
+        if raw is not None:
+            found.append(ExecutionReport.model_validate_json(raw))
+    return found
+
+
+def history(order: Order) -> Iterator[ExecutionReport]:
+    """The order's latest reports, newest first (at most REPLAY_LOOKBACK): where a replay looks."""
+    for seq in range(order.exec_seq, max(order.exec_seq - REPLAY_LOOKBACK, 0), -1):
+        raw = oms_table.get(execution_key(order.account_id, order.order_id, seq))
+        if raw is not None:
+            yield ExecutionReport.model_validate_json(raw)
+
+
+def open_orders(account: AccountState, before: int | None = None) -> Iterator[Order]:
+    """The account's open orders, newest first, from the open-order index (call on the account's owner)."""
+    return (o for o in _listed(account, "n", before) if o.is_open)
+
+
+def list_orders(account: AccountState, before: int | None = None) -> Iterator[Order]:
+    """The account's orders held in the table, newest first; `before`: only those numbered below it."""
+    return _listed(account, "l", before)
+
+
+def _listed(account: AccountState, kind: str, before: int | None) -> Iterator[Order]:
+    if before is not None and before <= 1:
+        return
+    prefix = f"{kind}/{account.account_id}/".encode()
+    start = None if before is None else listing_key(account.account_id, before - 1, kind).encode()
+    for _, raw in scan_prefix(oms_table, prefix, start):
+        order = load_order(account, raw.decode())
+        if order is not None and order.number:
+            yield order
+
+
+# -- writes ------------------------------------------------------------------------------
+
+
+def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, Order | None],
+         reports: tuple[ExecutionReport, ...] = (), archived: tuple[str, ...] = ()) -> None:
+    """Write an event: its reports, index keys and orders, the keys of orders it archives, and its account last.
+
+    The account write is what marks the event applied.
+    """
+    account_id = account.account_id
+    for report in reports:
+        if report.seq > 0:  # 0: a reject about an order the OMS does not know, stored nowhere
+            oms_table[execution_key(account_id, report.order_id, report.seq)] = report.model_dump_json().encode()
     for order in orders:
+        index_order(order, previous.get(order.order_id))
         stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order, prev=previous.get(order.order_id))
-        key = order_key(account.account_id, order.order_id)
+        key = order_key(account_id, order.order_id)
         oms_table[key] = stored.model_dump_json().encode()
         _orders[key] = order
-    key = account_key(account.account_id)
+    for key in archived:
+        _delete(key)
+    key = account_key(account_id)
     oms_table[key] = account.model_dump_json().encode()
     _accounts[key] = account
 
 
-def iter_orders(account_id: str) -> Iterator[Order]:
-    """Every order of an account held by this worker (call on the account's owner)."""
-    account = load_account(account_id)
-    if account is None:
-        return
-    prefix = order_key(account_id, "").encode()
-    for _, raw in scan_prefix(oms_table, prefix):
-        order = StoredOrder.model_validate_json(raw).version(account)
-        if order is not None:
-            yield order
+def index_order(order: Order, before: Order | None) -> None:
+    """Keep the listing, open-order and closed-order keys in step with an order's change."""
+    account_id = order.account_id
+    if before is None and order.number:
+        oms_table[listing_key(account_id, order.number)] = order.order_id.encode()
+    was_open = before is not None and before.is_open
+    if order.is_open and not was_open:
+        oms_table[open_key(account_id, order.number)] = order.order_id.encode()
+    elif was_open and not order.is_open:
+        _delete(open_key(account_id, order.number))
+    if order.closed_no and (before is None or not before.closed_no):
+        oms_table[closed_key(account_id, order.closed_no)] = json.dumps([order.order_id, order.updated_at]).encode()
+
+
+def _delete(key: str) -> None:
+    if oms_table.get(key) is not None:
+        del oms_table[key]
+    _orders.pop(key, None)
+
+
+def archive(account: AccountState, now: int, keep: Retention, busy: set[str]) -> tuple[AccountState, tuple[str, ...]]:
+    """The account after archiving the closed orders past retention at `now`, and the keys that leaves behind.
+
+    The oldest closed orders go first, a few per event; an order the event itself writes
+    (`busy`) waits for the next one. The caller deletes the keys with the event's save.
+    """
+    keys: list[str] = []
+    for _ in range(ARCHIVE_PER_EVENT):
+        if account.archived >= account.closed:
+            break
+        entry_key = closed_key(account.account_id, account.archived + 1)
+        raw = oms_table.get(entry_key)
+        order_id, closed_at = json.loads(raw) if raw is not None else (None, now)
+        if not keep.due(account, closed_at, now) or order_id in busy:
+            break
+        if order_id is not None:
+            order = load_order(account, order_id)
+            if order is not None and order.closed_no == account.archived + 1:
+                keys.extend(execution_key(account.account_id, order_id, seq) for seq in range(1, order.exec_seq + 1))
+                keys.append(listing_key(account.account_id, order.number))
+                keys.append(order_key(account.account_id, order_id))
+        keys.append(entry_key)
+        account = account.model_copy(update={"archived": account.archived + 1})
+    return account, tuple(keys)
+
+
+def needs_migration(account: AccountState) -> bool:
+    """True for an account stored by the previous layout (every report inside its order)."""
+    return account.layout < LAYOUT

@@ -15,7 +15,7 @@ from typing import Any
 from atlas.audit.format import AuditRecord
 from atlas.core.accounts import AccountConfig, Limits
 from atlas.core.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
-from atlas.core.events import VenueReport, VenueReportKind, VenueRequest
+from atlas.core.events import ExecutionReport, VenueReport, VenueReportKind, VenueRequest
 from atlas.core.instruments import Instrument, load_instruments
 from atlas.core.values import ZERO, OrderType, Side, TimeInForce, order_id_for
 from atlas.oms.engine import (
@@ -154,6 +154,7 @@ class Book:
         self.account = account_state if account_state is not None else account()
         self.market = market_state if market_state is not None else market()
         self.orders: dict[str, Order] = {}
+        self.stored_reports: dict[str, list[ExecutionReport]] = {}  # each order's, as the OMS table stores them
         self.now = T0
         self.check = check
 
@@ -165,6 +166,12 @@ class Book:
     def _store(self, outcome: Outcome) -> Outcome:
         self.account = outcome.account
         self.orders.update({o.order_id: o for o in outcome.orders})
+        if not outcome.replayed:
+            for report in outcome.reports:
+                if report.seq > 0:
+                    stored = self.stored_reports.setdefault(report.order_id, [])
+                    assert report.seq == len(stored) + 1, f"report {report.exec_id} out of sequence"
+                    stored.append(report)
         if self.check:
             assert_invariants(self.account, self.orders)
         return outcome
@@ -172,11 +179,13 @@ class Book:
     def command(self, cmd: Command, ts: int | None = None) -> Outcome:
         """Apply a client command; the clock moves 100 ms per command unless `ts` is given."""
         self.now = ts if ts is not None else self.now + 100
-        return self._store(apply_command(self.account, self._load(cmd), cmd, self.market, self.now))
+        return self._store(apply_command(self.account, self._load(cmd), cmd, self.market, self.now,
+                                         history=self.history))
 
     def report(self, report: VenueReport) -> Outcome:
         """Apply a venue report."""
-        return self._store(apply_venue_report(self.account, self._load(report), report, self.market))
+        return self._store(apply_venue_report(self.account, self._load(report), report, self.market,
+                                              history=self.history))
 
     def venue(self, order_id: str, kind: VenueReportKind | str, **kw: Any) -> Outcome:
         """Build and apply a venue report."""
@@ -199,6 +208,14 @@ class Book:
 
     def order(self, order_id: str) -> Order:
         return self.orders[order_id]
+
+    def executions(self, order_id: str) -> list[ExecutionReport]:
+        """The order's execution reports so far, oldest first."""
+        return list(self.stored_reports.get(order_id, []))
+
+    def history(self, order: Order) -> list[ExecutionReport]:
+        """The order's reports newest first, as the agent hands them to a replay."""
+        return self.executions(order.order_id)[::-1]
 
     def balance(self, asset: str) -> tuple[Decimal, Decimal]:
         """(available, reserved) of an asset."""

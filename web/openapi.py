@@ -78,6 +78,8 @@ _LEVELS = {"type": "array", "items": {"type": "object", "properties": {"price": 
 _TRADE = {"type": "object", "properties": {"price": _DEC, "quantity": _DEC, "aggressor": {"enum": ["BUY", "SELL"]},
                                            "ts": {"type": "integer"}}}
 _ACCEPTED = _json({"type": "object"}, "accepted: the outcome arrives as execution reports")
+_NEXT = {"type": ["string", "null"], "description": "pass as `cursor` for the next page; null on the last page"}
+_PAGE = [_query("limit", "items per page, 1-1000 (default 100)"), _query("cursor", "the `next_cursor` of the previous page")]
 
 
 @cache
@@ -95,10 +97,12 @@ def document() -> dict:
                 "200": _json(_ref("Order"), "the same client_order_id and body again: the original order "
                                             "(header Idempotent-Replayed: true)"),
             }, body="NewOrder", problems=(400, 401, 413, 422, 503)),
-            "get": _op("List the caller's orders, newest first", {
-                "200": _json({"type": "object", "properties": {"orders": {"type": "array", "items": _ref("Order")}}}, "orders"),
+            "get": _op("List the caller's orders, newest first, a page at a time", {
+                "200": _json({"type": "object", "properties": {"orders": {"type": "array", "items": _ref("Order")},
+                                                               "next_cursor": _NEXT}}, "a page of orders"),
             }, params=[_query("status", "open, closed or all (default)", ["open", "closed", "all"]),
-                       _query("symbol", "only this symbol"), _query("client_order_id", "only the order with this id")],
+                       _query("symbol", "only this symbol"), _query("client_order_id", "only the order with this id"),
+                       *_PAGE],
                 problems=(400, 401, 503)),
         },
         "/api/v1/orders/{order_id}": {
@@ -108,9 +112,10 @@ def document() -> dict:
                          body="OrderChange", problems=(400, 401, 413, 422, 503)),
         },
         "/api/v1/orders/{order_id}/executions": {
-            "get": _op("An order's execution reports, oldest first", {"200": _json(
-                {"type": "object", "properties": {"executions": {"type": "array", "items": _ref("ExecutionReport")}}},
-                "reports")}, params=[_ORDER_ID], problems=(401, 404, 503)),
+            "get": _op("An order's execution reports, oldest first, a page at a time", {"200": _json(
+                {"type": "object", "properties": {"executions": {"type": "array", "items": _ref("ExecutionReport")},
+                                                  "next_cursor": _NEXT}},
+                "a page of reports")}, params=[_ORDER_ID, *_PAGE], problems=(400, 401, 404, 503)),
         },
         "/api/v1/balances": {"get": _op("Available, reserved and total per asset", {"200": _json({"type": "object"}, "balances")})},
         "/api/v1/limits": {"get": _op("The caller's risk limits and kill-switch state", {"200": _json({"type": "object"}, "limits")})},

@@ -14,7 +14,7 @@ from atlas.oms.risk import check_quantity_price
 from atlas.oms.state import Order
 from atlas.runtime.reference import instruments
 from atlas.settings import settings
-from atlas.tables.oms import iter_orders, load_account, load_order
+from atlas.tables.oms import executions, list_orders, load_account, load_order, open_orders
 from atlas.web.common import body, on_owner, owner_url, principal, produce, validation_problem
 from atlas.web.problems import ApiView, Problem, not_found
 
@@ -56,9 +56,43 @@ def check_terms_or_422(symbol: str, quantity, price) -> None:
         raise Problem(422, reject.code.value, reject.message)
 
 
+PAGE = 100  # orders or reports in a page unless `limit` says otherwise
+MAX_PAGE = 1_000
+_SCAN_PAGES = 20  # a filtered listing reads at most this many pages' worth of orders per request
+
+
 def _local_order(account_id: str, order_id: str) -> Order | None:
     account = load_account(account_id)
     return None if account is None else load_order(account, order_id)
+
+
+def _order_or_404(account_id: str, order_id: str) -> Order:
+    """The order, or a problem that says where to look when it may have been archived."""
+    account = load_account(account_id)
+    order = None if account is None else load_order(account, order_id)
+    if order is not None:
+        return order
+    if account is None or account.archived == 0:
+        raise not_found(f"order {order_id}")
+    days = settings.retain_closed_days
+    kept = f"the newest {settings.retain_closed_orders} closed orders" + (f", for {days:g} days" if days else "")
+    raise Problem(404, "ORDER_ARCHIVED_OR_UNKNOWN",
+                  f"order {order_id} is not among this account's open and recently closed orders. The OMS keeps "
+                  f"{kept}; {account.archived} older closed orders of this account were archived. If {order_id} "
+                  f"is one of them, its full history is in the audit trail.",
+                  archived_orders=account.archived,
+                  audit_query=f"python -m atlas audit order {order_id}")
+
+
+def _page_args(request: Any, cursor: str) -> tuple[int | None, int]:
+    """(cursor, limit) of a paginated GET; the cursor is a number the previous page handed out."""
+    raw_limit = request.query.get("limit", str(PAGE))
+    raw_cursor = request.query.get(cursor)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise Problem(400, "INVALID_QUERY", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    if raw_cursor is not None and not (raw_cursor.isdigit() and len(raw_cursor) <= 15):
+        raise Problem(400, "INVALID_QUERY", f"{cursor} must be a value a previous page returned")
+    return (None if raw_cursor is None else int(raw_cursor)), int(raw_limit)
 
 
 @app.page("/api/v1/orders")
@@ -106,20 +140,34 @@ class OrdersView(ApiView):
         return await on_owner(self, request, caller.account_id, lambda: self._list(request, caller.account_id))
 
     async def _list(self, request: Any, account_id: str) -> Any:
+        """Newest first, a page at a time: `next_cursor` (null on the last page) asks for the next one."""
         status = request.query.get("status", "all")
         if status not in ("open", "closed", "all"):
             raise Problem(400, "INVALID_QUERY", "status must be open, closed or all")
         symbol = request.query.get("symbol")
         client_order_id = request.query.get("client_order_id")
+        before, limit = _page_args(request, "cursor")
+        account = load_account(account_id)
+        if account is None:
+            return self.ok({"orders": [], "next_cursor": None})
+
+        def wanted(o: Order) -> bool:
+            return (status == "all" or (status == "open") == o.is_open) and (not symbol or o.symbol == symbol)
+
         if client_order_id:
-            order = _local_order(account_id, order_id_for(account_id, client_order_id))
-            orders = [order] if order is not None else []
-        else:
-            orders = list(iter_orders(account_id))
-        chosen = [o for o in orders
-                  if (status == "all" or (status == "open") == o.is_open) and (not symbol or o.symbol == symbol)]
-        chosen.sort(key=lambda o: (o.created_at, o.order_id), reverse=True)
-        return self.ok({"orders": [o.public() for o in chosen]})
+            order = load_order(account, order_id_for(account_id, client_order_id))
+            return self.ok({"orders": [order.public()] if order is not None and wanted(order) else [],
+                            "next_cursor": None})
+        source = open_orders(account, before) if status == "open" else list_orders(account, before)
+        page: list[Order] = []
+        cursor = None
+        for seen, order in enumerate(source, start=1):
+            if wanted(order):
+                page.append(order)
+            if len(page) == limit or seen == limit * _SCAN_PAGES:
+                cursor = str(order.number)  # there may be more: the next page starts below this one
+                break
+        return self.ok({"orders": [o.public() for o in page], "next_cursor": cursor})
 
 
 @app.page("/api/v1/orders/{order_id}")
@@ -130,9 +178,7 @@ class OrderView(ApiView):
         caller = principal(request)
 
         async def local() -> Any:
-            order = _local_order(caller.account_id, order_id)
-            if order is None:
-                raise not_found(f"order {order_id}")
+            order = _order_or_404(caller.account_id, order_id)
             return self.ok(order.public(), headers={DIGEST_HEADER: order.terms_digest})
 
         return await on_owner(self, request, caller.account_id, local)
@@ -159,17 +205,18 @@ class OrderView(ApiView):
 
 @app.page("/api/v1/orders/{order_id}/executions")
 class ExecutionsView(ApiView):
-    """An order's execution reports, oldest first."""
+    """An order's execution reports, oldest first, a page at a time (`cursor`: the seq the last page ended at)."""
 
     async def get(self, request: Any, order_id: str) -> Any:
         caller = principal(request)
+        after, limit = _page_args(request, "cursor")
 
         async def local() -> Any:
-            order = _local_order(caller.account_id, order_id)
-            if order is None:
-                raise not_found(f"order {order_id}")
-            return self.ok({"order_id": order_id,
-                            "executions": [r.model_dump(mode="json") for r in order.executions]})
+            order = _order_or_404(caller.account_id, order_id)
+            page = executions(order, after or 0, limit)
+            more = bool(page) and page[-1].seq < order.exec_seq
+            return self.ok({"order_id": order_id, "executions": [r.model_dump(mode="json") for r in page],
+                            "next_cursor": str(page[-1].seq) if more else None})
 
         return await on_owner(self, request, caller.account_id, local)
 

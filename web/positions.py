@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas.analytics.pnl import exposures, fills_of, positions, summary
+from atlas.analytics.pnl import Position, exposures, summary
 from atlas.app import app
 from atlas.runtime.reference import instruments
 from atlas.tables.market import current_market
-from atlas.tables.oms import iter_orders
 from atlas.web.account import account_state
 from atlas.web.common import on_owner, principal
 from atlas.web.problems import ApiView
@@ -26,9 +25,10 @@ class PositionsView(ApiView):
             # Marked to the venue's published mids only: a symbol it has not priced yet has no mark.
             marks = dict(market.reference_prices)
             account = account_state(caller.account_id)
-            # A fill of an instrument since removed from the instruments file cannot be valued: left out.
-            fills = [f for f in fills_of(iter_orders(caller.account_id)) if f.symbol in known]
-            held = positions(fills, known, marks)
+            # The OMS keeps each symbol's holding fill by fill; a symbol since removed from the
+            # instruments file cannot be valued: left out.
+            held = {symbol: Position.of(symbol, known[symbol], holding, marks.get(symbol))
+                    for symbol, holding in account.positions.items() if symbol in known}
             valued = exposures({a: b.total for a, b in account.balances.items()}, known, marks)
             totals = {quote: t.public() for quote, t in summary(held, valued).items()}
             fields = ("realised", "unrealised", "total", "net_exposure")

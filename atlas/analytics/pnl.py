@@ -1,20 +1,8 @@
 """Positions and profit-and-loss of one account, from its fills, marked to mid prices.
 
-Average cost. Each symbol's fills are applied in (ts, exec_id) order to a position that
-carries its signed base `quantity` (long > 0, short < 0) and its signed `cost`, the quote
-paid for what is open (quantity * average price; negative for a short). A fill in the
-direction of the position, or on a flat one, opens: quantity and cost grow, so the average
-price becomes the weighted average of the old position and the fill. A fill against the
-position closes up to the open quantity: the closed part takes its share of the cost with
-it and realises the difference from the fill price, (price - avg) * qty on a long and
-(avg - price) * qty on a short. What is left of a fill that crosses zero opens a new
-position at the fill price.
-
-Exactness. The only division is a partial close's share of the cost (and the average price
-shown); it is taken at 28 significant digits. Everything else is summed and multiplied
-exactly, and the position keeps its cost rather than its average price, so whatever the
-division rounds moves between realised and cost and never out of their difference:
-realised + unrealised equals the cash flow of the fills plus quantity * mark, to the digit.
+Average cost, exactly as the OMS keeps each account's holdings fill by fill
+(`atlas.oms.positions`): `positions(fills)` recomputes the same from a list of fills, which
+the tests use as the reference for the OMS's running holdings.
 
 Marking. A symbol is marked at the mid price the caller passes (the venue's, or anything
 else); unrealised = quantity * mark - cost, 0 on a flat position, None without a mark.
@@ -25,16 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
+from decimal import Decimal
 
-from atlas.core.events import ExecType
+from atlas.core.events import ExecType, ExecutionReport
 from atlas.core.instruments import Instrument
 from atlas.core.values import ZERO, Side, decimal_text
-from atlas.oms.state import Order
+from atlas.oms.positions import DIVIDE, EXACT, Holding
 
-# Sums and products are exact: no realistic amount comes near these bounds.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-_DIVIDE = Context(prec=28)
+_EXACT = EXACT
+_DIVIDE = DIVIDE
 _PLACES = Decimal("1e-10")  # presented P&L and prices carry at most this many decimals
 _ONE = Decimal(1)
 
@@ -55,14 +42,13 @@ class Fill:
             raise ValueError(f"fill {self.exec_id} needs a positive quantity and price")
 
 
-def fills_of(orders: Iterable[Order]) -> list[Fill]:
-    """Every trade in the orders' execution reports, by time (then order and the report's place in it)."""
+def fills_of(reports: Iterable[ExecutionReport]) -> list[Fill]:
+    """Every trade among the execution reports, by time (then order and the report's place in it)."""
     keyed = [
-        ((report.ts, order.order_id, report.seq),
-         Fill(ts=report.ts, exec_id=report.exec_id, symbol=order.symbol, side=order.side,
+        ((report.ts, report.order_id, report.seq),
+         Fill(ts=report.ts, exec_id=report.exec_id, symbol=report.symbol, side=report.side,
               quantity=report.last_qty, price=report.last_px))
-        for order in orders
-        for report in order.executions
+        for report in reports
         if report.exec_type is ExecType.TRADE and report.last_qty > 0 and report.last_px is not None
     ]
     return [fill for _, fill in sorted(keyed, key=lambda pair: pair[0])]
@@ -95,27 +81,19 @@ class Position:
             return None
         return _EXACT.subtract(_EXACT.multiply(self.quantity, self.mark), self.cost)
 
+    @classmethod
+    def of(cls, symbol: str, instrument: Instrument, holding: Holding, mark: Decimal | None = None) -> Position:
+        """The position an account's stored holding in `symbol` stands for, marked at `mark`."""
+        return cls(symbol=symbol, base=instrument.base, quote=instrument.quote, quantity=holding.quantity,
+                   cost=holding.cost, realised=holding.realised, mark=mark, bought=holding.bought, sold=holding.sold,
+                   fills=holding.fills)
+
     def after(self, fill: Fill) -> Position:
-        """The position once `fill` is applied (average cost, see the module docstring)."""
-        with localcontext(_EXACT):
-            signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-            quantity, cost, realised = self.quantity, self.cost, self.realised
-            opening = signed
-            if quantity * signed < 0:  # against the position: close what the fill can
-                closing = signed if abs(signed) <= abs(quantity) else -quantity
-                share = cost if closing == -quantity else _DIVIDE.divide(cost * closing, -quantity)
-                # Long: closing < 0 and share > 0, so realised gains |closing| * price - share;
-                # short: closing > 0 and share < 0, so realised gains -share - closing * price.
-                realised -= share + closing * fill.price
-                cost -= share
-                quantity += closing
-                opening = signed - closing
-            cost += opening * fill.price
-            quantity += opening
-            bought = self.bought + fill.quantity if signed > 0 else self.bought
-            sold = self.sold + fill.quantity if signed < 0 else self.sold
-        return replace(self, quantity=quantity, cost=cost, realised=realised, bought=bought, sold=sold,
-                       fills=self.fills + 1)
+        """The position once `fill` is applied (average cost, see `atlas.oms.positions`)."""
+        held = Holding(quantity=self.quantity, cost=self.cost, realised=self.realised, bought=self.bought,
+                       sold=self.sold, fills=self.fills).after(fill.side, fill.quantity, fill.price)
+        return replace(self, quantity=held.quantity, cost=held.cost, realised=held.realised, bought=held.bought,
+                       sold=held.sold, fills=held.fills)
 
     def public(self) -> dict:
         """The position as JSON: decimals as strings, P&L and average price to at most 10 places."""

@@ -7,6 +7,8 @@
 - `replay`: rebuild every account's orders and balances from the trail alone (`atlas.audit.replay`)
   and compare them with the live OMS table, read from its changelog topic. Exit 1 on a difference.
 - `export DEST`: the trail's records as plain JSONL, one file per topic-partition, to read or grep.
+- `order ORDER_ID`: one order's execution reports from the trail, oldest first, one JSON object a line
+  (how to read an order the OMS has archived). Exit 1 when the trail has none.
 Exit 2 when the sink cannot be read at all.
 """
 from __future__ import annotations
@@ -80,6 +82,18 @@ def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int
     # Accounts with no event at all are in neither: nothing to compare.
     problems = compare(rebuilt, live)
     return len(live), sum(len(o) for o in orders.values()), problems
+
+
+def order_story(sink: Sink, prefix: str, order_id: str) -> list:
+    """The order's execution reports in the trail, oldest first, each once (a repeat has the same exec_id)."""
+    found: dict[str, Any] = {}
+    for record in trail_records(sink, prefix, settings.topic("executions"), "executions"):
+        if order_id not in (record.value or ""):
+            continue  # most records are other orders': skip them before parsing
+        report = _report(record.value)
+        if report is not None and report.order_id == order_id:
+            found.setdefault(report.exec_id, report)
+    return sorted(found.values(), key=lambda r: (r.seq, r.ts))
 
 
 def _report(value: str | None) -> Any:
@@ -157,6 +171,8 @@ def main(argv: list[str]) -> int:
                        help="seconds to wait for the exporter to catch up with the executions topic first")
     out = commands.add_parser("export", help="copy the trail's records to a folder as plain JSONL")
     out.add_argument("dest", type=Path)
+    story = commands.add_parser("order", help="one order's execution reports from the trail, as JSON lines")
+    story.add_argument("order_id")
     args = parser.parse_args(argv)
     sink = open_sink(args.sink)
     problem = _unreadable(sink, args.prefix)
@@ -186,6 +202,13 @@ def main(argv: list[str]) -> int:
         print(f"replayed the trail: {accounts} accounts and {orders} orders compared with the live table, "
               f"{len(problems)} differences")
         return 1 if problems else 0
+    if args.command == "order":
+        found = order_story(sink, args.prefix, args.order_id)
+        for report in found:
+            print(report.model_dump_json())
+        if not found:
+            print(f"no execution report of order {args.order_id} in the trail", file=sys.stderr)
+        return 0 if found else 1
     count = export(sink, args.prefix, args.dest)
     print(f"exported {count} records to {args.dest}")
     return 0

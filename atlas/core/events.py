@@ -149,6 +149,10 @@ class VenueReport(BaseModel):
     price: Dec | None = None
     reason: str | None = None
     ts: int
+    # Where the venue's log put the report: the offset of the input that caused it, and its
+    # place among that input's reports. An order's reports rise in it, so a copy is told apart.
+    venue_offset: int | None = Field(None, ge=0)
+    venue_index: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _fill_has_trade(self) -> "VenueReport":

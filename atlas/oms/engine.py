@@ -4,26 +4,39 @@ The agent loads the account and the orders an event names (`orders_needed`), cal
 `apply_command` or `apply_venue_report`, stores what comes back and sends its reports
 and venue requests. Time is the causing message's timestamp, so a replay of the same
 message computes the same outcome.
+
+An event is applied once. One read again after a crash (`reread`, which the agent knows
+from the offsets the account records), a command retried under the same id (the order's
+recent ids) and a venue report sent again (at or below the order's venue mark) only send
+again what they caused, found among the order's latest reports (`history`).
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Mapping
 
 from atlas.core.accounts import AccountConfig, Limits
 from atlas.core.commands import CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.core.events import ExecType, ExecutionReport, OrdStatus, VenueReport, VenueReportKind, VenueRequest
 from atlas.core.values import ZERO, OrderType, Side, order_id_for
 from atlas.oms.lifecycle import InvalidTransition, LifecycleEvent, allows, next_status
+from atlas.oms.positions import Holding
 from atlas.oms.risk import (
     Market, Reject, RejectCode, check_order, check_quantity_price, collar_bounds, reservation_for, take_throttle_token,
 )
-from atlas.oms.state import AccountState, Balance, Order, PendingReplace
+from atlas.oms.state import LAYOUT, AccountState, Balance, Order, PendingReplace
 
 Command = SubmitOrder | CancelOrder | ReplaceOrder | SetLimits | SetAccountKillSwitch
+# An order's reports, newest first (the agent reads them from the table): where a replay finds what an event caused.
+History = Callable[[Order], Iterable[ExecutionReport]]
 RECENT_ACCOUNT_COMMANDS = 32
+
+
+def no_history(order: Order) -> Iterable[ExecutionReport]:
+    """A history with nothing in it: an event recognised as applied is then sent nothing again."""
+    return ()
 
 
 class InvariantViolation(Exception):
@@ -62,7 +75,7 @@ class _Step:
 def new_account(config: AccountConfig, default_limits: Limits) -> AccountState:
     """An account's state before its first event: the deposits of the accounts file."""
     return AccountState(
-        account_id=config.account_id,
+        account_id=config.account_id, layout=LAYOUT,
         balances={asset: Balance(available=amount) for asset, amount in config.balances.items()},
         deposits=dict(config.balances),
         limits=config.limits or default_limits,
@@ -94,7 +107,7 @@ def terms_digest(cmd: SubmitOrder) -> str:
 
 def _report(step: _Step, order: Order, exec_type: ExecType, cause_id: str, ts: int, *,
             last_qty: Decimal = ZERO, last_px: Decimal | None = None, reason: str | None = None) -> Order:
-    seq = len(order.executions) + 1
+    seq = order.exec_seq + 1
     report = ExecutionReport(
         exec_id=f"{order.order_id}-{seq}", seq=seq, cause_id=cause_id, order_id=order.order_id,
         client_order_id=order.client_order_id, account_id=order.account_id, symbol=order.symbol,
@@ -103,14 +116,14 @@ def _report(step: _Step, order: Order, exec_type: ExecType, cause_id: str, ts: i
         cum_qty=order.filled_quantity, leaves_qty=order.leaves_quantity, avg_px=order.avg_price,
         reason=reason, ts=ts,
     )
-    order = order.model_copy(update={"executions": order.executions + (report,), "updated_at": ts})
+    order = order.model_copy(update={"exec_seq": seq, "updated_at": ts})
     step.reports.append(report)
     step.orders[order.order_id] = order
     return order
 
 
 def _venue(step: _Step, order: Order, request: str, ts: int, quantity: Decimal, price: Decimal | None) -> None:
-    step.venue.append(_venue_request(order, request, order.executions[-1].exec_id, quantity, price, ts))
+    step.venue.append(_venue_request(order, request, f"{order.order_id}-{order.exec_seq}", quantity, price, ts))
 
 
 def _venue_request(order: Order, request: str, request_id: str, quantity: Decimal, price: Decimal | None,
@@ -186,11 +199,21 @@ def _track_open(account: AccountState, before: Order | None, after: Order, base:
     return account.model_copy(update=updates) if updates else account
 
 
+def _number_closed(step: _Step, order: Order) -> Order:
+    """Give an order that has just closed its place among the account's closed orders (retention's queue)."""
+    if order.is_open or order.closed_no:
+        return order
+    closed = step.account.closed + 1
+    step.account = step.account.model_copy(update={"closed": closed})
+    return order.model_copy(update={"closed_no": closed})
+
+
 def _commit_order(step: _Step, before: Order | None, after: Order, market: Market) -> Order:
     """Settle the order's reservation and the account's open-order books after a change."""
     account, after = _settle_reservation(step.account, after)
     base = market.instruments[after.symbol].base
     step.account = _track_open(account, before, after, base)
+    after = _number_closed(step, after)
     step.orders[after.order_id] = after
     return after
 
@@ -199,41 +222,74 @@ def _commit_order(step: _Step, before: Order | None, after: Order, market: Marke
 
 
 def event_id(event: Command | VenueReport) -> str:
-    """The id under which an order records that an event was applied to it."""
+    """The id under which an order remembers that an event was applied to it."""
     return f"r:{event.report_id}" if isinstance(event, VenueReport) else f"c:{event.command_id}"
 
 
-def _replay(step: _Step, orders: Mapping[str, Order], event: Command | VenueReport) -> Outcome | None:
-    """For an event its order shows as applied: the reports and venue requests it caused, to send again.
+def venue_position(report: VenueReport) -> tuple[int, int] | None:
+    """Where the venue's log put the report, when the venue says (a report from elsewhere may not)."""
+    if report.venue_offset is None or report.venue_index is None:
+        return None
+    return report.venue_offset, report.venue_index
 
-    Events are recognised by id, not by offset: after a crash the same message is read again,
-    and a producer may send a command twice. Whatever the event emitted may not have reached
-    Kafka before the crash; consumers drop the copies by `exec_id` / `request_id`.
+
+def _applied(order: Order, event: Command | VenueReport) -> bool:
+    """True when the order shows `event` as applied (a retried command, a venue report sent again)."""
+    if isinstance(event, VenueReport):
+        position = venue_position(event)
+        if position is not None:
+            return order.venue_mark is not None and position <= order.venue_mark
+    return event_id(event) in order.recent_ids
+
+
+def _mark(order: Order, event: Command | VenueReport) -> Order:
+    """The order remembering that `event` was applied to it."""
+    if isinstance(event, VenueReport) and (position := venue_position(event)) is not None:
+        return order.model_copy(update={"venue_mark": position})
+    return order.remember(event_id(event))
+
+
+def _replay(step: _Step, orders: Mapping[str, Order], event: Command | VenueReport, history: History,
+            reread: bool) -> Outcome | None:
+    """For an event applied before: the reports and venue requests it caused, to send again; None to apply it.
+
+    What the event emitted may not have reached Kafka before a crash; consumers drop the
+    copies by `exec_id` / `request_id`. Its reports are looked for among the order's latest
+    ones only: an event recognised as applied is never applied twice, even when its reports
+    are too far back to send again.
     """
     if isinstance(event, (SetLimits, SetAccountKillSwitch)):
         # Not about one order: the account remembers its latest few such commands.
-        return step.done(replayed=True) if event.command_id in step.account.recent_commands else None
+        seen = reread or event.command_id in step.account.recent_commands
+        return step.done(replayed=True) if seen else None
     order_id = order_id_for(event.account_id, event.client_order_id) if isinstance(event, SubmitOrder) else event.order_id
     order = orders.get(order_id)
-    if order is None or event_id(event) not in order.applied_ids:
+    if order is None:
+        # Nothing stored: a re-read submission's order was archived since (never submit it again);
+        # anything else changed no state and is applied again, which re-sends the same reject.
+        return step.done(replayed=True) if reread and isinstance(event, SubmitOrder) else None
+    if not (reread or _applied(order, event)):
         return None
     cause = event.report_id if isinstance(event, VenueReport) else event.command_id
-    for report in order.executions:
-        if report.cause_id == cause:
-            step.reports.append(report)
-            step.venue.extend(replay_requests(order, report))
+    found = [report for report in history(order) if report.cause_id == cause]
+    for report in reversed(found):
+        step.reports.append(report)
+        step.venue.extend(replay_requests(order, report))
     return step.done(replayed=True)
 
 
 # -- commands --------------------------------------------------------------------------
 
 
-def apply_command(account: AccountState, orders: Mapping[str, Order], cmd: Command, market: Market, ts: int) -> Outcome:
+def apply_command(account: AccountState, orders: Mapping[str, Order], cmd: Command, market: Market, ts: int, *,
+                  history: History = no_history, reread: bool = False) -> Outcome:
     """Apply a client command to an account (a command applied before only re-sends what it emitted)."""
     step = _Step(account)
-    replayed = _replay(step, orders, cmd)
+    replayed = _replay(step, orders, cmd, history, reread)
     if replayed is not None:
         return replayed
+    if reread:
+        return _as_replayed(apply_command(account, orders, cmd, market, ts))
     if isinstance(cmd, SubmitOrder):
         return _submit(step, orders, cmd, market, ts)
     if isinstance(cmd, CancelOrder):
@@ -278,10 +334,11 @@ def _submit(step: _Step, orders: Mapping[str, Order], cmd: SubmitOrder, market: 
         reserve_asset=reservation.asset if reservation else (instrument.quote if instrument else ""),
         reserve_price=reservation.unit_price if reservation else None,
         limit_guard=reservation.limit_guard if reservation else None,
-        terms_digest=digest, applied_ids=(event_id(cmd),),
+        terms_digest=digest, number=step.account.orders + 1, recent_ids=(event_id(cmd),),
     )
+    step.account = step.account.model_copy(update={"orders": order.number})
     if reject:
-        _report(step, order, ExecType.REJECTED, cmd.command_id, ts, reason=str(reject))
+        _report(step, _number_closed(step, order), ExecType.REJECTED, cmd.command_id, ts, reason=str(reject))
         return step.done()
     order = _commit_order(step, None, order, market)
     order = _report(step, order, ExecType.PENDING_NEW, cmd.command_id, ts)
@@ -289,13 +346,17 @@ def _submit(step: _Step, orders: Mapping[str, Order], cmd: SubmitOrder, market: 
     return step.done()
 
 
+def _as_replayed(outcome: Outcome) -> Outcome:
+    """An outcome sent as a possible duplicate: it is what an event read again computes once more."""
+    return Outcome(outcome.account, outcome.orders, outcome.reports, outcome.venue, outcome.dead_letter, True)
+
+
 def _command_reject(step: _Step, order: Order | None, cmd: CancelOrder | ReplaceOrder, exec_type: ExecType,
                     reject: Reject, ts: int) -> Outcome:
     if order is None:
         step.reports.append(unknown_order_report(cmd.account_id, cmd.order_id, "", exec_type, cmd.command_id, str(reject), ts))
         return step.done()
-    order = order.model_copy(update={"applied_ids": order.applied_ids + (event_id(cmd),)})
-    _report(step, order, exec_type, cmd.command_id, ts, reason=str(reject))
+    _report(step, _mark(order, cmd), exec_type, cmd.command_id, ts, reason=str(reject))
     return step.done()
 
 
@@ -303,9 +364,8 @@ def _cancel(step: _Step, order: Order | None, cmd: CancelOrder, market: Market, 
     reject = _request_reject(order, LifecycleEvent.REQUEST_CANCEL, cmd.order_id)
     if reject:
         return _command_reject(step, order, cmd, ExecType.CANCEL_REJECTED, reject, ts)
-    updated = order.model_copy(update={
+    updated = _mark(order, cmd).model_copy(update={
         "status": next_status(order.status, LifecycleEvent.REQUEST_CANCEL, filled=order.filled_quantity, quantity=order.quantity),
-        "applied_ids": order.applied_ids + (event_id(cmd),),
     })
     updated = _report(step, updated, ExecType.PENDING_CANCEL, cmd.command_id, ts)
     _venue(step, updated, "cancel", ts, updated.quantity, updated.price)
@@ -334,10 +394,7 @@ def _replace(step: _Step, order: Order | None, cmd: ReplaceOrder, market: Market
         return _command_reject(step, order, cmd, ExecType.REPLACE_REJECTED, reject, ts)
     pending = PendingReplace(quantity=cmd.quantity or order.quantity,
                              price=cmd.price if cmd.price is not None else order.price, command_id=cmd.command_id)
-    updated = order.model_copy(update={
-        "status": OrdStatus.PENDING_REPLACE, "pending_replace": pending,
-        "applied_ids": order.applied_ids + (event_id(cmd),),
-    })
+    updated = _mark(order, cmd).model_copy(update={"status": OrdStatus.PENDING_REPLACE, "pending_replace": pending})
     updated = _commit_order(step, order, updated, market)
     updated = _report(step, updated, ExecType.PENDING_REPLACE, cmd.command_id, ts)
     _venue(step, updated, "replace", ts, pending.quantity, pending.price)
@@ -422,19 +479,21 @@ _REPORT_EXEC_TYPE = {
 
 
 def apply_venue_report(account: AccountState, orders: Mapping[str, Order], report: VenueReport,
-                       market: Market) -> Outcome:
-    """Apply what the venue says about one of the account's orders."""
+                       market: Market, *, history: History = no_history, reread: bool = False) -> Outcome:
+    """Apply what the venue says about one of the account's orders (one applied before only re-sends)."""
     step = _Step(account)
-    replayed = _replay(step, orders, report)
+    replayed = _replay(step, orders, report, history, reread)
     if replayed is not None:
         return replayed
+    if reread:
+        return _as_replayed(apply_venue_report(account, orders, report, market))
     order = orders.get(report.order_id)
     if order is None:
         return step.done(dead_letter=f"{RejectCode.UNKNOWN_ORDER.value}: venue report for unknown order {report.order_id}")
     event = _REPORT_EVENT[report.kind]
     if event is LifecycleEvent.ACKNOWLEDGE and order.status is not OrdStatus.PENDING_NEW and allows(order.status, event):
         # A late ack changes nothing the client can see; remember it so a resend stays a no-op.
-        step.orders[order.order_id] = order.model_copy(update={"applied_ids": order.applied_ids + (event_id(report),)})
+        step.orders[order.order_id] = _mark(order, report)
         return step.done()
     try:
         updated = _evolve(order, report, event)
@@ -456,7 +515,7 @@ def apply_venue_report(account: AccountState, orders: Mapping[str, Order], repor
 
 def _evolve(order: Order, report: VenueReport, event: LifecycleEvent) -> Order:
     """The order after the venue's report: terms, fills and status."""
-    updates: dict = {"applied_ids": order.applied_ids + (event_id(report),)}
+    updates: dict = {}
     quantity, price, filled, notional = order.quantity, order.price, order.filled_quantity, order.filled_notional
     if event is LifecycleEvent.FILL:
         if filled + report.last_qty > quantity:
@@ -482,7 +541,7 @@ def _evolve(order: Order, report: VenueReport, event: LifecycleEvent) -> Order:
     if status.is_closed:
         updates["pending_replace"] = None
     updates["status"] = status
-    return order.model_copy(update=updates)
+    return _mark(order, report).model_copy(update=updates)
 
 
 def _apply_fill(account: AccountState, order: Order, report: VenueReport, market: Market) -> tuple[AccountState, Decimal]:
@@ -502,7 +561,9 @@ def _apply_fill(account: AccountState, order: Order, report: VenueReport, market
     net = dict(account.net_fills)
     net[paid] = net.get(paid, ZERO) - spend
     net[credited] = net.get(credited, ZERO) + credit
-    return account.model_copy(update={"net_fills": net}), from_reserved
+    held = account.positions.get(order.symbol) or Holding()
+    positions = {**account.positions, order.symbol: held.after(order.side, qty, report.last_px)}
+    return account.model_copy(update={"net_fills": net, "positions": positions}), from_reserved
 
 
 def replay_requests(order: Order, report: ExecutionReport) -> tuple[VenueRequest, ...]:

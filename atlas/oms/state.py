@@ -4,13 +4,15 @@ Both are frozen values; the pure core returns new versions and the agent stores 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas.core.accounts import Limits
-from atlas.core.events import ExecutionReport, OrdStatus
+from atlas.core.events import OrdStatus
 from atlas.core.values import ZERO, Dec, OrderType, Side, TimeInForce, decimal_text
+from atlas.oms.positions import Holding
 
 # Stored state is read back from changelogs written by earlier versions: fields they had
 # and this version dropped are ignored rather than fatal.
@@ -45,8 +47,14 @@ class PendingReplace(BaseModel):
     command_id: str
 
 
+# An order remembers the ids of its latest few commands (and of venue reports that carry no
+# place in the venue's log), so a client's retry is recognised; older ids are forgotten.
+RECENT_IDS = 16
+LAYOUT = 2  # of the stored state: 1 kept every report and applied id inside the order
+
+
 class Order(BaseModel):
-    """An order as the OMS knows it, with its execution reports so far."""
+    """An order as the OMS knows it now; its execution reports are stored apart, one key each."""
 
     model_config = _FROZEN
 
@@ -73,9 +81,17 @@ class Order(BaseModel):
     pending_replace: PendingReplace | None = None
     # Fingerprint of the submission, so a reuse of client_order_id with other terms is caught.
     terms_digest: str
-    # Ids of the events applied to this order: "c:<command_id>" and "r:<venue report_id>".
-    applied_ids: tuple[str, ...] = ()
-    executions: tuple[ExecutionReport, ...] = ()
+    # Its place among the account's orders (from 1, in submission order), and among its closed
+    # orders (from 1, in closing order; 0 while open): the keys of the listing and of retention.
+    number: int = 0
+    closed_no: int = 0
+    # Number of execution reports so far: the seq of the latest.
+    exec_seq: int = 0
+    # The latest ids applied: "c:<command_id>", and "r:<report_id>" for a venue report without a venue position.
+    recent_ids: tuple[str, ...] = ()
+    # (offset, index) of the latest venue report applied: the venue numbers its reports in its
+    # symbol's log, so a report at or below this mark is one the OMS has already applied.
+    venue_mark: tuple[int, int] | None = None
 
     @property
     def leaves_quantity(self) -> Decimal:
@@ -90,6 +106,10 @@ class Order(BaseModel):
     @property
     def is_open(self) -> bool:
         return not self.status.is_closed
+
+    def remember(self, event_id: str) -> "Order":
+        """The order with `event_id` among its recent ids (the oldest forgotten past RECENT_IDS)."""
+        return self.model_copy(update={"recent_ids": (self.recent_ids + (event_id,))[-RECENT_IDS:]})
 
     def public(self) -> dict:
         """The order as the REST API shows it."""
@@ -110,7 +130,7 @@ class Order(BaseModel):
             "reject_reason": self.reject_reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "seq": len(self.executions),  # of its latest execution report: a client keeps the newest
+            "seq": self.exec_seq,  # of its latest execution report: a client keeps the newest
         }
 
 
@@ -141,6 +161,16 @@ class AccountState(BaseModel):
     open_buys: dict[str, Dec] = Field(default_factory=dict)
     throttle_tokens: int = 0  # thousandths of an order
     throttle_ts: int = 0
+    # Offset of the latest message applied, per input "topic/partition": one read again after a
+    # crash is recognised exactly (an account's messages all come from one partition of each topic).
+    offsets: dict[str, int] = Field(default_factory=dict)
+    # Orders submitted, closed and archived so far (the archived are the oldest closed ones).
+    orders: int = 0
+    closed: int = 0
+    archived: int = 0
+    # Each traded symbol's holding, updated on every fill.
+    positions: dict[str, Holding] = Field(default_factory=dict)
+    layout: int = 1  # a new account is written in LAYOUT; 1 is the previous layout, migrated on load
 
     @property
     def epoch(self) -> int:
@@ -161,6 +191,10 @@ class AccountState(BaseModel):
     def balance(self, asset: str) -> Balance:
         return self.balances.get(asset) or Balance()
 
+    def has_read(self, source: str, offset: int) -> bool:
+        """True when the message at `offset` of `source` ("topic/partition") was applied already (it is read again)."""
+        return offset <= self.offsets.get(source, -1)
+
 
 class StoredOrder(BaseModel):
     """An order version and the version before it, tagged with the account seq that wrote it (see tables.oms)."""
@@ -175,3 +209,18 @@ class StoredOrder(BaseModel):
     def version(self, account: AccountState) -> Order | None:
         """The order as the account's history has it: `prev` when the account never recorded the write of `cur`."""
         return self.cur if account.includes(self.seq, self.epoch) else self.prev
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a closed order stays in the hot tables: the newest `keep` of an account's closed orders, at most `max_age_ms`."""
+
+    keep: int
+    max_age_ms: int | None = None
+
+    def due(self, account: AccountState, closed_at: int, now: int) -> bool:
+        """True when the account's oldest closed order still held (closed at `closed_at`) is to be archived at `now`."""
+        if account.archived >= account.closed:
+            return False
+        aged = self.max_age_ms is not None and closed_at <= now - self.max_age_ms
+        return account.closed - account.archived > self.keep or aged

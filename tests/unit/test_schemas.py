@@ -41,7 +41,7 @@ def _instances() -> dict[str, dict[str, Any]]:
         "SubmitOrder": submit(), "CancelOrder": cancel(order_id), "ReplaceOrder": replace(order_id, price="64100"),
         "SetLimits": set_limits(limits(restricted_symbols=["SOL-USD"])),
         "SetAccountKillSwitch": kill_switch(True, "ops"),
-        "ExecutionReport": book.order(order_id).executions[-1], "VenueRequest": new.venue[0], "VenueReport": fill,
+        "ExecutionReport": book.executions(order_id)[-1], "VenueRequest": new.venue[0], "VenueReport": fill,
         "DeadLetter": DeadLetter(topic="atlas.commands", partition=3, offset=42, key="alice", value="{",
                                  error="INVALID", ts=T0),
         "MidPrice": MidPrice(type="mid", symbol="BTC-USD", mid="65000.5", ts=T0),

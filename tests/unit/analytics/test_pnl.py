@@ -37,7 +37,7 @@ def test_fills_of_takes_each_trade_of_each_order_with_the_orders_symbol_and_side
     book.venue(sell.order_id, "FILL", last_qty="2", last_px="3201", ts=T0 + 2)
     book.venue(buy.order_id, "FILL", last_qty="0.6", last_px="64000", ts=T0 + 3)
 
-    fills = fills_of(book.orders.values())
+    fills = fills_of(r for oid in book.orders for r in book.executions(oid))
 
     assert [(f.ts, f.symbol, f.side, f.quantity, f.price) for f in fills] == [
         (T0 + 1, "BTC-USD", Side.BUY, D("0.4"), D("63990")),
@@ -50,22 +50,20 @@ def test_fills_of_ignores_reports_that_are_not_trades():
     book = Book()
     order = book.place()
     book.venue(order.order_id, "CANCELED")
-    assert {r.exec_type for r in book.order(order.order_id).executions} >= {ExecType.NEW, ExecType.CANCELED}
-    assert fills_of(book.orders.values()) == []
+    assert {r.exec_type for r in book.executions(order.order_id)} >= {ExecType.NEW, ExecType.CANCELED}
+    assert fills_of(book.executions(order.order_id)) == []
 
 
-def test_fills_of_orders_trades_by_time_then_place_in_the_order_whatever_the_order_of_the_orders():
+def test_fills_of_orders_trades_by_time_then_order_then_seq_whatever_order_they_come_in():
     book = Book()
     order = book.place(quantity="1")
-    template = book.venue(order.order_id, "FILL", last_qty="0.1", last_px="64000").orders[0].executions[-1]
+    template = book.fill(order.order_id, "0.1", "64000").reports[0]
     # Seq 10 after seq 9 in the same millisecond (their exec ids would sort the other way as text).
     reports = [template.model_copy(update={"exec_id": f"{order.order_id}-{seq}", "seq": seq, "ts": ts})
                for seq, ts in [(10, T0 + 5), (3, T0 + 1), (9, T0 + 5)]]
-    first = order.model_copy(update={"executions": (reports[0],)})
-    second = order.model_copy(update={"executions": (reports[1], reports[2])})
 
-    assert [f.exec_id.rsplit("-", 1)[1] for f in fills_of([first, second])] == ["3", "9", "10"]
-    assert fills_of([second, first]) == fills_of([first, second])
+    assert [f.exec_id.rsplit("-", 1)[1] for f in fills_of(reports)] == ["3", "9", "10"]
+    assert fills_of(reports[::-1]) == fills_of(reports)
 
 
 def test_fill_with_a_quantity_of_zero_is_refused():

@@ -221,10 +221,16 @@ def test_compare_order_missing_from_trail_lists_it():
     assert compare({"alice": same_book()}, {"alice": live}) == ["alice order O2: in the live table, not in the trail"]
 
 
-def test_compare_order_missing_from_live_lists_it():
+def test_compare_open_order_missing_from_live_lists_it():
     mine = same_book()
     mine.orders["O2"] = VIEW
-    assert compare({"alice": mine}, {"alice": same_book()}) == ["alice order O2: in the trail, not in the live table"]
+    assert compare({"alice": mine}, {"alice": same_book()}) == ["alice order O2: open in the trail, not in the live table"]
+
+
+def test_compare_closed_order_missing_from_live_is_archived_not_a_problem():
+    mine = same_book()
+    mine.orders["O2"] = OrderView("FILLED", D("0.5"), D("64000"), D("0.5"), D("0"), D("64000"))
+    assert compare({"alice": mine}, {"alice": same_book()}) == []
 
 
 def test_compare_order_status_changed_lists_it():
@@ -240,7 +246,7 @@ def test_compare_account_on_one_side_lists_all_it_holds():
     assert problems == [
         "alice BTC: trail gives available 1 reserved 0, the live table 0 and 0",
         "alice USD: trail gives available 68000 reserved 32000, the live table 0 and 0",
-        "alice order O1: in the trail, not in the live table",
+        "alice order O1: open in the trail, not in the live table",
     ]
 
 

@@ -266,7 +266,7 @@ def test_retried_cancel_that_was_rejected_resends_the_same_reject():
     first = book.command(cmd)
     again = book.command(cmd)
     assert again.reports == first.reports and again.orders == ()
-    assert len(book.order(order.order_id).executions) == len(first.orders[0].executions)
+    assert len(book.executions(order.order_id)) == first.orders[0].exec_seq
 
 
 # -- fills racing a cancel ---------------------------------------------------------------
@@ -504,7 +504,7 @@ def test_duplicated_ack_changes_nothing():
     first = book.report(ack)
     again = book.report(ack)
     assert again.orders == () and again.reports == first.reports
-    assert [e.exec_type.value for e in book.order(order.order_id).executions] == ["PENDING_NEW", "NEW"]
+    assert [e.exec_type.value for e in book.executions(order.order_id)] == ["PENDING_NEW", "NEW"]
 
 
 def test_fill_beyond_leaves_is_a_dead_letter_and_changes_nothing():
@@ -667,7 +667,7 @@ def test_replay_requests_of_pending_replace_report_rebuilds_it_until_answered():
 def test_replay_requests_of_a_report_without_request_is_empty():
     book = Book()
     order = book.place()
-    ack = book.order(order.order_id).executions[-1]
+    ack = book.executions(order.order_id)[-1]
     assert ack.exec_type is ExecType.NEW
     assert replay_requests(book.order(order.order_id), ack) == ()
 
@@ -678,7 +678,7 @@ def test_every_report_seq_counts_up_from_one_per_order():
     book.fill(order.order_id, "0.1", "64000")
     book.command(cancel(order.order_id))
     book.venue(order.order_id, "CANCELED")
-    executions = book.order(order.order_id).executions
+    executions = book.executions(order.order_id)
     assert [r.seq for r in executions] == [1, 2, 3, 4, 5]
     assert [r.exec_type for r in executions] == [
         ExecType.PENDING_NEW, ExecType.NEW, ExecType.TRADE, ExecType.PENDING_CANCEL, ExecType.CANCELED]

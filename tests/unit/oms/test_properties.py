@@ -183,4 +183,4 @@ def test_any_sequence_of_commands_and_reports_keeps_invariants_and_frees_everyth
     assert {asset: bal.reserved for asset, bal in book.account.balances.items() if bal.reserved} == {}
     assert {asset: qty for asset, qty in book.account.open_buys.items() if qty} == {}
     for order in book.orders.values():
-        assert [r.seq for r in order.executions] == list(range(1, len(order.executions) + 1))
+        assert [r.seq for r in book.executions(order.order_id)] == list(range(1, order.exec_seq + 1))

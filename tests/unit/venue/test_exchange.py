@@ -141,5 +141,5 @@ def test_oms_order_filled_by_the_maker_settles_exact_balances():
     cost = D("0.01") * D("65032.50") + D("0.005") * D("65039.00")
     assert order.avg_price == (cost / D("0.015")).quantize(D("1e-10")).normalize()
     assert oms.balance("USD") == (D("100000") - cost, 0) and oms.balance("BTC") == (D("0.015"), 0)
-    last = order.executions[-1]
+    last = oms.executions(order.order_id)[-1]
     assert (last.cum_qty, last.leaves_qty) == (D("0.015"), 0)

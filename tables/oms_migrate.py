@@ -1,0 +1,61 @@
+"""Reading an OMS table written by the previous layout, where each order held every report it had.
+
+`migrate(account)` runs once per account, the first time the `oms` agent touches it: it
+stores each order's reports under their own keys, numbers the orders for the listing and
+the closed ones for retention, builds the open-order index and the holdings, and marks the
+account as migrated. It costs one pass over the account's orders, once. Every write is
+derived from the stored state alone, so a crash part way through is repaired by running it
+again.
+"""
+from __future__ import annotations
+
+import json
+
+from atlas.core.events import ExecType, ExecutionReport
+from atlas.oms.positions import Holding
+from atlas.oms.state import LAYOUT, RECENT_IDS, AccountState, Order, StoredOrder
+from atlas.tables.oms import (
+    account_key, execution_key, executions, forget_cached, index_order, oms_table, order_key,
+)
+from atlas.tables.scan import scan_prefix
+
+
+def migrate(account: AccountState) -> AccountState:
+    """The account in the current layout, after writing its orders and reports in it."""
+    account_id = account.account_id
+    prefix = order_key(account_id, "").encode()
+    orders: list[Order] = []
+    for _, raw in list(scan_prefix(oms_table, prefix)):
+        doc = json.loads(raw)
+        stored = StoredOrder.model_validate(doc)
+        order = stored.version(account)
+        if order is None:
+            continue
+        legacy = doc["cur" if account.includes(stored.seq, stored.epoch) else "prev"]
+        reports = legacy.get("executions")
+        if reports is not None:  # not migrated yet: its reports move to their own keys
+            for report in reports:
+                oms_table[execution_key(account_id, order.order_id, report["seq"])] = json.dumps(report).encode()
+            order = order.model_copy(update={"exec_seq": len(reports),
+                                             "recent_ids": tuple(legacy.get("applied_ids", ()))[-RECENT_IDS:]})
+        orders.append(order)
+    orders.sort(key=lambda o: (o.created_at, o.order_id))
+    numbered = {o.order_id: o.model_copy(update={"number": n}) for n, o in enumerate(orders, start=1)}
+    closed = sorted((o for o in numbered.values() if not o.is_open), key=lambda o: (o.updated_at, o.order_id))
+    numbered.update({o.order_id: o.model_copy(update={"closed_no": n}) for n, o in enumerate(closed, start=1)})
+    fills: list[tuple[tuple, ExecutionReport, Order]] = []
+    for order in numbered.values():
+        index_order(order, None)
+        stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order)
+        oms_table[order_key(account_id, order.order_id)] = stored.model_dump_json().encode()
+        fills.extend(((r.ts, order.order_id, r.seq), r, order) for r in executions(order)
+                     if r.exec_type is ExecType.TRADE and r.last_px is not None)
+    positions: dict[str, Holding] = {}
+    for _, report, order in sorted(fills, key=lambda f: f[0]):
+        held = positions.get(order.symbol) or Holding()
+        positions[order.symbol] = held.after(order.side, report.last_qty, report.last_px)
+    account = account.model_copy(update={"layout": LAYOUT, "orders": len(numbered), "closed": len(closed),
+                                         "archived": 0, "positions": positions})
+    oms_table[account_key(account_id)] = account.model_dump_json().encode()
+    forget_cached()
+    return account

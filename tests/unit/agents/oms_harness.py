@@ -1,0 +1,123 @@
+"""The `oms` agent's `process` over an in-memory OMS table, fed like a partition of each input topic.
+
+`process` is the agent's whole synchronous step (load, decide, save, say what to send); here
+it runs without Kafka: the table is a dict that records every write, and each input gets the
+next offset of its topic, as the account's partitions would give it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from atlas.agents import oms as agent
+from atlas.agents.outputs import POSS_DUP, Send
+from atlas.core.commands import SubmitOrder
+from atlas.core.events import ExecutionReport, VenueReport
+from atlas.core.values import order_id_for
+from atlas.oms.state import AccountState, Order, Retention
+from atlas.runtime.partitioning import partition_for
+from atlas.settings import settings
+from atlas.tables import oms as tables
+from atlas.tables import oms_migrate
+from tests import helpers
+
+COMMANDS = settings.topic("commands")
+REPORTS = settings.topic("venue.reports")
+EXECUTIONS = settings.topic("executions")
+
+
+def _key(key: Any) -> bytes:
+    return key.encode() if isinstance(key, str) else bytes(key)
+
+
+class MemoryTable(dict):
+    """The OMS table as a dict of bytes keys; `writes` lists (key, bytes written, 0 for a delete) in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[bytes, int]] = []
+
+    @property
+    def data(self) -> "MemoryTable":
+        return self  # no RocksDB partitions: `scan_prefix` reads the items
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(_key(key), default)
+
+    def __setitem__(self, key: Any, value: bytes) -> None:
+        self.writes.append((_key(key), len(value)))
+        super().__setitem__(_key(key), value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.writes.append((_key(key), 0))
+        super().__delitem__(_key(key))
+
+
+class Worker:
+    """One account's inputs through `process`, with offsets, re-reads and the outputs they caused."""
+
+    def __init__(self, table: MemoryTable, account_id: str = "alice") -> None:
+        self.table = table
+        self.account_id = account_id
+        self.partition = partition_for(account_id.encode())
+        self.log: list[tuple[str, int, int, bytes]] = []  # (topic, offset, ts, value) of every input so far
+        self.next_offset = {COMMANDS: 0, REPORTS: 0}
+        self.now = helpers.T0
+
+    def _process(self, topic: str, offset: int, ts: int, value: bytes) -> list[Send]:
+        return agent.process(topic, self.partition, offset, ts, self.account_id.encode(), value)
+
+    def send(self, topic: str, value: bytes, ts: int | None = None) -> list[Send]:
+        """A new input at the next offset of its topic."""
+        self.now = ts if ts is not None else self.now + 100
+        offset = self.next_offset[topic]
+        self.next_offset[topic] += 1
+        self.log.append((topic, offset, self.now, value))
+        return self._process(topic, offset, self.now, value)
+
+    def command(self, cmd: Any, ts: int | None = None) -> list[Send]:
+        return self.send(COMMANDS, cmd.model_dump_json().encode(), ts)
+
+    def report(self, report: VenueReport) -> list[Send]:
+        return self.send(REPORTS, report.model_dump_json().encode())
+
+    def reread(self, index: int) -> list[Send]:
+        """The input at `index` of the log read again, at its own offset (as after a crash)."""
+        topic, offset, ts, value = self.log[index]
+        return self._process(topic, offset, ts, value)
+
+    def restart(self) -> None:
+        """What a new assignment does to the agent: caches emptied, every account starts a new epoch."""
+        agent._touched.clear()
+        tables.forget_cached()
+
+    def account(self) -> AccountState:
+        account = tables.load_account(self.account_id)
+        assert account is not None
+        return account
+
+    def order(self, order_id: str) -> Order | None:
+        return tables.load_order(self.account(), order_id)
+
+    def executions(self, order_id: str) -> list[ExecutionReport]:
+        order = self.order(order_id)
+        return [] if order is None else tables.executions(order)
+
+
+def reports(sends: list[Send]) -> list[ExecutionReport]:
+    """The execution reports among the sends."""
+    return [ExecutionReport.model_validate_json(s.value) for s in sends if s.topic.get_topic_name() == EXECUTIONS]
+
+
+def duplicates(sends: list[Send]) -> list[Send]:
+    """The sends marked as possible duplicates."""
+    return [s for s in sends if s.headers == POSS_DUP]
+
+
+def keep(monkeypatch, retention: Retention) -> None:
+    """Make the agent archive closed orders by `retention`."""
+    monkeypatch.setattr(agent, "retention", lambda: retention)
+
+
+def submit_id(cmd: SubmitOrder) -> str:
+    """The id of the order a submission makes."""
+    return order_id_for(cmd.account_id, cmd.client_order_id)

@@ -1,0 +1,212 @@
+"""Property: the compact OMS state gives the same orders, balances and reports as a plain reference model.
+
+The reference is `helpers.Book`: the pure core with every order and every report in memory,
+fed each distinct event once. The compact side is the `oms` agent's step over its table
+(one key per report, orders holding their current state, bounded ids, offsets, indexes,
+retention), fed the same events plus what a real worker also meets: messages read again
+after a crash, restarts, commands retried and venue reports sent again. After every event
+the two must agree on what was sent; at the end, on every order still held, its reports,
+the balances and the positions (which the reference recomputes from all its fills).
+"""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atlas.analytics.pnl import fills_of, positions
+from atlas.core.commands import SubmitOrder
+from atlas.core.events import VenueReportKind
+from atlas.core.values import OrderType, Side
+from atlas.oms.state import Retention
+from tests.helpers import Book, account, cancel, instruments, kill_switch, replace, submit, venue_report
+from tests.unit.agents.oms_harness import MemoryTable, Worker, duplicates, reports, submit_id
+from tests.unit.oms.test_properties import LIKELY, SYMBOLS, _fill_terms, _lots, _price
+
+K = VenueReportKind
+
+
+class Twin:
+    """The reference and the compact OMS, driven together."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        self.book = Book(account_state=worker.account())
+        self.n = 0
+        self.venue_offset = 0
+        self.commands: list = []
+        self.reports: list = []
+        self.fills: list = []  # in the order the OMS applied them, as its running holdings take them
+
+    def next_id(self, prefix: str) -> str:
+        self.n += 1
+        return f"p-{prefix}-{self.n}"
+
+    def held(self, order_id: str) -> bool:
+        """True when the compact side still holds the order (retention may have archived it)."""
+        return order_id not in self.book.orders or self.worker.order(order_id) is not None
+
+    def command(self, cmd) -> None:
+        ts = self.worker.now + 100
+        expected = self.book.command(cmd, ts=ts)
+        sends = self.worker.command(cmd, ts=ts)
+        self._same(expected, sends)
+        self.commands.append(cmd)
+
+    def report(self, report) -> None:
+        expected = self.book.report(report)
+        sends = self.worker.report(report)
+        self._same(expected, sends)
+        if expected.dead_letter is None:
+            self.reports.append(report)
+
+    def _same(self, expected, sends) -> None:
+        self.fills.extend(fills_of(expected.reports))
+        assert duplicates(sends) == [] or expected.replayed
+        assert reports(sends) == list(expected.reports)
+        assert any(s.topic.get_topic_name().endswith("deadletter") for s in sends) == (expected.dead_letter is not None)
+
+    def again(self, sends) -> None:
+        """What a repeat sent: copies of reports sent before, or a reject about an order nobody holds."""
+        for report in reports(sends):
+            assert report.seq == 0 or (report in self.book.executions(report.order_id) and sends == duplicates(sends))
+
+
+def _pick(data, twin: Twin, *, unknown: bool = True):
+    roll = data.draw(st.integers(0, 9))
+    if unknown and roll == 0:
+        return None
+    ids = sorted(oid for oid, o in twin.book.orders.items() if (o.is_open or roll == 1) and twin.held(oid))
+    return twin.book.orders[data.draw(st.sampled_from(ids))] if ids else None
+
+
+def do_submit(twin: Twin, data) -> None:
+    symbol = data.draw(st.sampled_from(SYMBOLS))
+    kind = data.draw(st.sampled_from([OrderType.LIMIT, OrderType.LIMIT, OrderType.MARKET]))
+    n = twin.next_id("submit")
+    twin.command(submit(command_id=n, client_order_id=n, symbol=symbol, side=data.draw(st.sampled_from(list(Side))),
+                        type=kind, quantity=_lots(data, symbol),
+                        price=_price(data, symbol, slack=True) if kind is OrderType.LIMIT else None))
+
+
+def do_cancel(twin: Twin, data) -> None:
+    order = _pick(data, twin)
+    twin.command(cancel("O-unknown" if order is None else order.order_id, command_id=twin.next_id("cancel")))
+
+
+def do_replace(twin: Twin, data) -> None:
+    order = _pick(data, twin, unknown=False)
+    if order is not None:
+        twin.command(replace(order.order_id, quantity=_lots(data, order.symbol),
+                             price=_price(data, order.symbol, slack=True), command_id=twin.next_id("replace")))
+
+
+def do_kill(twin: Twin, data) -> None:
+    twin.command(kill_switch(data.draw(st.sampled_from([True, False, False])), "property",
+                             command_id=twin.next_id("kill")))
+
+
+def do_venue(twin: Twin, data) -> None:
+    order = _pick(data, twin, unknown=False)
+    if order is None:
+        return
+    kind = data.draw(st.sampled_from(list(K) if data.draw(st.integers(0, 4)) == 0 else LIKELY[order.status]))
+    twin.venue_offset += 1
+    twin.report(venue_report(order.order_id, kind, report_id=twin.next_id("venue"), venue_offset=twin.venue_offset,
+                             venue_index=1, **(_fill_terms(data, order) if kind is K.FILL else {})))
+
+
+def _unchanged(twin: Twin, repeat, *, read_again: bool = False) -> None:
+    """A repeat (retry, resend, re-read) changes no order and no balance of the compact side.
+
+    A retry or a resend is a new message, whose offset the account records; one read again is not.
+    """
+    before = twin.worker.account()
+    held = {oid: twin.worker.order(oid) for oid in twin.book.orders}
+    twin.again(repeat())
+    after = twin.worker.account()
+    assert (after.balances, after.positions, after.open_count) == (before.balances, before.positions, before.open_count)
+    if read_again:
+        assert after.offsets == before.offsets
+    assert {oid: twin.worker.order(oid) for oid in twin.book.orders} == held
+
+
+def do_retry(twin: Twin, data) -> None:
+    """A client sends one of its latest commands again (under the same command id).
+
+    Not for an archived order's submission: a client order id is unique within the retention
+    only, and once its order is archived the same submission makes a new order (see the README).
+    """
+    recent = [c for c in twin.commands[-3:] if not (isinstance(c, SubmitOrder) and not twin.held(submit_id(c)))]
+    if recent:
+        cmd = data.draw(st.sampled_from(recent))
+        _unchanged(twin, lambda: twin.worker.command(cmd))
+
+
+def do_resend(twin: Twin, data) -> None:
+    """The venue sends an applied report again (its outbox after a restart)."""
+    if twin.reports:
+        report = data.draw(st.sampled_from(twin.reports))
+        _unchanged(twin, lambda: twin.worker.report(report))
+
+
+def do_reread(twin: Twin, data) -> None:
+    """A message read again at its own offset, as after a crash; now and then after a restart."""
+    if twin.worker.log:
+        if data.draw(st.booleans()):
+            twin.worker.restart()
+        index = data.draw(st.integers(0, len(twin.worker.log) - 1))
+        _unchanged(twin, lambda: twin.worker.reread(index), read_again=True)
+
+
+ACTIONS = [do_submit, do_submit, do_submit, do_venue, do_venue, do_venue, do_venue, do_venue,
+           do_cancel, do_replace, do_kill, do_retry, do_resend, do_reread, do_reread]
+
+
+def _check_same_state(twin: Twin) -> None:
+    compact, book = twin.worker.account(), twin.book.account
+    assert compact.balances == book.balances and compact.open_count == book.open_count
+    reference = positions(twin.fills, instruments(), {})
+    assert {s: (h.quantity, h.cost, h.realised, h.fills) for s, h in compact.positions.items()} == \
+           {s: (p.quantity, p.cost, p.realised, p.fills) for s, p in reference.items()}
+    for order_id, order in twin.book.orders.items():
+        held = twin.worker.order(order_id)
+        if held is None:
+            assert not order.is_open, f"open order {order_id} archived"
+            continue
+        assert held == order
+        assert twin.worker.executions(order_id) == twin.book.executions(order_id)
+
+
+def _run(table: MemoryTable, data) -> None:
+    twin = Twin(Worker(table))
+    for _ in range(data.draw(st.integers(1, 50), label="steps")):
+        data.draw(st.sampled_from(ACTIONS), label="action")(twin, data)
+    _check_same_state(twin)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+                                                                                     HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_compact_state_matches_the_reference_model(memory_table, data):
+    _reset(memory_table)
+    _run(memory_table, data)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+                                                                                    HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_compact_state_matches_the_reference_model_while_archiving_closed_orders(memory_table, monkeypatch, data):
+    from tests.unit.agents.oms_harness import keep
+    keep(monkeypatch, Retention(keep=1))
+    _reset(memory_table)
+    _run(memory_table, data)
+
+
+def _reset(table: MemoryTable) -> None:
+    """A fresh table for each example (the fixture makes one per test)."""
+    from atlas.agents import oms as agent
+    from atlas.tables import oms as tables
+    table.clear()
+    agent._touched.clear()
+    tables.forget_cached()
+    table[tables.account_key("alice")] = account().model_dump_json().encode()
