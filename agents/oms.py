@@ -2,7 +2,10 @@
 
 A thin loop over `process`, which is synchronous: it reads the account's state, decides
 with the pure core and writes the state with no `await` in between, so nothing can
-interleave with an account's update. The sends are queued afterwards.
+interleave with an account's update. The agent takes what the consumer has delivered as a
+batch (up to `ATLAS_BATCH_MAX` events): it processes every event, writes the batch's state
+once per key (`tables.oms.batch`), then sends the outputs in event order; the offsets are
+committed after that.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import time
 
 from pydantic import ValidationError
 
+from atlas.agents.faults import checkpoint
 from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.analytics.telemetry import process_telemetry
 from atlas.app import app
@@ -26,9 +30,10 @@ from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
 from atlas.tables.oms import (
-    archive, forget_cached, history, load_account, load_order, needs_migration, open_orders, retention, save,
+    archive, batch, forget_cached, history, load_account, load_order, needs_migration, open_orders, retention, save,
 )
 from atlas.tables.oms_migrate import migrate
+from atlas.tables.write_behind import processing
 from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
 
 log = logging.getLogger(__name__)
@@ -53,12 +58,19 @@ async def _new_assignment(sender, **kwargs) -> None:
 
 @app.agent(oms_input, concurrency=1)
 async def oms(stream):
-    """Apply each command or venue report to its account, then send what it caused."""
-    async for event in stream.events():
-        message = event.message
-        sends = process(message.topic, message.partition, message.offset, int(message.timestamp * 1000),
-                        message.key, message.value)
-        await emit(sends, message.topic, message.partition)
+    """Apply each batch of commands and venue reports to their accounts, then send what they caused."""
+    async for events in stream.take_events(settings.batch_max, settings.batch_wait_ms / 1000):
+        done = []
+        with batch():
+            for event in events:
+                message = event.message
+                with processing(event):
+                    done.append((message, process(message.topic, message.partition, message.offset,
+                                                  int(message.timestamp * 1000), message.key, message.value)))
+        await checkpoint("oms-state-written")
+        for message, sends in done:
+            await emit(sends, message.topic, message.partition)
+        await checkpoint("oms-outputs-sent")
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:

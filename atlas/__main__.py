@@ -68,6 +68,11 @@ def main() -> None:
     commands = {"submit": _submit, "schemas": _schemas, "watch": _watch, "audit": _audit}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         sys.exit(commands[sys.argv[1]](sys.argv[2:]))
+    import mode.loop
+
+    from atlas.settings import settings
+
+    mode.loop.use(settings.event_loop)  # before the app (and its loop) exists
     from atlas.app import app
 
     app.main()

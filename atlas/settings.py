@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     session_timeout: float = Field(10.0, ge=6.0, description="Consumer-group session timeout: how soon a dead worker's partitions move")
     producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
+    event_loop: Literal["uvloop", "aio"] = Field("uvloop", description="The worker's asyncio event loop: uvloop, or "
+                                                                       "the standard library's (aio)")
+    batch_max: int = Field(500, ge=1, le=10_000, description="Events an agent processes as one batch at most "
+                                                              "(its state written once per key per batch)")
+    batch_wait_ms: float = Field(2.0, gt=0, le=1_000, description="Milliseconds an agent waits for more events "
+                                                                   "before it processes a batch that is not full")
+    fault_kill_at: str | None = Field(None, pattern=r"^(oms-state-written|oms-outputs-sent):[1-9]\d{0,6}$",
+                                      description="Tests only: SIGKILL the worker at this point of its n-th batch "
+                                                  "(see atlas/agents/faults.py)")
     retain_closed_orders: int = Field(10_000, ge=0, description="Closed orders each account keeps in the OMS table; "
                                                                 "older ones are archived (their history stays in the audit trail)")
     retain_closed_days: float | None = Field(7.0, gt=0, description="Days a closed order stays in the OMS table at most "

@@ -28,7 +28,8 @@ from typing import Awaitable, Callable
 from atlas.settings import Settings
 from bench import engine
 from bench.load import make_marketable_orders, make_orders
-from bench.report import Results, machine, render, summary, write_section
+from bench.profile import render as render_profile
+from bench.report import Results, machine, markers, render, summary, write_section
 from bench.runs import AtlasTarget, BareTarget, StartFailed, Target, latency_run, saturation_run
 from bench.stack import ROOT, BareLoop, WorkerSpec, api_key, start_broker, warm_broker, write_accounts
 
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                      "about a third of what the worker drains to FILLED)")
     parser.add_argument("--fills-saturation", type=int, help="backlog of marketable orders drained to FILLED "
                                                               "(default 5000, quick 1000)")
+    parser.add_argument("--profile", metavar="LABEL",
+                        help="profile the ATLAS worker with py-spy while it drains marketable orders to FILLED, and "
+                             "write its top frames to the report's `profile-LABEL` section (e.g. before, after)")
     parser.add_argument("--only", nargs="+", choices=["engine", "bare", "alo", "eos", "http", "fills"],
                         help="run only these targets (default: all)")
     parser.add_argument("--quick", action="store_true", help="short runs, no light-rate runs (about 1.5 minutes)")
@@ -88,6 +92,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, results: Results):
         self.args, self.results = args, results
+        self.profiles: dict[str, tuple[Path, object]] = {}  # label -> (py-spy stacks, the drain they sampled)
         self.settings = Settings()  # what the workers get from this environment, unless overridden
         # For the bare loop and the waits; each worker takes its guarantee's own default unless --commit-interval.
         self.commit_interval = args.commit_interval if args.commit_interval is not None else \
@@ -234,12 +239,17 @@ class Bench:
                 self.results.failures.append(f"{maker.label} at {rate:g}/s: {result.measured - result.answered} of "
                                              f"{result.measured} marketable orders were not FILLED")
         backlog = self.args.fills_saturation
+        profile = None
+        if self.args.profile and key != "bare-chain":
+            profile = Path(tempfile.mkdtemp(prefix="atlas-profile-")) / "fills-drain.txt"
         sat = partial(saturation_run, bootstrap=self.bootstrap, broker_pid=self.broker_pid, status="FILLED",
                       orders=make_marketable_orders(f"{key}-fsat", backlog, self.accounts, seed=13),
-                      settle_s=self.commit_interval + 1.0)
+                      settle_s=self.commit_interval + 1.0, profile=profile)
         drained = self.scenario(f"{maker.label}, {backlog} marketable orders to FILLED", drainer, sat)
         if drained is not None:
             self.results.fills_saturation[key] = drained
+            if profile is not None and profile.exists():
+                self.profiles[self.args.profile] = (profile, drained)
 
     def saturation(self, key: str, maker: Maker) -> None:
         # The bare loop drains 20,000 orders in under a second: give it more, for a window worth timing.
@@ -330,7 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     results.wall_s = time.monotonic() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.out, main=render(results))  # keeps bench.audit's section
+    if args.profile:
+        # A profiling run writes its own section only: the sampler costs the worker CPU, so its
+        # figures are not the report's.
+        for label, (path, drained) in bench.profiles.items():
+            start, end = markers(f"profile-{label}")
+            title = (f"CPU profile of the fills drain, {label} ({results.machine.get('ATLAS code', '')}): "
+                     f"{drained.window_orders} orders in {drained.window_s:.2f} s under the sampler")
+            write_section(args.out, f"{start}\n{render_profile(title, path)}{end}\n", name=f"profile-{label}")
+    else:
+        write_section(args.out, main=render(results))  # keeps bench.audit's section
     print(summary(results))
     print(f"report written to {args.out}")
     return 1 if results.failures else 0

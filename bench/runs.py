@@ -6,8 +6,10 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
+from bench.profile import Profiler
 from bench.load import (
     BenchOrder, Percentiles, Schedule, Tracker, post_http, produce_all, progress_bar, send_kafka,
 )
@@ -284,8 +286,12 @@ async def latency_run(target: Target, bootstrap: str, broker_pid: int | None, or
 
 async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None, orders: list[BenchOrder],
                          settle_s: float, start_timeout: float = 2 * START_TIMEOUT,
-                         drain_timeout: float = 60.0, status: str | None = None) -> SaturationRun:
-    """Produce every order first, then start the target and time it from its first report to its last."""
+                         drain_timeout: float = 60.0, status: str | None = None,
+                         profile: Path | None = None) -> SaturationRun:
+    """Produce every order first, then start the target and time it from its first report to its last.
+
+    With `profile`, py-spy samples the target over the same window and writes its stacks there.
+    """
     prefix = target.prefix
     mine = lambda topic: topic.startswith(f"{prefix}.") or topic.startswith(f"{prefix}-")  # noqa: E731
     ours = lambda topic: mine(topic) or topic in INTERNAL_TOPICS  # noqa: E731
@@ -297,8 +303,17 @@ async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None,
     # 2. the target starts and drains it; the window opens at its first report
     meter = _meter(target, broker_pid)
     cpu_first: dict[str, float | None] = {}
+    profiler: Profiler | None = None
+
+    def window_opens() -> None:
+        nonlocal profiler
+        cpu_first.update(meter.sample())
+        if profile is not None and (pid := target.pid()) is not None:
+            profiler = Profiler(pid, profile)
+            profiler.start()
+
     tracker = Tracker(bootstrap, f"{prefix}.executions", orders[0].tag, len(orders),
-                      on_first_report=lambda: cpu_first.update(meter.sample()), status=status)
+                      on_first_report=window_opens, status=status)
     await tracker.start(from_end=False)
     bar = asyncio.create_task(progress_bar(f"{target.label} saturation", len(orders), tracker, lambda: len(orders)))
     starting = asyncio.create_task(_start(target))
@@ -306,6 +321,8 @@ async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None,
         complete = await tracker.wait_for(len(orders), idle_timeout=drain_timeout, first_timeout=start_timeout,
                                           check_start=_check_start(target))
         cpu_last = meter.sample()
+        if profiler is not None:
+            await profiler.stop()
         await starting
         if tracker.first_ns is None:
             raise StartFailed(f"{target.label} was ready but answered no order within {start_timeout:g} s")

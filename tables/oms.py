@@ -20,14 +20,18 @@ readers check against the order, and the event is applied again when it is read.
 A closed order leaves the table after the retention (`Retention`): its keys are deleted,
 which the compacted changelog turns into tombstones. Its history stays in the audit trail.
 
-The agent reads through a cache of decoded values (most events touch an account read a
-moment ago). It is written through on every save and emptied whenever partitions move,
-since recovery writes to the store behind its back.
+The agent processes a poll's events as a batch inside `batch()`: its writes are held back
+(`WriteBehind`) and flushed once per key before the batch's outputs, the account keys last,
+so the order above holds for the batch as a whole. Reads see the pending writes. It also
+reads through a cache of decoded values (most events touch an account read a moment ago),
+written through on every save and emptied whenever partitions move, since recovery writes to
+the store behind its back.
 """
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from cachetools import LRUCache
 
@@ -36,6 +40,7 @@ from atlas.core.events import ExecutionReport
 from atlas.oms.state import LAYOUT, AccountState, Order, Retention, StoredOrder
 from atlas.settings import settings
 from atlas.tables.scan import scan_prefix
+from atlas.tables.write_behind import WriteBehind
 
 oms_table = app.Table("oms", default=None, key_type=bytes, value_type=bytes,
                       partitions=settings.partitions)
@@ -49,6 +54,47 @@ REPLAY_LOOKBACK = 256  # reports searched, newest first, for what an event appli
 # whose pauses show in the latency tail. Orders are read again mostly within seconds (acks, fills).
 _accounts: LRUCache[str, AccountState] = LRUCache(maxsize=4_096)
 _orders: LRUCache[str, Order] = LRUCache(maxsize=2_048)
+
+
+_pending: WriteBehind | None = None  # the open batch's writes, while the agent processes one
+
+
+@contextmanager
+def batch() -> Iterator[WriteBehind]:
+    """Hold back the writes of the events processed inside; flush them (accounts last) on leaving without error."""
+    global _pending
+    _pending = WriteBehind(oms_table, lambda key: key.startswith("a/"))
+    try:
+        yield _pending
+        _pending.flush()
+    finally:
+        _pending = None
+
+
+def flush_pending() -> None:
+    """Write the open batch's pending writes now (before a key-range scan, which reads the table only)."""
+    if _pending is not None:
+        _pending.flush()
+
+
+def _read(key: str, parse: Any) -> Any:
+    """The value of `key`: pending in the open batch (an object), or parsed from the table; None if absent."""
+    if _pending is not None and key in _pending:
+        return _pending.get(key)
+    raw = oms_table.get(key)
+    return None if raw is None else parse(raw)
+
+
+def put(key: str, value: Any, encode: Any = None) -> None:
+    """Write `key` (bytes, or an object `encode` makes bytes of), through the open batch if there is one."""
+    if _pending is not None:
+        _pending.put(key, value, encode)
+    else:
+        oms_table[key] = encode(value) if encode is not None else value
+
+
+def encode_model(model: Any) -> bytes:
+    return model.model_dump_json().encode()
 
 
 def forget_cached() -> None:
@@ -95,8 +141,7 @@ def load_account(account_id: str, *, cached: bool = False) -> AccountState | Non
     key = account_key(account_id)
     if cached and (hit := _accounts.get(key)) is not None:
         return hit
-    raw = oms_table.get(key)
-    account = None if raw is None else AccountState.model_validate_json(raw)
+    account = _read(key, AccountState.model_validate_json)
     if cached and account is not None:
         _accounts[key] = account
     return account
@@ -107,8 +152,8 @@ def load_order(account: AccountState, order_id: str, *, cached: bool = False) ->
     key = order_key(account.account_id, order_id)
     if cached and (hit := _orders.get(key)) is not None:
         return hit
-    raw = oms_table.get(key)
-    order = None if raw is None else StoredOrder.model_validate_json(raw).version(account)
+    stored = _read(key, StoredOrder.model_validate_json)
+    order = None if stored is None else stored.version(account)
     if cached and order is not None:
         _orders[key] = order
     return order
@@ -117,20 +162,17 @@ def load_order(account: AccountState, order_id: str, *, cached: bool = False) ->
 def executions(order: Order, after: int = 0, limit: int | None = None) -> list[ExecutionReport]:
     """The order's execution reports with seq above `after`, oldest first, at most `limit` of them."""
     last = order.exec_seq if limit is None else min(order.exec_seq, after + limit)
-    found = []
-    for seq in range(after + 1, last + 1):
-        raw = oms_table.get(execution_key(order.account_id, order.order_id, seq))
-        if raw is not None:
-            found.append(ExecutionReport.model_validate_json(raw))
-    return found
+    found = (_read(execution_key(order.account_id, order.order_id, seq), ExecutionReport.model_validate_json)
+             for seq in range(after + 1, last + 1))
+    return [report for report in found if report is not None]
 
 
 def history(order: Order) -> Iterator[ExecutionReport]:
     """The order's latest reports, newest first (at most REPLAY_LOOKBACK): where a replay looks."""
     for seq in range(order.exec_seq, max(order.exec_seq - REPLAY_LOOKBACK, 0), -1):
-        raw = oms_table.get(execution_key(order.account_id, order.order_id, seq))
-        if raw is not None:
-            yield ExecutionReport.model_validate_json(raw)
+        report = _read(execution_key(order.account_id, order.order_id, seq), ExecutionReport.model_validate_json)
+        if report is not None:
+            yield report
 
 
 def open_orders(account: AccountState, before: int | None = None) -> Iterator[Order]:
@@ -146,6 +188,7 @@ def list_orders(account: AccountState, before: int | None = None) -> Iterator[Or
 def _listed(account: AccountState, kind: str, before: int | None) -> Iterator[Order]:
     if before is not None and before <= 1:
         return
+    flush_pending()
     prefix = f"{kind}/{account.account_id}/".encode()
     start = None if before is None else listing_key(account.account_id, before - 1, kind).encode()
     for _, raw in scan_prefix(oms_table, prefix, start):
@@ -166,17 +209,20 @@ def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, O
     account_id = account.account_id
     for report in reports:
         if report.seq > 0:  # 0: a reject about an order the OMS does not know, stored nowhere
-            oms_table[execution_key(account_id, report.order_id, report.seq)] = report.model_dump_json().encode()
+            put(execution_key(account_id, report.order_id, report.seq), report, encode_model)
     for order in orders:
-        index_order(order, previous.get(order.order_id))
-        stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order, prev=previous.get(order.order_id))
+        before = previous.get(order.order_id)
+        index_order(order, before)
         key = order_key(account_id, order.order_id)
-        oms_table[key] = stored.model_dump_json().encode()
+        if _pending is not None and key in _pending:
+            # Written earlier in this batch: its `prev` stays the version the stored account knows.
+            before = _pending.get(key).prev
+        put(key, StoredOrder(seq=account.seq, epoch=account.epoch, cur=order, prev=before), encode_model)
         _orders[key] = order
     for key in archived:
         _delete(key)
     key = account_key(account_id)
-    oms_table[key] = account.model_dump_json().encode()
+    put(key, account, encode_model)
     _accounts[key] = account
 
 
@@ -184,18 +230,20 @@ def index_order(order: Order, before: Order | None) -> None:
     """Keep the listing, open-order and closed-order keys in step with an order's change."""
     account_id = order.account_id
     if before is None and order.number:
-        oms_table[listing_key(account_id, order.number)] = order.order_id.encode()
+        put(listing_key(account_id, order.number), order.order_id.encode())
     was_open = before is not None and before.is_open
     if order.is_open and not was_open:
-        oms_table[open_key(account_id, order.number)] = order.order_id.encode()
+        put(open_key(account_id, order.number), order.order_id.encode())
     elif was_open and not order.is_open:
         _delete(open_key(account_id, order.number))
     if order.closed_no and (before is None or not before.closed_no):
-        oms_table[closed_key(account_id, order.closed_no)] = json.dumps([order.order_id, order.updated_at]).encode()
+        put(closed_key(account_id, order.closed_no), json.dumps([order.order_id, order.updated_at]).encode())
 
 
 def _delete(key: str) -> None:
-    if oms_table.get(key) is not None:
+    if _pending is not None:
+        _pending.delete(key)
+    elif oms_table.get(key) is not None:
         del oms_table[key]
     _orders.pop(key, None)
 
@@ -211,8 +259,8 @@ def archive(account: AccountState, now: int, keep: Retention, busy: set[str]) ->
         if account.archived >= account.closed:
             break
         entry_key = closed_key(account.account_id, account.archived + 1)
-        raw = oms_table.get(entry_key)
-        order_id, closed_at = json.loads(raw) if raw is not None else (None, now)
+        entry = _read(entry_key, bytes)
+        order_id, closed_at = json.loads(entry) if entry is not None else (None, now)
         if not keep.due(account, closed_at, now) or order_id in busy:
             break
         if order_id is not None:

@@ -15,13 +15,15 @@ from atlas.core.events import ExecType, ExecutionReport
 from atlas.oms.positions import Holding
 from atlas.oms.state import LAYOUT, RECENT_IDS, AccountState, Order, StoredOrder
 from atlas.tables.oms import (
-    account_key, execution_key, executions, forget_cached, index_order, oms_table, order_key,
+    account_key, encode_model, execution_key, executions, flush_pending, forget_cached, index_order, oms_table,
+    order_key, put,
 )
 from atlas.tables.scan import scan_prefix
 
 
 def migrate(account: AccountState) -> AccountState:
     """The account in the current layout, after writing its orders and reports in it."""
+    flush_pending()  # the scan below reads the table itself
     account_id = account.account_id
     prefix = order_key(account_id, "").encode()
     orders: list[Order] = []
@@ -35,7 +37,8 @@ def migrate(account: AccountState) -> AccountState:
         reports = legacy.get("executions")
         if reports is not None:  # not migrated yet: its reports move to their own keys
             for report in reports:
-                oms_table[execution_key(account_id, order.order_id, report["seq"])] = json.dumps(report).encode()
+                put(execution_key(account_id, order.order_id, report["seq"]),
+                     ExecutionReport.model_validate(report), encode_model)
             order = order.model_copy(update={"exec_seq": len(reports),
                                              "recent_ids": tuple(legacy.get("applied_ids", ()))[-RECENT_IDS:]})
         orders.append(order)
@@ -47,7 +50,7 @@ def migrate(account: AccountState) -> AccountState:
     for order in numbered.values():
         index_order(order, None)
         stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order)
-        oms_table[order_key(account_id, order.order_id)] = stored.model_dump_json().encode()
+        put(order_key(account_id, order.order_id), stored, encode_model)
         fills.extend(((r.ts, order.order_id, r.seq), r, order) for r in executions(order)
                      if r.exec_type is ExecType.TRADE and r.last_px is not None)
     positions: dict[str, Holding] = {}
@@ -56,6 +59,6 @@ def migrate(account: AccountState) -> AccountState:
         positions[order.symbol] = held.after(order.side, report.last_qty, report.last_px)
     account = account.model_copy(update={"layout": LAYOUT, "orders": len(numbered), "closed": len(closed),
                                          "archived": 0, "positions": positions})
-    oms_table[account_key(account_id)] = account.model_dump_json().encode()
     forget_cached()
+    put(account_key(account_id), account, encode_model)  # last, as every event's account write
     return account

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from decimal import Decimal as D
 
 import pytest
@@ -40,8 +41,9 @@ def plan() -> list[dict]:
     return commands
 
 
-async def run_flow(cluster: Cluster, kill_after: float) -> dict[str, list[tuple[D, D]]]:
-    """Send the orders at a steady rate, play the venue, kill and restart the worker mid-stream; returns fills per order."""
+async def run_flow(cluster: Cluster, disruption: Callable[[], Awaitable[None]]) -> dict[str, list[tuple[D, D]]]:
+    """Send the orders at a steady rate, play the venue, and meanwhile await `disruption()` (a kill and a
+    restart of the worker); returns the fills sent per order."""
     fills: dict[str, list[tuple[D, D]]] = defaultdict(list)
     answered: set[str] = set()
     commands = plan()
@@ -83,8 +85,7 @@ async def run_flow(cluster: Cluster, kill_after: float) -> dict[str, list[tuple[
 
     try:
         sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=20)  # ~400 orders/s
-        await asyncio.wait_for(asyncio.gather(sending, venue(), kill_and_restart(cluster.workers[0], kill_after)),
-                               timeout=300)
+        await asyncio.wait_for(asyncio.gather(sending, venue(), disruption()), timeout=300)
         await producer.flush()
     finally:
         await consumer.stop()
@@ -97,17 +98,22 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(kafka_bootstrap, tm
     cluster = Cluster(kafka_bootstrap, tmp_path, f"kill-{guarantee[:5]}-{uuid.uuid4().hex[:6]}", guarantee=guarantee)
     cluster.start_worker()
     try:
-        fills = asyncio.run(run_flow(cluster, kill_after=2.0))
-        missing = [(c["account_id"], c["client_order_id"]) for c in plan()
-                   if order_id_for(c["account_id"], c["client_order_id"]) not in fills]
-        assert not missing, f"{len(missing)} orders never reached the venue: " + "; ".join(
-            describe(cluster, account, client_order_id) for account, client_order_id in missing[:4])
-        for account in ACCOUNTS:
-            check_account(Api(cluster.workers[0].url, cluster.keys[account]), account, fills)
+        fills = asyncio.run(run_flow(cluster, lambda: kill_and_restart(cluster.workers[0], 2.0)))
+        check_flow(cluster, fills)
     finally:
         cluster.stop()
     log = cluster.workers[0].log_path.read_text(errors="replace")
     assert "wiping local tables" in log, "the restart after SIGKILL must restore from the changelog"
+
+
+def check_flow(cluster: Cluster, fills: dict[str, list[tuple[D, D]]]) -> None:
+    """Every order reached the venue, and every account holds exactly the fills sent (see `check_account`)."""
+    missing = [(c["account_id"], c["client_order_id"]) for c in plan()
+               if order_id_for(c["account_id"], c["client_order_id"]) not in fills]
+    assert not missing, f"{len(missing)} orders never reached the venue: " + "; ".join(
+        describe(cluster, account, client_order_id) for account, client_order_id in missing[:4])
+    for account in ACCOUNTS:
+        check_account(Api(cluster.workers[0].url, cluster.keys[account]), account, fills)
 
 
 def describe(cluster: Cluster, account: str, client_order_id: str) -> str:

@@ -23,5 +23,6 @@ def memory_table(monkeypatch) -> MemoryTable:
     tables.forget_cached()
     table[tables.account_key("alice")] = helpers.account().model_dump_json().encode()
     yield table
+    tables._pending = None
     agent._touched.clear()
     tables.forget_cached()

@@ -62,6 +62,31 @@ class Worker:
         self.log: list[tuple[str, int, int, bytes]] = []  # (topic, offset, ts, value) of every input so far
         self.next_offset = {COMMANDS: 0, REPORTS: 0}
         self.now = helpers.T0
+        self._batch: Any = None  # the open `tables.batch()`, while inputs are processed as one batch
+        self.batch_from = 0  # index in `log` of the open batch's first input
+
+    def open_batch(self) -> None:
+        """Process the next inputs as one batch: their writes are held back until `close_batch`."""
+        self.close_batch()
+        self._batch = tables.batch()
+        self._batch.__enter__()
+        self.batch_from = len(self.log)
+
+    def close_batch(self) -> None:
+        """Write the open batch's state (once per key, accounts last)."""
+        if self._batch is not None:
+            batch, self._batch = self._batch, None
+            batch.__exit__(None, None, None)
+
+    def crash(self) -> list[int]:
+        """The worker dies before writing the open batch: its writes are lost; returns the inputs to read again."""
+        lost = list(range(self.batch_from, len(self.log))) if self._batch is not None else []
+        if self._batch is not None:
+            batch, self._batch = self._batch, None
+            failure = RuntimeError("killed")
+            batch.__exit__(RuntimeError, failure, None)
+        self.restart()
+        return lost
 
     def _process(self, topic: str, offset: int, ts: int, value: bytes) -> list[Send]:
         return agent.process(topic, self.partition, offset, ts, self.account_id.encode(), value)
