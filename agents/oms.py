@@ -20,7 +20,7 @@ from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.analytics.telemetry import process_telemetry
 from atlas.app import app
 from atlas.core.commands import COMMAND, SubmitOrder
-from atlas.core.events import DeadLetter, ExecType, VenueReport
+from atlas.core.events import DeadLetter, ExecType, venue_reports_in
 from atlas.core.values import order_id_for
 from atlas.oms.engine import (
     apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
@@ -67,20 +67,25 @@ async def oms(stream):
                 with processing(event):
                     done.append((message, process(message.topic, message.partition, message.offset,
                                                   int(message.timestamp * 1000), message.key, message.value)))
-        await checkpoint("oms-state-written")
+        await checkpoint("oms-state-written", len(events))
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
-        await checkpoint("oms-outputs-sent")
+        await checkpoint("oms-outputs-sent", len(events))
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:
-    """Everything one input message does to the OMS state, and what it must send."""
+    """Everything one input message does to the OMS state, and what it must send.
+
+    A message is a command, or what one venue input told one account: one venue report or
+    several, applied in order. It is read again (after a crash) when the account has
+    recorded its offset, which it does with the message's last event.
+    """
     is_command = topic == COMMANDS_TOPIC
     try:
-        event = COMMAND.validate_json(value) if is_command else VenueReport.model_validate_json(value)
+        events = (COMMAND.validate_json(value),) if is_command else venue_reports_in(value)
     except ValidationError as exc:
         return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
-    account_id = event.account_id
+    account_id = events[0].account_id
     wanted_key = account_id.encode()
     if key != wanted_key or partition != partition_for(wanted_key):
         # A producer that keyed or hashed differently: move the message to its account's
@@ -89,18 +94,32 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         return [Send(commands if is_command else venue_reports, wanted_key, value, partition_for(wanted_key))]
     account = load_account(account_id, cached=True)
     if account is None:
-        config = directory().get(account_id)
-        if config is None:
+        if directory().get(account_id) is None:
             return _invalid(topic, partition, offset, ts, key, value, f"UNKNOWN_ACCOUNT: no account {account_id}", is_command)
-        account = new_account(config, DEFAULT_LIMITS)
     elif needs_migration(account):
-        account = migrate(account)
+        migrate(account)
     source = f"{topic}/{partition}"
-    reread = account.has_read(source, offset)
+    reread = account is not None and account.has_read(source, offset)
+    sends: list[Send] = []
+    for n, event in enumerate(events, start=1):
+        read_at = (source, offset) if n == len(events) and not reread else None
+        outcome = _apply(account_id, event, is_command, reread, read_at, ts)
+        outputs = [_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter)] \
+            if outcome.dead_letter else []
+        outputs += [Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports]
+        outputs.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
+        sends.extend(possible_duplicates(outputs) if outcome.replayed else outputs)
+        _measure(outcome)
+    return sends
+
+
+def _apply(account_id: str, event, is_command: bool, reread: bool, read_at: tuple[str, int] | None, ts: int):
+    """Apply one event to its account (already known to exist) and store what it did; returns the outcome."""
+    account = load_account(account_id, cached=True) or new_account(directory().get(account_id), DEFAULT_LIMITS)
     fresh = account_id not in _touched
     if fresh:
         account = account.new_epoch()
-    if needs_open_orders(event) and not reread:
+    if needs_open_orders(event):
         orders = {o.order_id: o for o in open_orders(account)}
     else:
         orders = {oid: load_order(account, oid, cached=True) for oid in orders_needed(event)}
@@ -109,16 +128,9 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         outcome = apply_command(account, orders, event, market, ts, history=history, reread=reread)
     else:
         outcome = apply_venue_report(account, orders, event, market, history=history, reread=reread)
-    sends = []
-    if outcome.dead_letter:
-        sends.append(_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter))
     if not reread or fresh:
-        _save(account, outcome, orders, None if reread else (source, offset), ts)
-    outputs = [Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports]
-    outputs.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
-    sends.extend(possible_duplicates(outputs) if outcome.replayed else outputs)
-    _measure(outcome)
-    return sends
+        _save(account, outcome, orders, read_at, ts)
+    return outcome
 
 
 def _save(account, outcome, orders, read_at: tuple[str, int] | None, ts: int) -> None:

@@ -4,7 +4,8 @@
 the `venue_ticker` timer of the worker that owns the symbol) and parameter changes (copied
 in from `atlas.venue.control` by `venue_control_copier`). `process` applies one of them to the
 symbol's `SymbolVenue` and records the outputs and the new state (see `tables/venue.py`);
-the agent then sends reports to `atlas.venue.reports` (key = account) and market data to
+the agent then sends reports to `atlas.venue.reports` (key = account; one message per input and
+account) and market data to
 `atlas.marketdata` (key = symbol): trades as they happen, the book and the mid once per tick.
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pydantic import ValidationError
 from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.app import app
 from atlas.core.control import VenueControl
-from atlas.core.events import VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueRequest, VenueTick
+from atlas.core.events import (
+    VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueReports, VenueRequest, VenueTick,
+)
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.producer import BrokerUnavailable, CommandProducer
 from atlas.runtime.reference import instruments
@@ -99,10 +102,12 @@ def _changed(symbol_venue: SymbolVenue, change: VenueParamsChange) -> MarketPara
 
 def _sends(symbol_venue: SymbolVenue, out: VenueOutput, offset: int, *, book: bool, ts: int) -> list[Send]:
     symbol = symbol_venue.instrument.symbol.encode()
-    # Each report is stamped with its place in the symbol's log, which the OMS dedupes by.
-    sends = [Send(venue_reports, r.account_id.encode(),
-                  r.model_copy(update={"venue_offset": offset, "venue_index": i}).model_dump_json().encode())
-             for i, r in enumerate(out.reports, start=1)]
+    # Each report is stamped with its place in the symbol's log, which the OMS dedupes by; an
+    # account's reports from one input go as one message (an ack and its fill: one OMS event).
+    by_account: dict[str, list[VenueReport]] = {}
+    for i, r in enumerate(out.reports, start=1):
+        by_account.setdefault(r.account_id, []).append(r.model_copy(update={"venue_offset": offset, "venue_index": i}))
+    sends = [Send(venue_reports, account.encode(), _reports_message(reports)) for account, reports in by_account.items()]
     for trade in out.trades:
         doc = {"type": "trade", "symbol": trade.symbol, "price": str(trade.price), "quantity": str(trade.quantity),
                "aggressor": trade.aggressor.value, "ts": trade.ts}
@@ -117,6 +122,13 @@ def _sends(symbol_venue: SymbolVenue, out: VenueOutput, offset: int, *, book: bo
         mid = {"type": "mid", "symbol": symbol_venue.instrument.symbol, "mid": str(symbol_venue.mid_price), "ts": ts}
         sends.append(Send(marketdata, symbol, json.dumps(mid).encode()))
     return sends
+
+
+def _reports_message(reports: list[VenueReport]) -> bytes:
+    """One report as itself; several as a `VenueReports`."""
+    if len(reports) == 1:
+        return reports[0].model_dump_json().encode()
+    return VenueReports(reports=tuple(reports)).model_dump_json().encode()
 
 
 def _encode_send(send: Send) -> list:

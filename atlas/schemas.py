@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from atlas.core.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.core.control import GlobalKillSwitch, MidPrice, VenueControl
 from atlas.core.events import (
-    VENUE_INPUT, DeadLetter, ExecutionReport, VenueParamsChange, VenueReport, VenueRequest, VenueTick,
+    VENUE_INPUT, DeadLetter, ExecutionReport, VenueParamsChange, VenueReport, VenueReports, VenueRequest, VenueTick,
 )
 from atlas.settings import ROOT
 
@@ -18,6 +18,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "SubmitOrder": SubmitOrder, "CancelOrder": CancelOrder, "ReplaceOrder": ReplaceOrder,
     "SetLimits": SetLimits, "SetAccountKillSwitch": SetAccountKillSwitch,
     "ExecutionReport": ExecutionReport, "VenueRequest": VenueRequest, "VenueReport": VenueReport,
+    "VenueReports": VenueReports,
     "DeadLetter": DeadLetter, "MidPrice": MidPrice, "VenueControl": VenueControl, "GlobalKillSwitch": GlobalKillSwitch,
     "VenueTick": VenueTick, "VenueParamsChange": VenueParamsChange,
 }

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(2.0, gt=0, le=1_000, description="Milliseconds an agent waits for more events "
                                                                    "before it processes a batch that is not full")
     fault_kill_at: str | None = Field(None, pattern=r"^(oms-state-written|oms-outputs-sent):[1-9]\d{0,6}$",
-                                      description="Tests only: SIGKILL the worker at this point of its n-th batch "
+                                      description="Tests only: SIGKILL the worker at this point of the batch with its "
+                                                  "n-th event "
                                                   "(see atlas/agents/faults.py)")
     retain_closed_orders: int = Field(10_000, ge=0, description="Closed orders each account keeps in the OMS table; "
                                                                 "older ones are archived (their history stays in the audit trail)")

@@ -144,6 +144,21 @@ class Api:
                 "type": "LIMIT", "quantity": "0.01", "price": "64000.00", "time_in_force": "GTC", **overrides}
         return self.post("/api/v1/orders", body)
 
+    def all_orders(self, query: str = "") -> Response:
+        """`GET /api/v1/orders?<query>` page after page: one response whose `orders` holds every page's
+        (or the first response that was not a 200)."""
+        orders: list = []
+        cursor = None
+        while True:
+            response = self.get(f"/api/v1/orders?limit=1000{'&' + query if query else ''}"
+                                + (f"&cursor={cursor}" if cursor else ""))
+            if response.status != 200:
+                return response
+            orders.extend(response.body["orders"])
+            cursor = response.body["next_cursor"]
+            if cursor is None:
+                return Response(200, response.headers, {"orders": orders, "next_cursor": None})
+
     def wait_for(self, path: str, predicate: Callable[[Any], bool], timeout: float = 20.0) -> Any:
         """GET `path` until `predicate(json)` holds; returns that json."""
         deadline = time.monotonic() + timeout
@@ -289,7 +304,7 @@ def settle(api: Api, account: str, commands: list[dict]) -> None:
                 if status.get(oid) != want]
 
     deadline = time.monotonic() + 90
-    while (late := behind(api.get("/api/v1/orders"))) and time.monotonic() < deadline:
+    while (late := behind(api.all_orders())) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not late, f"{account}: {len(late)} orders did not settle: {late[:5]}"
 

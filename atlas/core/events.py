@@ -2,7 +2,8 @@
 
 - `atlas.venue.orders` (key = symbol): `VenueRequest`s from the OMS, and the venue's own
   `VenueTick`s and `VenueParamsChange`s, so one symbol's whole input is one ordered log.
-- `atlas.venue.reports` (key = account_id): `VenueReport`s from the venue.
+- `atlas.venue.reports` (key = account_id): `VenueReport`s from the venue, several of one
+  input about one account as one `VenueReports` message.
 - `atlas.executions` (key = account_id): `ExecutionReport`s, FIX ExecType / OrdStatus.
 - `atlas.deadletter` (key = source key): `DeadLetter`s for input that failed validation.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from atlas.core.control import VenueControl
 from atlas.core.values import Dec, OrderType, Side, TimeInForce
@@ -160,6 +161,30 @@ class VenueReport(BaseModel):
             if self.last_qty is None or self.last_px is None or self.last_qty <= 0 or self.last_px <= 0:
                 raise ValueError("a FILL needs positive last_qty and last_px")
         return self
+
+
+class VenueReports(BaseModel):
+    """What one venue input told one account, in order: the venue sends several reports (an ack and a fill) as one message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reports: tuple[VenueReport, ...] = Field(min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_account(self) -> "VenueReports":
+        if len({r.account_id for r in self.reports}) > 1:
+            raise ValueError("the reports of one message are about one account")
+        return self
+
+
+def venue_reports_in(value: bytes) -> tuple[VenueReport, ...]:
+    """The venue reports an `atlas.venue.reports` message carries: one `VenueReport`, or a `VenueReports`."""
+    try:
+        return (VenueReport.model_validate_json(value),)
+    except ValidationError:
+        if b'"reports"' not in value:
+            raise
+    return VenueReports.model_validate_json(value).reports
 
 
 class DeadLetter(BaseModel):

@@ -251,31 +251,39 @@ def _mark(order: Order, event: Command | VenueReport) -> Order:
 
 def _replay(step: _Step, orders: Mapping[str, Order], event: Command | VenueReport, history: History,
             reread: bool) -> Outcome | None:
-    """For an event applied before: the reports and venue requests it caused, to send again; None to apply it.
+    """For an event applied before: the reports and venue requests it caused, to send again; None otherwise.
 
     What the event emitted may not have reached Kafka before a crash; consumers drop the
     copies by `exec_id` / `request_id`. Its reports are looked for among the order's latest
     ones only: an event recognised as applied is never applied twice, even when its reports
-    are too far back to send again.
+    are too far back to send again. A message read again whose event left no mark (it was
+    refused, or its order is unknown) is worked out again by the caller for what it sent
+    without state: a dead letter, a reject about an unknown order.
     """
     if isinstance(event, (SetLimits, SetAccountKillSwitch)):
-        # Not about one order: the account remembers its latest few such commands.
-        seen = reread or event.command_id in step.account.recent_commands
-        return step.done(replayed=True) if seen else None
+        # Not about one order: the account remembers its latest few such commands. An engaged
+        # kill switch sent a cancel for each open order: those still waiting for the venue
+        # (`orders` holds the open ones) get theirs again.
+        if not (reread or event.command_id in step.account.recent_commands):
+            return None
+        if isinstance(event, SetAccountKillSwitch) and event.engaged:
+            for order in sorted(orders.values(), key=lambda o: (o.created_at, o.order_id)):
+                _resend(step, order, event.command_id, history)
+        return step.done(replayed=True)
     order_id = order_id_for(event.account_id, event.client_order_id) if isinstance(event, SubmitOrder) else event.order_id
     order = orders.get(order_id)
-    if order is None:
-        # Nothing stored: a re-read submission's order was archived since (never submit it again);
-        # anything else changed no state and is applied again, which re-sends the same reject.
-        return step.done(replayed=True) if reread and isinstance(event, SubmitOrder) else None
-    if not (reread or _applied(order, event)):
+    if order is None or not _applied(order, event):
         return None
-    cause = event.report_id if isinstance(event, VenueReport) else event.command_id
+    _resend(step, order, event.report_id if isinstance(event, VenueReport) else event.command_id, history)
+    return step.done(replayed=True)
+
+
+def _resend(step: _Step, order: Order, cause: str, history: History) -> None:
+    """The order's reports that `cause` made, oldest first, and the venue requests they stood for, to send again."""
     found = [report for report in history(order) if report.cause_id == cause]
     for report in reversed(found):
         step.reports.append(report)
         step.venue.extend(replay_requests(order, report))
-    return step.done(replayed=True)
 
 
 # -- commands --------------------------------------------------------------------------
@@ -289,7 +297,12 @@ def apply_command(account: AccountState, orders: Mapping[str, Order], cmd: Comma
     if replayed is not None:
         return replayed
     if reread:
-        return _as_replayed(apply_command(account, orders, cmd, market, ts))
+        return _stateless(account, _command(_Step(account), orders, cmd, market, ts))
+    return _command(step, orders, cmd, market, ts)
+
+
+def _command(step: _Step, orders: Mapping[str, Order], cmd: Command, market: Market, ts: int) -> Outcome:
+    account = step.account
     if isinstance(cmd, SubmitOrder):
         return _submit(step, orders, cmd, market, ts)
     if isinstance(cmd, CancelOrder):
@@ -346,9 +359,12 @@ def _submit(step: _Step, orders: Mapping[str, Order], cmd: SubmitOrder, market: 
     return step.done()
 
 
-def _as_replayed(outcome: Outcome) -> Outcome:
-    """An outcome sent as a possible duplicate: it is what an event read again computes once more."""
-    return Outcome(outcome.account, outcome.orders, outcome.reports, outcome.venue, outcome.dead_letter, True)
+def _stateless(account: AccountState, outcome: Outcome) -> Outcome:
+    """Of what an event read again computes once more, only what it sent without changing state, as a possible
+    duplicate: its dead letter and its rejects about unknown orders (seq 0). Its state changes are dropped: a
+    message read again is never applied twice."""
+    reports = tuple(r for r in outcome.reports if r.seq == 0)
+    return Outcome(account, reports=reports, dead_letter=outcome.dead_letter, replayed=True)
 
 
 def _command_reject(step: _Step, order: Order | None, cmd: CancelOrder | ReplaceOrder, exec_type: ExecType,
@@ -486,7 +502,11 @@ def apply_venue_report(account: AccountState, orders: Mapping[str, Order], repor
     if replayed is not None:
         return replayed
     if reread:
-        return _as_replayed(apply_venue_report(account, orders, report, market))
+        return _stateless(account, _venue_report(_Step(account), orders, report, market))
+    return _venue_report(step, orders, report, market)
+
+
+def _venue_report(step: _Step, orders: Mapping[str, Order], report: VenueReport, market: Market) -> Outcome:
     order = orders.get(report.order_id)
     if order is None:
         return step.done(dead_letter=f"{RejectCode.UNKNOWN_ORDER.value}: venue report for unknown order {report.order_id}")

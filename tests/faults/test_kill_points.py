@@ -1,7 +1,8 @@
 """The worker killed at the two steps of a batch a kill from outside only hits by chance; after a restart
 nothing is lost or doubled.
 
-`ATLAS_FAULT_KILL_AT` makes the worker SIGKILL itself at a named point of its n-th `oms` batch,
+`ATLAS_FAULT_KILL_AT` makes the worker SIGKILL itself at a named point of the `oms` batch that holds
+its n-th event (here the 400th of about 1,500: orders are still flowing),
 once what it wrote so far is in Kafka (`atlas/agents/faults.py`):
 - between the batch's state writes and its outputs: the state is in the changelog, the
   outputs were never sent, so the batch's events, read again, must send them (as possible
@@ -41,12 +42,12 @@ async def restart_after_fault(cluster: Cluster, timeout: float = 120.0) -> None:
 @pytest.mark.parametrize("point", ["oms-state-written", "oms-outputs-sent"])
 def test_kill_at_a_step_of_a_batch_loses_nothing_and_doubles_nothing(kafka_bootstrap, tmp_path, point, guarantee):
     cluster = Cluster(kafka_bootstrap, tmp_path, f"kp-{guarantee[:5]}-{uuid.uuid4().hex[:6]}", guarantee=guarantee,
-                      extra_env={"ATLAS_FAULT_KILL_AT": f"{point}:100"})
+                      extra_env={"ATLAS_FAULT_KILL_AT": f"{point}:400"})
     cluster.start_worker()
     try:
         check_flow(cluster, asyncio.run(run_flow(cluster, lambda: restart_after_fault(cluster))))
     finally:
         cluster.stop()
     log = cluster.workers[0].log_path.read_text(errors="replace")
-    assert f"fault injection: SIGKILL at {point} of batch 100" in log
+    assert f"fault injection: SIGKILL at {point} of the batch with event 400" in log
     assert "wiping local tables" in log, "the restart after SIGKILL must restore from the changelog"

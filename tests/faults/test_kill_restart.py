@@ -137,7 +137,7 @@ def check_account(api: Api, account: str, fills: dict[str, list[tuple[D, D]]]) -
                 if cid not in by_id or D(by_id[cid]["filled_quantity"]) != sum(q for q, _ in f)]
 
     deadline = time.monotonic() + 90
-    while (behind := unsettled(doc := api.get("/api/v1/orders").body)) and time.monotonic() < deadline:
+    while (behind := unsettled(doc := api.all_orders().body)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not behind, f"{account}: {len(behind)} orders differ from the fills sent: {behind[:5]}"
     orders = doc["orders"]

@@ -129,7 +129,8 @@ def test_export_writes_plain_jsonl_per_topic_partition(traded, tmp_path):
 def test_verify_fails_on_a_tampered_trail(traded, tmp_path, tamper, expected):
     cluster, folder, _ = traded
     copy = tmp_path / "trail"
-    shutil.copytree(folder, copy)
+    # The exporter keeps writing (market data): a temporary file of its may vanish while we copy.
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".tmp-*"))
     objects = sorted(copy.rglob(f"topic={cluster.topic('marketdata')}/**/*.jsonl.gz"))
     by_dir: dict[Path, list[Path]] = {}
     for p in objects:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from atlas.core.commands import COMMAND
 from atlas.core.control import GlobalKillSwitch, MidPrice, VenueControl
-from atlas.core.events import DeadLetter, VenueParamsChange, VenueTick
+from atlas.core.events import DeadLetter, VenueParamsChange, VenueReports, VenueTick
 from atlas.schemas import MODELS, render
 from tests.helpers import SCHEMAS, T0, Book, cancel, kill_switch, limits, replace, set_limits, submit, venue_report
 
@@ -42,6 +42,7 @@ def _instances() -> dict[str, dict[str, Any]]:
         "SetLimits": set_limits(limits(restricted_symbols=["SOL-USD"])),
         "SetAccountKillSwitch": kill_switch(True, "ops"),
         "ExecutionReport": book.executions(order_id)[-1], "VenueRequest": new.venue[0], "VenueReport": fill,
+        "VenueReports": VenueReports(reports=(venue_report(order_id, "ACCEPTED"), fill)),
         "DeadLetter": DeadLetter(topic="atlas.commands", partition=3, offset=42, key="alice", value="{",
                                  error="INVALID", ts=T0),
         "MidPrice": MidPrice(type="mid", symbol="BTC-USD", mid="65000.5", ts=T0),
@@ -64,6 +65,7 @@ BREAKS = {
     "ExecutionReport": lambda d: {**d, "status": "HALF_FILLED"},
     "VenueRequest": lambda d: {**d, "request": "amend"},
     "VenueReport": lambda d: {**d, "kind": "PARTIAL"},
+    "VenueReports": lambda d: {**d, "reports": []},
     "DeadLetter": lambda d: {k: v for k, v in d.items() if k != "error"},
     "MidPrice": lambda d: {**d, "mid": 65000.5},
     "VenueControl": lambda d: {**d, "tick_interval_ms": 1},

@@ -11,7 +11,7 @@ from typing import Any
 from atlas.agents import oms as agent
 from atlas.agents.outputs import POSS_DUP, Send
 from atlas.core.commands import SubmitOrder
-from atlas.core.events import ExecutionReport, VenueReport
+from atlas.core.events import ExecutionReport, VenueReport, VenueReports
 from atlas.core.values import order_id_for
 from atlas.oms.state import AccountState, Order, Retention
 from atlas.runtime.partitioning import partition_for
@@ -104,6 +104,10 @@ class Worker:
 
     def report(self, report: VenueReport) -> list[Send]:
         return self.send(REPORTS, report.model_dump_json().encode())
+
+    def reports(self, reports: list[VenueReport]) -> list[Send]:
+        """Several reports of one venue input about the account, as the venue sends them: one message."""
+        return self.send(REPORTS, VenueReports(reports=tuple(reports)).model_dump_json().encode())
 
     def reread(self, index: int) -> list[Send]:
         """The input at `index` of the log read again, at its own offset (as after a crash)."""

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from atlas.analytics.pnl import fills_of, positions
 from atlas.core.commands import SubmitOrder
-from atlas.core.events import VenueReportKind
+from atlas.core.events import OrdStatus, VenueReportKind
+from atlas.oms.engine import Outcome
 from atlas.core.values import OrderType, Side
 from atlas.oms.state import Retention
 from tests.helpers import Book, account, cancel, instruments, kill_switch, replace, submit, venue_report
@@ -63,6 +64,16 @@ class Twin:
         self.sent[len(self.worker.log) - 1] = sends
         if expected.dead_letter is None:
             self.reports.append(report)
+
+    def reports_of_one_input(self, reports: list) -> None:
+        """Several venue reports in one message (one venue input's, about one account)."""
+        expected = [self.book.report(r) for r in reports]
+        sends = self.worker.reports(reports)
+        merged = Outcome(self.book.account, reports=tuple(r for e in expected for r in e.reports),
+                         dead_letter="; ".join(e.dead_letter for e in expected if e.dead_letter) or None)
+        self._same(merged, sends)
+        self.sent[len(self.worker.log) - 1] = sends
+        self.reports.extend(r for r, e in zip(reports, expected) if e.dead_letter is None)
 
     def _same(self, expected, sends) -> None:
         self.fills.extend(fills_of(expected.reports))
@@ -118,6 +129,20 @@ def do_venue(twin: Twin, data) -> None:
     twin.venue_offset += 1
     twin.report(venue_report(order.order_id, kind, report_id=twin.next_id("venue"), venue_offset=twin.venue_offset,
                              venue_index=1, **(_fill_terms(data, order) if kind is K.FILL else {})))
+
+
+def do_ack_and_fill(twin: Twin, data) -> None:
+    """The venue acknowledges a new order and fills some of it in one input: one message of two reports."""
+    pending = sorted(oid for oid, o in twin.book.orders.items() if o.status is OrdStatus.PENDING_NEW)
+    if not pending:
+        return
+    order = twin.book.orders[data.draw(st.sampled_from(pending))]
+    twin.venue_offset += 1
+    ack = venue_report(order.order_id, K.ACCEPTED, report_id=twin.next_id("venue"), venue_offset=twin.venue_offset,
+                       venue_index=1)
+    fill = venue_report(order.order_id, K.FILL, report_id=twin.next_id("venue"), venue_offset=twin.venue_offset,
+                        venue_index=2, **_fill_terms(data, order))
+    twin.reports_of_one_input([ack, fill])
 
 
 def _unchanged(twin: Twin, repeat, *, read_again: bool = False) -> None:
@@ -178,17 +203,28 @@ def do_batch(twin: Twin, data) -> None:
 
 
 def do_crash(twin: Twin, data) -> None:
-    """The worker dies before it writes the open batch; the batch's inputs are read again and send the same."""
+    """The worker dies before it writes the open batch; the batch's inputs are read again.
+
+    An input whose writes were lost is applied as the first time and sends the same. One whose
+    writes reached the table before the crash (a kill switch's scan flushes the batch early) is
+    not applied again: it sends its reports again, as repeats, and the venue requests still
+    unanswered (a dead letter of it may not come again: a refused venue report leaves no trace;
+    nor the reports of an order archived since, when the retention is as short as here).
+    """
     for index in twin.worker.crash():
+        topic, offset, _, _ = twin.worker.log[index]
+        stored = twin.worker.account().has_read(f"{topic}/{twin.worker.partition}", offset)
         again = twin.worker.reread(index)
         first = twin.sent[index]
-        assert [s.value for s in again] == [s.value for s in first]
-        # Marked as repeats only when the batch's writes reached the table before the crash (a kill
-        # switch's scan flushes the batch early); a repeat the first time stays one.
-        assert duplicates(again) in ([], again) and (duplicates(first) == [] or duplicates(again) == again)
+        if not stored:
+            assert [(s.value, s.headers) for s in again] == [(s.value, s.headers) for s in first]
+        else:
+            assert duplicates(again) == again and {s.value for s in again} <= {s.value for s in first}
+            if twin.worker.account().archived == 0:  # an archived order's reports cannot go again
+                assert reports(again) == reports(first)
 
 
-ACTIONS = [do_batch, do_batch, do_crash, do_submit, do_submit, do_submit, do_venue, do_venue, do_venue, do_venue, do_venue,
+ACTIONS = [do_batch, do_batch, do_crash, do_ack_and_fill, do_ack_and_fill, do_submit, do_submit, do_submit, do_venue, do_venue, do_venue, do_venue, do_venue,
            do_cancel, do_replace, do_kill, do_retry, do_resend, do_reread, do_reread]
 
 
@@ -215,7 +251,7 @@ def _run(table: MemoryTable, data) -> None:
     _check_same_state(twin)
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                                      HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_compact_state_matches_the_reference_model(memory_table, data):
@@ -223,7 +259,7 @@ def test_compact_state_matches_the_reference_model(memory_table, data):
     _run(memory_table, data)
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                                     HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_compact_state_matches_the_reference_model_while_archiving_closed_orders(memory_table, monkeypatch, data):
