@@ -96,10 +96,11 @@ def top_frames(path: Path, n: int = 15) -> tuple[int, list[Frame], list[Frame]]:
         return [Frame(name, 100 * own[name] / samples, 100 * anywhere[name] / samples)
                 for name, _ in counter.most_common(n)]
 
+    by_self = ranked(own)
     # The event loop and the command line sit under most samples: leave them out of the totals.
     for name in [name for name, count in anywhere.items() if count > WRAPPER_SHARE * samples]:
         del anywhere[name]
-    return samples, ranked(own), ranked(anywhere)
+    return samples, by_self, ranked(anywhere)
 
 
 def render(title: str, path: Path, n: int = 15) -> str:
