@@ -61,12 +61,16 @@ async def oms(stream):
     """Apply each batch of commands and venue reports to their accounts, then send what they caused."""
     async for events in stream.take_events(settings.batch_max, settings.batch_wait_ms / 1000):
         done = []
-        with batch():
-            for event in events:
-                message = event.message
-                with processing(event):
-                    done.append((message, process(message.topic, message.partition, message.offset,
-                                                  int(message.timestamp * 1000), message.key, message.value)))
+        try:
+            with batch():
+                for event in events:
+                    message = event.message
+                    with processing(event):
+                        done.append((message, process(message.topic, message.partition, message.offset,
+                                                      int(message.timestamp * 1000), message.key, message.value)))
+        except BaseException:
+            _touched.clear()  # the batch's epochs were never written: start new ones
+            raise
         await checkpoint("oms-state-written", len(events))
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
@@ -97,7 +101,7 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         if directory().get(account_id) is None:
             return _invalid(topic, partition, offset, ts, key, value, f"UNKNOWN_ACCOUNT: no account {account_id}", is_command)
     elif needs_migration(account):
-        migrate(account)
+        account = migrate(account)
     source = f"{topic}/{partition}"
     reread = account is not None and account.has_read(source, offset)
     sends: list[Send] = []
@@ -139,7 +143,7 @@ def _save(account, outcome, orders, read_at: tuple[str, int] | None, ts: int) ->
     if read_at is not None:
         source, offset = read_at
         after = after.model_copy(update={"offsets": {**after.offsets, source: offset}})
-    after, archived = archive(after, ts, retention(), {o.order_id for o in outcome.orders})
+    after, archived = archive(after, ts, retention(), {o.order_id for o in outcome.orders}, account.closed)
     reports = () if outcome.replayed else outcome.reports  # a replay's reports are stored already
     save(after.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders, reports, archived)
     _touched.add(account.account_id)

@@ -67,6 +67,9 @@ def batch() -> Iterator[WriteBehind]:
     try:
         yield _pending
         _pending.flush()
+    except BaseException:
+        forget_cached()  # the caches hold what the batch computed and never wrote
+        raise
     finally:
         _pending = None
 
@@ -94,6 +97,7 @@ def put(key: str, value: Any, encode: Any = None) -> None:
 
 
 def encode_model(model: Any) -> bytes:
+    """A model as the table stores it: its JSON."""
     return model.model_dump_json().encode()
 
 
@@ -104,26 +108,32 @@ def forget_cached() -> None:
 
 
 def account_key(account_id: str) -> str:
+    """Key of the account's state."""
     return f"a/{account_id}"
 
 
 def order_key(account_id: str, order_id: str) -> str:
+    """Key of an order."""
     return f"o/{account_id}/{order_id}"
 
 
 def execution_key(account_id: str, order_id: str, seq: int) -> str:
+    """Key of an order's report `seq`."""
     return f"e/{account_id}/{order_id}/{seq:010d}"
 
 
 def listing_key(account_id: str, number: int, kind: str = "l") -> str:
+    """Key of the account's order `number` in the listing (`kind` "l") or the open-order index ("n")."""
     return f"{kind}/{account_id}/{_LISTING - number:012d}"
 
 
 def open_key(account_id: str, number: int) -> str:
+    """Key of an open order in the open-order index."""
     return listing_key(account_id, number, "n")
 
 
 def closed_key(account_id: str, closed_no: int) -> str:
+    """Key of the account's closed order `closed_no` in the retention queue."""
     return f"c/{account_id}/{closed_no:012d}"
 
 
@@ -248,19 +258,22 @@ def _delete(key: str) -> None:
     _orders.pop(key, None)
 
 
-def archive(account: AccountState, now: int, keep: Retention, busy: set[str]) -> tuple[AccountState, tuple[str, ...]]:
+def archive(account: AccountState, now: int, keep: Retention, busy: set[str],
+            stored_closed: int) -> tuple[AccountState, tuple[str, ...]]:
     """The account after archiving the closed orders past retention at `now`, and the keys that leaves behind.
 
-    The oldest closed orders go first, a few per event; an order the event itself writes
+    The oldest closed orders go first, a few per event, among the first `stored_closed` (those
+    closed by earlier events, whose queue entries are stored); an order the event itself writes
     (`busy`) waits for the next one. The caller deletes the keys with the event's save.
     """
     keys: list[str] = []
     for _ in range(ARCHIVE_PER_EVENT):
-        if account.archived >= account.closed:
+        if account.archived >= min(account.closed, stored_closed):
             break
         entry_key = closed_key(account.account_id, account.archived + 1)
         entry = _read(entry_key, bytes)
-        order_id, closed_at = json.loads(entry) if entry is not None else (None, now)
+        # No entry: a crash kept this archiving's deletes and lost its account write; finish it.
+        order_id, closed_at = json.loads(entry) if entry is not None else (None, 0)
         if not keep.due(account, closed_at, now) or order_id in busy:
             break
         if order_id is not None:

@@ -49,7 +49,8 @@ def migrate(account: AccountState) -> AccountState:
     fills: list[tuple[tuple, ExecutionReport, Order]] = []
     for order in numbered.values():
         index_order(order, None)
-        stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order)
+        # The same version as `prev` too: whichever the account's history picks, the order is there.
+        stored = StoredOrder(seq=account.seq, epoch=account.epoch, cur=order, prev=order)
         put(order_key(account_id, order.order_id), stored, encode_model)
         fills.extend(((r.ts, order.order_id, r.seq), r, order) for r in executions(order)
                      if r.exec_type is ExecType.TRADE and r.last_px is not None)

@@ -41,6 +41,7 @@ class WriteBehind:
         self.pending[key] = (value, encode, current_event())
 
     def delete(self, key: str) -> None:
+        """Delete `key` (nothing is written if the table does not hold it)."""
         self.pending[key] = (DELETED, None, current_event())
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -163,9 +163,12 @@ class OrdersView(ApiView):
         cursor = None
         for seen, order in enumerate(source, start=1):
             if wanted(order):
+                if len(page) == limit:  # one more after a full page: the next page starts below the last shown
+                    cursor = str(page[-1].number)
+                    break
                 page.append(order)
-            if len(page) == limit or seen == limit * _SCAN_PAGES:
-                cursor = str(order.number)  # there may be more: the next page starts below this one
+            if seen == limit * _SCAN_PAGES:  # read enough for one request: the client goes on below this one
+                cursor = str(order.number)
                 break
         return self.ok({"orders": [o.public() for o in page], "next_cursor": cursor})
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
+import pytest
+
 from atlas.core.events import ExecType, OrdStatus, VenueReportKind
 from atlas.oms.state import LAYOUT, Retention, StoredOrder
 from atlas.tables import oms as tables
@@ -279,3 +281,32 @@ def _rewrite_in_previous_layout(table, current) -> None:
         stored["prev"] = None
         table[key] = json.dumps(stored).encode()
         assert StoredOrder.model_validate(stored).cur.exec_seq == 0
+
+
+def test_archiving_finishes_after_a_crash_kept_its_deletes_but_not_its_account_write(memory_table, monkeypatch):
+    keep(monkeypatch, Retention(keep=100, max_age_ms=60_000))
+    worker = Worker(memory_table)
+    done = submit(quantity="0.001")
+    worker.command(done, ts=T0)
+    worker.report(_fill(submit_id(done), "0.001"))
+    account_before = memory_table[tables.account_key("alice").encode()]
+    worker.command(cancel("nothing"), ts=T0 + 200_000)  # archives the order
+    memory_table[tables.account_key("alice")] = account_before  # ...but its account write was lost
+    worker.restart()
+
+    worker.command(cancel("nothing"), ts=T0 + 300_000)
+
+    assert worker.account().archived == 1 and worker.order(submit_id(done)) is None
+
+
+def test_a_batch_that_fails_leaves_nothing_behind_in_the_caches(memory_table):
+    worker = Worker(memory_table)
+    cmd = submit()
+    before = worker.account()
+    with pytest.raises(RuntimeError):
+        with tables.batch():
+            worker.command(cmd)
+            raise RuntimeError("the worker fails mid-batch")
+
+    assert tables.load_account("alice", cached=True) == before
+    assert tables.load_order(before, submit_id(cmd), cached=True) is None
