@@ -84,14 +84,14 @@ def _order_or_404(account_id: str, order_id: str) -> Order:
                   audit_query=f"python -m atlas audit order {order_id}")
 
 
-def _page_args(request: Any, cursor: str) -> tuple[int | None, int]:
+def _page_args(request: Any) -> tuple[int | None, int]:
     """(cursor, limit) of a paginated GET; the cursor is a number the previous page handed out."""
     raw_limit = request.query.get("limit", str(PAGE))
-    raw_cursor = request.query.get(cursor)
+    raw_cursor = request.query.get("cursor")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise Problem(400, "INVALID_QUERY", f"limit must be a whole number from 1 to {MAX_PAGE}")
     if raw_cursor is not None and not (raw_cursor.isdigit() and len(raw_cursor) <= 15):
-        raise Problem(400, "INVALID_QUERY", f"{cursor} must be a value a previous page returned")
+        raise Problem(400, "INVALID_QUERY", "cursor must be a value a previous page returned")
     return (None if raw_cursor is None else int(raw_cursor)), int(raw_limit)
 
 
@@ -146,7 +146,7 @@ class OrdersView(ApiView):
             raise Problem(400, "INVALID_QUERY", "status must be open, closed or all")
         symbol = request.query.get("symbol")
         client_order_id = request.query.get("client_order_id")
-        before, limit = _page_args(request, "cursor")
+        before, limit = _page_args(request)
         account = load_account(account_id)
         if account is None:
             return self.ok({"orders": [], "next_cursor": None})
@@ -212,7 +212,7 @@ class ExecutionsView(ApiView):
 
     async def get(self, request: Any, order_id: str) -> Any:
         caller = principal(request)
-        after, limit = _page_args(request, "cursor")
+        after, limit = _page_args(request)
 
         async def local() -> Any:
             order = _order_or_404(caller.account_id, order_id)

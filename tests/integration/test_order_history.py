@@ -25,11 +25,6 @@ def cluster(kafka_bootstrap, tmp_path_factory):
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def kafka(kafka_bootstrap) -> Kafka:
-    return Kafka(kafka_bootstrap)
-
-
 def _venue(kafka: Kafka, cluster: Cluster, account: str, order_id: str, kind: str, **fields) -> None:
     body = {"report_id": f"{order_id}-{kind}-{time.monotonic_ns()}", "kind": kind, "order_id": order_id,
             "account_id": account, "ts": int(time.time() * 1000), **fields}

@@ -22,6 +22,16 @@ def _event_bytes(table, worker: Worker, step) -> int:
     return sum(size for _, size in table.writes[before:]) + sum(len(s.value) for s in sends)
 
 
+def _submit_small(worker: Worker, count: int) -> list[str]:
+    """Submit `count` orders of 0.001 BTC (client order ids c0, c1, ...); returns their ids in order."""
+    ids = []
+    for n in range(count):
+        cmd = submit(quantity="0.001", client_order_id=f"c{n}")
+        worker.command(cmd)
+        ids.append(submit_id(cmd))
+    return ids
+
+
 def _fill(order_id: str, qty: str, px: str = "64000", offset: int = 0):
     return venue_report(order_id, VenueReportKind.FILL, last_qty=qty, last_px=px, venue_offset=offset, venue_index=1)
 
@@ -182,11 +192,7 @@ def test_command_retried_under_the_same_id_is_applied_once(memory_table):
 def test_closed_orders_past_the_count_are_archived_oldest_first_with_every_key(memory_table, monkeypatch):
     keep(monkeypatch, Retention(keep=2))
     worker = Worker(memory_table)
-    ids = []
-    for n in range(5):
-        cmd = submit(quantity="0.001", client_order_id=f"c{n}")
-        worker.command(cmd)
-        ids.append(submit_id(cmd))
+    ids = _submit_small(worker, 5)
     for n, order_id in enumerate(ids[:4]):
         worker.report(_fill(order_id, "0.001", offset=n))
     worker.command(cancel("nothing"))  # one more event: archiving trails the closes by one
@@ -221,11 +227,7 @@ def test_closed_orders_older_than_the_age_are_archived_and_open_ones_never(memor
 
 def test_orders_are_listed_newest_first_and_open_ones_from_their_index(memory_table):
     worker = Worker(memory_table)
-    ids = []
-    for n in range(6):
-        cmd = submit(quantity="0.001", client_order_id=f"c{n}")
-        worker.command(cmd)
-        ids.append(submit_id(cmd))
+    ids = _submit_small(worker, 6)
     worker.report(_fill(ids[4], "0.001"))
     account = worker.account()
 
