@@ -107,10 +107,10 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     sends: list[Send] = []
     for n, event in enumerate(events, start=1):
         read_at = (source, offset) if n == len(events) and not reread else None
-        outcome = _apply(account_id, event, is_command, reread, read_at, ts)
+        outcome, encoded = _apply(account_id, event, is_command, reread, read_at, ts)
         outputs = [_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter)] \
             if outcome.dead_letter else []
-        outputs += [Send(executions, wanted_key, r.model_dump_json().encode()) for r in outcome.reports]
+        outputs += [Send(executions, wanted_key, raw) for raw in encoded]
         outputs.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
         sends.extend(possible_duplicates(outputs) if outcome.replayed else outputs)
         _measure(outcome)
@@ -118,7 +118,10 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
 
 
 def _apply(account_id: str, event, is_command: bool, reread: bool, read_at: tuple[str, int] | None, ts: int):
-    """Apply one event to its account (already known to exist) and store what it did; returns the outcome."""
+    """Apply one event to its account (already known to exist) and store what it did.
+
+    Returns the outcome and its reports encoded, once: the same bytes go to the table and to `atlas.executions`.
+    """
     account = load_account(account_id, cached=True) or new_account(directory().get(account_id), DEFAULT_LIMITS)
     fresh = account_id not in _touched
     if fresh:
@@ -132,19 +135,21 @@ def _apply(account_id: str, event, is_command: bool, reread: bool, read_at: tupl
         outcome = apply_command(account, orders, event, market, ts, history=history, reread=reread)
     else:
         outcome = apply_venue_report(account, orders, event, market, history=history, reread=reread)
+    encoded = tuple(r.model_dump_json().encode() for r in outcome.reports)
     if not reread or fresh:
-        _save(account, outcome, orders, read_at, ts)
-    return outcome
+        _save(account, outcome, encoded, orders, read_at, ts)
+    return outcome, encoded
 
 
-def _save(account, outcome, orders, read_at: tuple[str, int] | None, ts: int) -> None:
+def _save(account, outcome, encoded: tuple[bytes, ...], orders, read_at: tuple[str, int] | None, ts: int) -> None:
     """Store what an event did, with the offset it was read at and the closed orders it archives."""
     after = outcome.account
     if read_at is not None:
         source, offset = read_at
         after = after.model_copy(update={"offsets": {**after.offsets, source: offset}})
     after, archived = archive(after, ts, retention(), {o.order_id for o in outcome.orders}, account.closed)
-    reports = () if outcome.replayed else outcome.reports  # a replay's reports are stored already
+    # A replay's reports are stored already.
+    reports = () if outcome.replayed else tuple(zip(outcome.reports, encoded))
     save(after.model_copy(update={"seq": account.seq + 1}), outcome.orders, orders, reports, archived)
     _touched.add(account.account_id)
 

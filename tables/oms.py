@@ -101,6 +101,18 @@ def encode_model(model: Any) -> bytes:
     return model.model_dump_json().encode()
 
 
+class _Encoded:
+    """The encoder of a value whose bytes are made already."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __call__(self, value: Any) -> bytes:
+        return self.raw
+
+
 def forget_cached() -> None:
     """Drop every cached value (call when partitions are revoked or assigned)."""
     _accounts.clear()
@@ -211,15 +223,16 @@ def _listed(account: AccountState, kind: str, before: int | None) -> Iterator[Or
 
 
 def save(account: AccountState, orders: tuple[Order, ...], previous: dict[str, Order | None],
-         reports: tuple[ExecutionReport, ...] = (), archived: tuple[str, ...] = ()) -> None:
+         reports: tuple[tuple[ExecutionReport, bytes], ...] = (), archived: tuple[str, ...] = ()) -> None:
     """Write an event: its reports, index keys and orders, the keys of orders it archives, and its account last.
 
-    The account write is what marks the event applied.
+    Each report comes with its JSON, which the caller also sends: it is encoded once. The
+    account write is what marks the event applied.
     """
     account_id = account.account_id
-    for report in reports:
+    for report, raw in reports:
         if report.seq > 0:  # 0: a reject about an order the OMS does not know, stored nowhere
-            put(execution_key(account_id, report.order_id, report.seq), report, encode_model)
+            put(execution_key(account_id, report.order_id, report.seq), report, _Encoded(raw))
     for order in orders:
         before = previous.get(order.order_id)
         index_order(order, before)

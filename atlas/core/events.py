@@ -178,13 +178,21 @@ class VenueReports(BaseModel):
 
 
 def venue_reports_in(value: bytes) -> tuple[VenueReport, ...]:
-    """The venue reports an `atlas.venue.reports` message carries: one `VenueReport`, or a `VenueReports`."""
-    try:
-        return (VenueReport.model_validate_json(value),)
-    except ValidationError:
-        if b'"reports"' not in value:
-            raise
-    return VenueReports.model_validate_json(value).reports
+    """The venue reports an `atlas.venue.reports` message carries: one `VenueReport`, or a `VenueReports`.
+
+    A message is parsed once: one that holds `"reports"` is read as a `VenueReports` (a
+    `VenueReport` has no such field; one that only says the word somewhere is read as itself
+    after all), any other as a `VenueReport`.
+    """
+    if b'"reports"' in value:
+        try:
+            return VenueReports.model_validate_json(value).reports
+        except ValidationError as several:
+            try:
+                return (VenueReport.model_validate_json(value),)
+            except ValidationError:
+                raise several from None
+    return (VenueReport.model_validate_json(value),)
 
 
 class DeadLetter(BaseModel):

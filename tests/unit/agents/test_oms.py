@@ -9,6 +9,7 @@ import pytest
 from atlas.core.events import ExecType, OrdStatus, VenueReportKind
 from atlas.oms.state import LAYOUT, Retention, StoredOrder
 from atlas.tables import oms as tables
+from atlas.topics import executions
 from tests.helpers import T0, cancel, kill_switch, submit, venue_report
 from tests.unit.agents.oms_harness import Worker, duplicates, keep, reports, submit_id
 
@@ -122,6 +123,21 @@ def _rich_account():
 
 
 # -- exactly once ------------------------------------------------------------------------------
+
+
+def test_each_report_is_stored_as_the_very_bytes_sent_to_executions(memory_table):
+    worker = Worker(memory_table)
+    cmd = submit(quantity="0.5", price="64000")
+    order_id = submit_id(cmd)
+    sent = worker.command(cmd)
+    sent += worker.report(venue_report(order_id, "ACCEPTED", venue_offset=0, venue_index=1))
+    sent += worker.report(_fill(order_id, "0.5", offset=1))
+
+    values = [s.value for s in sent if s.topic is executions]
+    stored = [memory_table.get(tables.execution_key("alice", order_id, seq)) for seq in range(1, 4)]
+    assert len(values) == 3 and stored == values
+    # Encoded once: the table holds the very object the send carries.
+    assert all(a is b for a, b in zip(stored, values))
 
 
 def test_message_read_again_changes_nothing_and_resends_its_reports_as_possible_duplicates(memory_table):

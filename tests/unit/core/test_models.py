@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from atlas.core.accounts import Directory, Role, hash_key
 from atlas.core.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
-from atlas.core.events import VenueReport
+from atlas.core.events import VenueReport, venue_reports_in
 from atlas.core.instruments import load_instruments
 from atlas.core.values import order_id_for, parse_decimal
 from tests.helpers import ACCOUNTS_FILE, CONFIG, D, limits, submit
@@ -215,3 +215,25 @@ def test_instruments_file_loads_every_symbol_on_its_grid():
     assert (btc.base, btc.quote, btc.tick_size, btc.lot_size) == ("BTC", "USD", D("0.01"), D("0.0001"))
     assert btc.price_on_tick(D("64000.01")) and not btc.price_on_tick(D("64000.001"))
     assert btc.quantity_on_lot(D("0.0003")) and not btc.quantity_on_lot(D("0.00031"))
+
+
+# -- venue report messages -----------------------------------------------------------------
+
+_REPORT = {"report_id": "r1", "kind": "ACCEPTED", "order_id": "O1", "account_id": "alice", "ts": 1}
+
+
+def test_venue_message_of_one_report_or_several_is_read_as_such():
+    second = {**_REPORT, "report_id": "r2", "kind": "FILL", "last_qty": "1", "last_px": "64000"}
+    assert [r.report_id for r in venue_reports_in(json.dumps(_REPORT).encode())] == ["r1"]
+    assert [r.report_id for r in venue_reports_in(json.dumps({"reports": [_REPORT, second]}).encode())] == ["r1", "r2"]
+
+
+def test_venue_report_that_only_says_reports_is_read_as_one_report():
+    report = {**_REPORT, "kind": "REJECTED", "reason": "reports"}
+    assert [r.reason for r in venue_reports_in(json.dumps(report).encode())] == ["reports"]
+
+
+def test_invalid_venue_reports_message_is_refused_with_its_own_error():
+    with pytest.raises(ValidationError) as refused:
+        venue_reports_in(json.dumps({"reports": []}).encode())
+    assert refused.value.title == "VenueReports"
