@@ -19,7 +19,7 @@ from atlas.agents.faults import checkpoint
 from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.analytics.telemetry import process_telemetry
 from atlas.app import app
-from atlas.core.commands import COMMAND, SubmitOrder
+from atlas.core.commands import SubmitOrder, decode_command
 from atlas.core.events import DeadLetter, ExecType, venue_reports_in
 from atlas.core.values import order_id_for
 from atlas.oms.engine import (
@@ -86,7 +86,7 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     """
     is_command = topic == COMMANDS_TOPIC
     try:
-        events = (COMMAND.validate_json(value),) if is_command else venue_reports_in(value)
+        events = (decode_command(value),) if is_command else venue_reports_in(value)
     except ValidationError as exc:
         return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
     account_id = events[0].account_id

@@ -20,7 +20,8 @@ from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.app import app
 from atlas.core.control import VenueControl
 from atlas.core.events import (
-    VENUE_INPUT, DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueReports, VenueRequest, VenueTick,
+    DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueReports, VenueRequest, VenueTick,
+    decode_venue_input,
 )
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.producer import BrokerUnavailable, CommandProducer
@@ -61,7 +62,7 @@ async def venue(stream):
 def process(partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:
     """Everything one input message does to its symbol's venue, and what it must send."""
     try:
-        message = VENUE_INPUT.validate_json(value)
+        message = decode_venue_input(value)
     except ValidationError as exc:
         return [_dead_letter(partition, offset, ts, key, value, f"INVALID_MESSAGE: {exc.errors()[0]['msg']}")]
     instrument = instruments().get(message.symbol)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from atlas.core.values import Dec
+from atlas.core.values import Dec, Int
 
 
 class Role(str, enum.Enum):
@@ -32,9 +32,9 @@ class Limits(BaseModel):
     max_position: dict[str, Dec] = Field(
         default_factory=dict, description="Per asset: most the account may hold once open buys fill"
     )
-    price_collar_bps: int = Field(1000, ge=1, le=100_000, description="Allowed distance of a limit price from the reference price")
-    max_orders_per_second: int = Field(50, ge=1, description="Order-rate throttle (token bucket, burst = rate)")
-    max_open_orders: int = Field(500, ge=1)
+    price_collar_bps: Int = Field(1000, ge=1, le=100_000, description="Allowed distance of a limit price from the reference price")
+    max_orders_per_second: Int = Field(50, ge=1, description="Order-rate throttle (token bucket, burst = rate)")
+    max_open_orders: Int = Field(500, ge=1)
     restricted_symbols: frozenset[str] = Field(default_factory=frozenset)
 
 

@@ -28,8 +28,27 @@ class _Command(BaseModel):
     account_id: str = _ID
 
 
+def _price_rule(schema: dict) -> None:
+    # The model's `_price_matches_type`, said in JSON Schema.
+    _command_is_required(schema)
+    schema["allOf"] = [
+        {"if": {"properties": {"type": {"const": "LIMIT"}}},
+         "then": {"required": ["price"], "properties": {"price": {"type": "string"}}}},
+        {"if": {"properties": {"type": {"const": "MARKET"}}},
+         "then": {"properties": {"price": {"type": "null"}}}},
+    ]
+
+
+def _change_rule(schema: dict) -> None:
+    # The model's `_changes_something`, said in JSON Schema.
+    _command_is_required(schema)
+    schema["anyOf"] = [{"required": [name], "properties": {name: {"type": "string"}}} for name in ("quantity", "price")]
+
+
 class SubmitOrder(_Command):
     """Place a new order."""
+
+    model_config = ConfigDict(json_schema_extra=_price_rule)
 
     command: Literal["SubmitOrder"] = "SubmitOrder"
     client_order_id: str = _ID
@@ -58,6 +77,8 @@ class CancelOrder(_Command):
 
 class ReplaceOrder(_Command):
     """Change the quantity and/or price of an open order."""
+
+    model_config = ConfigDict(json_schema_extra=_change_rule)
 
     command: Literal["ReplaceOrder"] = "ReplaceOrder"
     order_id: str = _ID
@@ -91,3 +112,8 @@ Command = Annotated[
     Field(discriminator="command"),
 ]
 COMMAND = TypeAdapter(Command)
+
+
+def decode_command(value: bytes) -> SubmitOrder | CancelOrder | ReplaceOrder | SetLimits | SetAccountKillSwitch:
+    """A message of `atlas.commands`, validated as strictly as its schema (no "1" for a number)."""
+    return COMMAND.validate_json(value, strict=True)

@@ -7,11 +7,11 @@
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from atlas.core.values import Dec
+from atlas.core.values import Dec, Int, integral
 
 
 class MidPrice(BaseModel):
@@ -22,7 +22,7 @@ class MidPrice(BaseModel):
     type: Literal["mid"]
     symbol: str
     mid: Dec
-    ts: int
+    ts: Int
 
 
 class VenueControl(BaseModel):
@@ -35,9 +35,9 @@ class VenueControl(BaseModel):
     volatility: Dec | None = None
     spread_bps: Dec | None = None
     liquidity: Dec | None = None
-    levels: int | None = Field(None, ge=0, le=50)
-    tick_interval_ms: int | None = Field(None, ge=10)
-    ts: int = 0
+    levels: Annotated[int, Field(ge=0, le=50), BeforeValidator(integral)] | None = None
+    tick_interval_ms: Annotated[int, Field(ge=10), BeforeValidator(integral)] | None = None
+    ts: Int = 0
 
 
 class GlobalKillSwitch(BaseModel):
@@ -48,4 +48,4 @@ class GlobalKillSwitch(BaseModel):
     command_id: str
     engaged: bool
     reason: str = Field("", max_length=200)
-    ts: int = 0
+    ts: Int = 0

@@ -12,10 +12,10 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from atlas.core.control import VenueControl
-from atlas.core.values import Dec, OrderType, Side, TimeInForce
+from atlas.core.values import Dec, Int, OrderType, Side, TimeInForce, integral
 
 
 class OrdStatus(str, enum.Enum):
@@ -58,7 +58,7 @@ class ExecutionReport(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     exec_id: str
-    seq: int = Field(description="Position of this report in the order's history, from 1")
+    seq: Int = Field(description="Position of this report in the order's history, from 1")
     cause_id: str = Field(description="command_id or venue report_id that caused this report")
     order_id: str
     client_order_id: str
@@ -79,7 +79,7 @@ class ExecutionReport(BaseModel):
     leaves_qty: Dec
     avg_px: Dec | None
     reason: str | None = None
-    ts: int = Field(description="Milliseconds since the epoch, from the causing message")
+    ts: Int = Field(description="Milliseconds since the epoch, from the causing message")
 
 
 class VenueRequest(BaseModel):
@@ -99,7 +99,7 @@ class VenueRequest(BaseModel):
     price: Dec | None
     # A market order may not trade beyond this price (the OMS reserved funds at it).
     limit_guard: Dec | None = None
-    ts: int
+    ts: Int
 
 
 class VenueTick(BaseModel):
@@ -109,7 +109,7 @@ class VenueTick(BaseModel):
 
     request: Literal["tick"]
     symbol: str
-    ts: int
+    ts: Int
 
 
 class VenueParamsChange(VenueControl):
@@ -120,6 +120,11 @@ class VenueParamsChange(VenueControl):
 
 VenueInput = Annotated[Union[VenueRequest, VenueTick, VenueParamsChange], Field(discriminator="request")]
 VENUE_INPUT = TypeAdapter(VenueInput)
+
+
+def decode_venue_input(value: bytes) -> VenueRequest | VenueTick | VenueParamsChange:
+    """A message of `atlas.venue.orders`, validated as strictly as its schema (no "1" for a number)."""
+    return VENUE_INPUT.validate_json(value, strict=True)
 
 
 class VenueReportKind(str, enum.Enum):
@@ -133,10 +138,22 @@ class VenueReportKind(str, enum.Enum):
     REPLACE_REJECTED = "REPLACE_REJECTED"
 
 
+# A decimal above zero (a trade's quantity and price): with the wire pattern, which it is checked beside.
+_POSITIVE = r"^(0*[1-9][0-9]*(\.[0-9]+)?|0+\.[0-9]*[1-9][0-9]*)$"
+
+
+def _fill_rule(schema: dict) -> None:
+    # The model's `_fill_has_trade`, said in JSON Schema.
+    trade = {"type": "string", "pattern": _POSITIVE}
+    schema["allOf"] = [{"if": {"properties": {"kind": {"const": "FILL"}}},
+                        "then": {"required": ["last_qty", "last_px"],
+                                 "properties": {"last_qty": trade, "last_px": trade}}}]
+
+
 class VenueReport(BaseModel):
     """What the venue tells the OMS about one order."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_fill_rule)
 
     report_id: str = Field(min_length=1, max_length=128)
     kind: VenueReportKind
@@ -149,11 +166,11 @@ class VenueReport(BaseModel):
     quantity: Dec | None = None
     price: Dec | None = None
     reason: str | None = None
-    ts: int
+    ts: Int
     # Where the venue's log put the report: the offset of the input that caused it, and its
     # place among that input's reports. An order's reports rise in it, so a copy is told apart.
-    venue_offset: int | None = Field(None, ge=0)
-    venue_index: int | None = Field(None, ge=1)
+    venue_offset: Annotated[int, Field(ge=0), BeforeValidator(integral)] | None = None
+    venue_index: Annotated[int, Field(ge=1), BeforeValidator(integral)] | None = None
 
     @model_validator(mode="after")
     def _fill_has_trade(self) -> "VenueReport":
@@ -186,13 +203,13 @@ def venue_reports_in(value: bytes) -> tuple[VenueReport, ...]:
     """
     if b'"reports"' in value:
         try:
-            return VenueReports.model_validate_json(value).reports
+            return VenueReports.model_validate_json(value, strict=True).reports
         except ValidationError as several:
             try:
-                return (VenueReport.model_validate_json(value),)
+                return (VenueReport.model_validate_json(value, strict=True),)
             except ValidationError:
                 raise several from None
-    return (VenueReport.model_validate_json(value),)
+    return (VenueReport.model_validate_json(value, strict=True),)
 
 
 class DeadLetter(BaseModel):
@@ -201,9 +218,9 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     topic: str
-    partition: int
-    offset: int
+    partition: Int
+    offset: Int
     key: str | None
     value: str
     error: str
-    ts: int
+    ts: Int

@@ -21,7 +21,7 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 
 from pydantic import BaseModel, ConfigDict
 
-from atlas.core.values import ZERO, Dec, Side
+from atlas.core.values import ZERO, Side, StoredDec
 
 # Sums and products are exact: no realistic amount comes near these bounds.
 EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
@@ -33,11 +33,11 @@ class Holding(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    quantity: Dec = ZERO  # base; buys add, sells subtract
-    cost: Dec = ZERO  # quote paid for the open quantity; quantity * avg_price, negative when short
-    realised: Dec = ZERO  # quote
-    bought: Dec = ZERO  # base bought in all
-    sold: Dec = ZERO  # base sold in all
+    quantity: StoredDec = ZERO  # base; buys add, sells subtract
+    cost: StoredDec = ZERO  # quote paid for the open quantity; quantity * avg_price, negative when short
+    realised: StoredDec = ZERO  # quote
+    bought: StoredDec = ZERO  # base bought in all
+    sold: StoredDec = ZERO  # base sold in all
     fills: int = 0
 
     def after(self, side: Side, quantity: Decimal, price: Decimal) -> "Holding":

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from atlas.core.accounts import Limits
 from atlas.core.events import OrdStatus
-from atlas.core.values import ZERO, Dec, OrderType, Side, TimeInForce, decimal_text
+from atlas.core.values import ZERO, OrderType, Side, StoredDec, TimeInForce, decimal_text
 from atlas.oms.positions import Holding
 
 # Stored state is read back from changelogs written by earlier versions: fields they had
@@ -24,8 +24,8 @@ class Balance(BaseModel):
 
     model_config = _FROZEN
 
-    available: Dec = ZERO
-    reserved: Dec = ZERO
+    available: StoredDec = ZERO
+    reserved: StoredDec = ZERO
 
     @property
     def total(self) -> Decimal:
@@ -42,8 +42,8 @@ class PendingReplace(BaseModel):
 
     model_config = _FROZEN
 
-    quantity: Dec
-    price: Dec | None
+    quantity: StoredDec
+    price: StoredDec | None
     command_id: str
 
 
@@ -65,19 +65,19 @@ class Order(BaseModel):
     side: Side
     type: OrderType
     time_in_force: TimeInForce
-    quantity: Dec
-    price: Dec | None
+    quantity: StoredDec
+    price: StoredDec | None
     status: OrdStatus
-    filled_quantity: Dec = ZERO
-    filled_notional: Dec = ZERO
+    filled_quantity: StoredDec = ZERO
+    filled_notional: StoredDec = ZERO
     reject_reason: str | None = None
     created_at: int
     updated_at: int
     # Funds held for the rest of the order, in `reserve_asset`, at `reserve_price` per unit for buys.
     reserve_asset: str
-    reserve_price: Dec | None = None
-    reserved: Dec = ZERO
-    limit_guard: Dec | None = None
+    reserve_price: StoredDec | None = None
+    reserved: StoredDec = ZERO
+    limit_guard: StoredDec | None = None
     pending_replace: PendingReplace | None = None
     # Fingerprint of the submission, so a reuse of client_order_id with other terms is caught.
     terms_digest: str
@@ -147,8 +147,8 @@ class AccountState(BaseModel):
     # (an order version whose event the account never recorded) is told apart by its epoch.
     epochs: tuple[int, ...] = (1,)
     balances: dict[str, Balance] = Field(default_factory=dict)
-    deposits: dict[str, Dec] = Field(default_factory=dict)
-    net_fills: dict[str, Dec] = Field(default_factory=dict)
+    deposits: dict[str, StoredDec] = Field(default_factory=dict)
+    net_fills: dict[str, StoredDec] = Field(default_factory=dict)
     limits: Limits
     # Ids of the latest account-level commands (limits, kill switch), so a retry is a no-op.
     recent_commands: tuple[str, ...] = ()
@@ -158,7 +158,7 @@ class AccountState(BaseModel):
     # the account's stored value stays the same size however many orders are open).
     open_count: int = 0
     # Leaves quantity of open buys per base asset, for the position limit.
-    open_buys: dict[str, Dec] = Field(default_factory=dict)
+    open_buys: dict[str, StoredDec] = Field(default_factory=dict)
     throttle_tokens: int = 0  # thousandths of an order
     throttle_ts: int = 0
     # Offset of the latest message applied, per input "topic/partition": one read again after a
