@@ -254,8 +254,16 @@ def render(res: Results) -> str:
                   *_table(["scenario", "backlog", "drain window s", "orders/s", "records/order", "target CPU-s /1000"],
                           [[r.label, str(r.orders), _f(r.window_s, 2), _f(r.rate, 0), _f(r.records_per_order, 2),
                             _f(r.cpu_per_1000("target"), 2)] for r in sat.values()]),
-                  "", "Orders/s to FILLED, ATLAS / bare chain: "
-                  + _ratio(*(sat[k].rate if k in sat else None for k in ("alo", "bare-chain"))) + "."]
+                  "", "Orders/s to FILLED, ATLAS at_least_once / bare chain: "
+                  + _ratio(*(sat[k].rate if k in sat else None for k in ("alo", "bare-chain")))
+                  + "; exactly_once / at_least_once: "
+                  + _ratio(*(sat[k].rate if k in sat else None for k in ("eos", "alo"))) + "."]
+        for key, run in sat.items():
+            if key != "bare-chain" and run.kinds:
+                lines += ["", f"What {run.label} wrote per filled order, by topic and, in changelogs, by key "
+                              "(`a/` account, `o/` order, `e/` report, `l/` listing, `n/` open index, `c/` retention "
+                              "queue; venue: `s/` symbol record, `x/` outbox, `t/` trades, `r/` resting order):", "",
+                          *census_table(run)]
     if res.saturation:
         lines += ["", "## Saturation: drain a pre-produced backlog", "", *saturation_table(res.saturation),
                   "", "### Kafka records written per order", "", *records_table(res.saturation)]
@@ -286,6 +294,16 @@ START_RACE = [
     "  missing answer to a probe order) and starts another worker. Since commit 360e282 `ensure_topics` creates",
     "  the changelogs before the consumer subscribes; a start failure on a later commit is a regression.",
 ]
+
+
+def census_table(run: SaturationRun) -> list[str]:
+    """Records and bytes per order of each kind of record a drain wrote, the most bytes first."""
+    orders = run.answered or 1
+    rows = sorted(run.kinds.items(), key=lambda item: -item[1][1])
+    body = [[f"`{kind}`", _f(n / orders, 2), _f(b / orders, 0), _f(b / n if n else None, 0)] for kind, (n, b) in rows]
+    total_n, total_b = sum(n for n, _ in run.kinds.values()), sum(b for _, b in run.kinds.values())
+    body.append(["all", _f(total_n / orders, 2), _f(total_b / orders, 0), _f(total_b / total_n if total_n else None, 0)])
+    return _table(["record", "records/order", "bytes/order", "bytes/record"], body)
 
 
 def summary(res: Results) -> str:

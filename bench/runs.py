@@ -160,6 +160,7 @@ class SaturationRun:
     records: dict[str, int]
     record_bytes: dict[str, int]
     internal: dict[str, int]
+    kinds: dict[str, tuple[int, int]] = field(default_factory=dict)  # record kind -> (records, bytes)
     rejected: Counter = field(default_factory=Counter)
 
     @property
@@ -341,12 +342,13 @@ async def saturation_run(target: Target, bootstrap: str, broker_pid: int | None,
     mine_after = {tp: o for tp, o in after.items() if mine(tp.topic)}
     offsets = {t: n - per_topic(mine_before).get(t, 0) for t, n in per_topic(mine_after).items()}
     internal = {t: n - per_topic(before).get(t, 0) for t, n in per_topic(after).items() if t in INTERNAL_TOPICS}
-    written = await count_records(bootstrap, mine_before, mine_after)
+    kinds: dict[str, list[int]] = {}
+    written = await count_records(bootstrap, mine_before, mine_after, kinds=kinds)
     return SaturationRun(
         label=target.label, orders=len(orders), produce_s=produce_s, answered=tracker.seen,
         window_orders=tracker.seen - tracker.first_batch, window_s=(tracker.last_ns - tracker.first_ns) / 1e9,
         cpu_s=CpuMeter.delta(cpu_first, cpu_last), offsets={t: n for t, n in offsets.items() if n},
         records={t: n for t, (n, _) in written.items()}, record_bytes={t: b for t, (_, b) in written.items()},
-        internal=internal,
+        internal=internal, kinds={k[len(prefix):].lstrip(".-"): (n, b) for k, (n, b) in kinds.items()},
         rejected=tracker.reject_reasons,
     )

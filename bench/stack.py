@@ -262,11 +262,21 @@ async def high_watermarks(bootstrap: str, wanted: Callable[[str], bool]) -> dict
         await consumer.stop()
 
 
+def record_kind(topic: str, key: bytes | None) -> str:
+    """What a record is, for the census: a changelog record by its key's prefix (`a/`, `o/`, ...), others by topic."""
+    if topic.endswith("-changelog") and key:
+        text = key.decode(errors="replace").strip('"')
+        return f"{topic} {text[:2]}" if text[1:2] == "/" else topic
+    return topic
+
+
 async def count_records(bootstrap: str, before: dict[TopicPartition, int], after: dict[TopicPartition, int],
-                        timeout: float = 120.0) -> dict[str, tuple[int, int]]:
+                        timeout: float = 120.0,
+                        kinds: dict[str, list[int]] | None = None) -> dict[str, tuple[int, int]]:
     """Data records and their key+value bytes between two offset snapshots, per topic.
 
     Transaction markers are not records; data of aborted transactions is (it was written).
+    With `kinds`, also counts them by `record_kind` there: kind -> [records, bytes].
     """
     ranges = {tp: (before.get(tp, 0), end) for tp, end in after.items() if end > before.get(tp, 0)}
     counts: dict[str, int] = {tp.topic: 0 for tp in ranges}
@@ -287,8 +297,13 @@ async def count_records(bootstrap: str, before: dict[TopicPartition, int], after
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < ranges[tp][1]:
+                        size = len(record.key or b"") + len(record.value or b"")
                         counts[tp.topic] += 1
-                        sizes[tp.topic] += len(record.key or b"") + len(record.value or b"")
+                        sizes[tp.topic] += size
+                        if kinds is not None:
+                            tally = kinds.setdefault(record_kind(tp.topic, record.key), [0, 0])
+                            tally[0] += 1
+                            tally[1] += size
             for tp in list(open_tps):
                 if await consumer.position(tp) >= ranges[tp][1]:
                     open_tps.discard(tp)

@@ -65,8 +65,10 @@ def test_preview_with_bad_terms_is_a_problem_document(desk, query, status, code)
 
 def test_preview_of_terms_the_instrument_cannot_take_is_refused_as_an_order_would_be(desk):
     api = trader(desk, 3)
-    absurd = api.get("/api/v1/risk/preview?symbol=BTC-USD&side=BUY&type=LIMIT&quantity=9E999999&price=2")
+    absurd = api.get(f"/api/v1/risk/preview?symbol=BTC-USD&side=BUY&type=LIMIT&quantity={'9' * 24}&price=2")
     assert (absurd.status, absurd.body["code"]) == (422, "INVALID_QUANTITY")
+    exponent = api.get("/api/v1/risk/preview?symbol=BTC-USD&side=BUY&type=LIMIT&quantity=9E999999&price=2")
+    assert (exponent.status, exponent.body["code"]) == (422, "VALIDATION_ERROR")  # not the wire's grammar
     off_tick = api.get("/api/v1/risk/preview?symbol=BTC-USD&side=BUY&type=LIMIT&quantity=1&price=64000.001")
     assert (off_tick.status, off_tick.body["code"]) == (422, "INVALID_PRICE")
     unknown = api.get("/api/v1/risk/preview?symbol=DOGE-USD&side=BUY&type=LIMIT&quantity=1&price=1")
