@@ -25,6 +25,7 @@ from atlas.core.values import order_id_for
 from atlas.oms.engine import (
     apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
 )
+from atlas.runtime.batching import ready_batches
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
@@ -59,7 +60,7 @@ async def _new_assignment(sender, **kwargs) -> None:
 @app.agent(oms_input, concurrency=1)
 async def oms(stream):
     """Apply each batch of commands and venue reports to their accounts, then send what they caused."""
-    async for events in stream.take_events(settings.batch_max, settings.batch_wait_ms / 1000):
+    async for events in ready_batches(stream, settings.batch_max):
         done = []
         try:
             with batch():
