@@ -52,11 +52,13 @@ test-fast: setup
 test-faults: setup
 	$(PY) -m pytest -m faults
 
-## bench: the order-flow, audit and venue-state benchmarks; write bench/REPORT.md
+## bench: the order-flow, audit, venue-state, OMS-state and restart benchmarks; write bench/REPORT.md
 bench: setup
 	$(PY) -m bench.orderflow
 	$(PY) -m bench.audit
 	$(PY) -m bench.venue_state
+	$(PY) -m bench.oms_state
+	$(PY) -m bench.restart
 
 broker-up: setup
 	$(PY) infra/kafka/broker.py up

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from atlas.app import EXACTLY_ONCE, app
-from atlas.runtime.faust_fixes import handed_over
+from atlas.runtime.faust_fixes import handed_over, track_delivery
 from atlas.runtime.partitioning import partition_for
 
 
@@ -43,7 +43,8 @@ async def emit(sends: list[Send], source_topic: str, source_partition: int) -> N
     The changelog writes wait in Faust's producer buffer; once it has handed them to the Kafka
     producer, the outputs go to the same producer, straight (each record through Faust's buffer
     cost a future, a task switch and its sensors). Under at_least_once the offset commit flushes
-    that producer first, so no offset is committed before the outputs of its events are in Kafka.
+    that producer first and waits for each output's delivery (`track_delivery`), so no offset is
+    committed before the outputs of its events are in Kafka.
     """
     if not sends:
         return
@@ -52,8 +53,9 @@ async def emit(sends: list[Send], source_topic: str, source_partition: int) -> N
         if EXACTLY_ONCE:
             await _send_in_transaction(send, source_topic, source_partition)
         else:
-            await app.producer.send(send.topic.get_topic_name(), send.key, send.value, send.partition, None,
-                                    list(send.headers) if send.headers else None)
+            delivery = await app.producer.send(send.topic.get_topic_name(), send.key, send.value, send.partition, None,
+                                               list(send.headers) if send.headers else None)
+            track_delivery(app.producer.buffer, delivery)
 
 
 async def _send_in_transaction(send: Send, source_topic: str, source_partition: int) -> None:

@@ -23,6 +23,7 @@ from atlas.core.events import (
     DeadLetter, VenueParamsChange, VenueReport, VenueReportKind, VenueReports, VenueRequest, VenueTick,
     decode_venue_input,
 )
+from atlas.core.values import decimal_text
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.producer import BrokerUnavailable, CommandProducer
 from atlas.runtime.reference import instruments
@@ -110,17 +111,19 @@ def _sends(symbol_venue: SymbolVenue, out: VenueOutput, offset: int, *, book: bo
         by_account.setdefault(r.account_id, []).append(r.model_copy(update={"venue_offset": offset, "venue_index": i}))
     sends = [Send(venue_reports, account.encode(), _reports_message(reports)) for account, reports in by_account.items()]
     for trade in out.trades:
-        doc = {"type": "trade", "symbol": trade.symbol, "price": str(trade.price), "quantity": str(trade.quantity),
+        doc = {"type": "trade", "symbol": trade.symbol, "price": decimal_text(trade.price),
+               "quantity": decimal_text(trade.quantity),
                "aggressor": trade.aggressor.value, "ts": trade.ts}
         sends.append(Send(marketdata, symbol, json.dumps(doc).encode()))
     if book:
         bids, asks = symbol_venue.book.depth(BOOK_LEVELS)
         doc = {"type": "book", "symbol": symbol_venue.instrument.symbol,
-               "bids": [[str(symbol_venue.price(p)), str(symbol_venue.quantity(q))] for p, q in bids],
-               "asks": [[str(symbol_venue.price(p)), str(symbol_venue.quantity(q))] for p, q in asks],
-               "mid": str(symbol_venue.mid_price), "halted": symbol_venue.params.halted, "ts": ts}
+               "bids": [[decimal_text(symbol_venue.price(p)), decimal_text(symbol_venue.quantity(q))] for p, q in bids],
+               "asks": [[decimal_text(symbol_venue.price(p)), decimal_text(symbol_venue.quantity(q))] for p, q in asks],
+               "mid": decimal_text(symbol_venue.mid_price), "halted": symbol_venue.params.halted, "ts": ts}
         sends.append(Send(marketdata, symbol, json.dumps(doc).encode()))
-        mid = {"type": "mid", "symbol": symbol_venue.instrument.symbol, "mid": str(symbol_venue.mid_price), "ts": ts}
+        mid = {"type": "mid", "symbol": symbol_venue.instrument.symbol, "mid": decimal_text(symbol_venue.mid_price),
+               "ts": ts}
         sends.append(Send(marketdata, symbol, json.dumps(mid).encode()))
     return sends
 

@@ -39,7 +39,7 @@ class Account:
         self.table = table if table is not None else MemoryTable()
         tables.oms_table = oms_migrate.oms_table = self.table
         agent.current_market = lambda _: helpers.market()
-        tables.retention = lambda: Retention(keep=10_000)
+        agent.retention = lambda: Retention(keep=10_000)  # the worker's default, whatever this environment says
         agent._touched.clear()
         tables.forget_cached()
         limits = helpers.limits(max_open_orders=1_000_000, max_orders_per_second=1_000_000,

@@ -262,7 +262,7 @@ def render(res: Results) -> str:
             if key != "bare-chain" and run.kinds:
                 lines += ["", f"What {run.label} wrote per filled order, by topic and, in changelogs, by key "
                               "(`a/` account, `o/` order, `e/` report, `l/` listing, `n/` open index, `c/` retention "
-                              "queue; venue: `s/` symbol record, `x/` outbox, `t/` trades, `r/` resting order):", "",
+                              "queue; venue: `s/` symbol record, `x/` outbox, `t/` trade bucket, `o/` resting order):", "",
                           *census_table(run)]
     if res.saturation:
         lines += ["", "## Saturation: drain a pre-produced backlog", "", *saturation_table(res.saturation),

@@ -37,6 +37,7 @@ from cachetools import LRUCache
 
 from atlas.app import app
 from atlas.core.events import ExecutionReport
+from atlas.core.values import STORED
 from atlas.oms.state import LAYOUT, AccountState, Order, Retention, StoredOrder
 from atlas.settings import settings
 from atlas.tables.scan import scan_prefix
@@ -86,6 +87,11 @@ def _read(key: str, parse: Any) -> Any:
         return _pending.get(key)
     raw = oms_table.get(key)
     return None if raw is None else parse(raw)
+
+
+def _stored(model: Any) -> Any:
+    """The parser of a stored value of `model`: read as it was written (`STORED`)."""
+    return lambda raw: model.model_validate_json(raw, context=STORED)
 
 
 def put(key: str, value: Any, encode: Any = None) -> None:
@@ -163,7 +169,7 @@ def load_account(account_id: str, *, cached: bool = False) -> AccountState | Non
     key = account_key(account_id)
     if cached and (hit := _accounts.get(key)) is not None:
         return hit
-    account = _read(key, AccountState.model_validate_json)
+    account = _read(key, _stored(AccountState))
     if cached and account is not None:
         _accounts[key] = account
     return account
@@ -174,7 +180,7 @@ def load_order(account: AccountState, order_id: str, *, cached: bool = False) ->
     key = order_key(account.account_id, order_id)
     if cached and (hit := _orders.get(key)) is not None:
         return hit
-    stored = _read(key, StoredOrder.model_validate_json)
+    stored = _read(key, _stored(StoredOrder))
     order = None if stored is None else stored.version(account)
     if cached and order is not None:
         _orders[key] = order
@@ -184,7 +190,7 @@ def load_order(account: AccountState, order_id: str, *, cached: bool = False) ->
 def executions(order: Order, after: int = 0, limit: int | None = None) -> list[ExecutionReport]:
     """The order's execution reports with seq above `after`, oldest first, at most `limit` of them."""
     last = order.exec_seq if limit is None else min(order.exec_seq, after + limit)
-    found = (_read(execution_key(order.account_id, order.order_id, seq), ExecutionReport.model_validate_json)
+    found = (_read(execution_key(order.account_id, order.order_id, seq), _stored(ExecutionReport))
              for seq in range(after + 1, last + 1))
     return [report for report in found if report is not None]
 
@@ -192,7 +198,7 @@ def executions(order: Order, after: int = 0, limit: int | None = None) -> list[E
 def history(order: Order) -> Iterator[ExecutionReport]:
     """The order's latest reports, newest first (at most REPLAY_LOOKBACK): where a replay looks."""
     for seq in range(order.exec_seq, max(order.exec_seq - REPLAY_LOOKBACK, 0), -1):
-        report = _read(execution_key(order.account_id, order.order_id, seq), ExecutionReport.model_validate_json)
+        report = _read(execution_key(order.account_id, order.order_id, seq), _stored(ExecutionReport))
         if report is not None:
             yield report
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from atlas.core.events import ExecType, ExecutionReport
+from atlas.core.values import STORED
 from atlas.oms.positions import Holding
 from atlas.oms.state import LAYOUT, RECENT_IDS, AccountState, Order, StoredOrder
 from atlas.tables.oms import (
@@ -29,7 +30,7 @@ def migrate(account: AccountState) -> AccountState:
     orders: list[Order] = []
     for _, raw in list(scan_prefix(oms_table, prefix)):
         doc = json.loads(raw)
-        stored = StoredOrder.model_validate(doc)
+        stored = StoredOrder.model_validate(doc, context=STORED)
         order = stored.version(account)
         if order is None:
             continue
@@ -38,7 +39,7 @@ def migrate(account: AccountState) -> AccountState:
         if reports is not None:  # not migrated yet: its reports move to their own keys
             for report in reports:
                 put(execution_key(account_id, order.order_id, report["seq"]),
-                     ExecutionReport.model_validate(report), encode_model)
+                     ExecutionReport.model_validate(report, context=STORED), encode_model)
             order = order.model_copy(update={"exec_seq": len(reports),
                                              "recent_ids": tuple(legacy.get("applied_ids", ()))[-RECENT_IDS:]})
         orders.append(order)

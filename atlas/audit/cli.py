@@ -59,6 +59,7 @@ def trail_records(sink: Sink, prefix: str, topic: str, desc: str) -> Iterable[Au
 def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int, list[str]]:
     """Rebuild from the trail, compare with the live table; returns (accounts, orders, problems)."""
     from atlas.audit.replay import compare, live_book, rebuild
+    from atlas.core.values import STORED
     from atlas.oms.state import AccountState, StoredOrder
     from atlas.runtime.reference import directory, instruments
 
@@ -66,7 +67,8 @@ def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int
                                                                       "executions")) if r is not None)
     requests = [_venue_request(r.value) for r in trail_records(sink, prefix, settings.topic("venue.orders"), "venue orders")]
     openings = {a.account_id: dict(a.balances) for a in directory().accounts.values()}
-    accounts = {k.decode()[2:]: AccountState.model_validate_json(v) for k, v in table.items() if k.startswith(b"a/")}
+    accounts = {k.decode()[2:]: AccountState.model_validate_json(v, context=STORED) for k, v in table.items()
+                if k.startswith(b"a/")}
     # An account the OMS stored with no order of its own (its first event was, say, a cancel of an
     # unknown order) is rebuilt too: as its opening balances.
     rebuilt = rebuild(reports, [r for r in requests if r is not None], openings, instruments(), accounts)
@@ -75,7 +77,7 @@ def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int
         if k.startswith(b"o/"):
             account_id = k.decode().split("/", 2)[1]
             account = accounts.get(account_id)
-            order = StoredOrder.model_validate_json(v).version(account) if account is not None else None
+            order = StoredOrder.model_validate_json(v, context=STORED).version(account) if account is not None else None
             if order is not None:
                 orders.setdefault(account_id, []).append(order)
     live = {a: live_book(acc, orders.get(a, [])) for a, acc in accounts.items()}
@@ -101,9 +103,10 @@ def _report(value: str | None) -> Any:
     from pydantic import ValidationError
 
     from atlas.core.events import ExecutionReport
+    from atlas.core.values import STORED
 
     try:
-        return ExecutionReport.model_validate_json(value or "")
+        return ExecutionReport.model_validate_json(value or "", context=STORED)
     except ValidationError:
         return None
 
@@ -113,9 +116,10 @@ def _venue_request(value: str | None) -> Any:
     from pydantic import ValidationError
 
     from atlas.core.events import VENUE_INPUT, VenueRequest
+    from atlas.core.values import STORED
 
     try:
-        message = VENUE_INPUT.validate_json(value or "")
+        message = VENUE_INPUT.validate_json(value or "", context=STORED)
     except ValidationError:
         return None
     return message if isinstance(message, VenueRequest) else None

@@ -71,12 +71,19 @@ def integral(value: Any) -> Any:
 Int = Annotated[int, BeforeValidator(integral)]
 
 
+# Validation context of state ATLAS stored itself (tables, the audit trail): read as it was written.
+STORED = {"stored": True}
+
+
 def _validate_decimal(value: Any, info: ValidationInfo) -> Decimal:
-    """`parse_decimal`, except that in JSON a decimal is a string.
+    """`parse_decimal`, except that in JSON a decimal is a string, and stored state is read leniently.
 
     A JSON number is refused, since JSON Schema cannot tell an integer from a float with a
-    zero fraction (1 from 1.0).
+    zero fraction (1 from 1.0). Under the `STORED` context (limits and reports written before
+    the wire grammar was this strict) any finite decimal is read.
     """
+    if info.context is not None and info.context.get("stored"):
+        return parse_stored_decimal(value)
     if info.mode == "json" and not isinstance(value, str):
         raise ValueError("decimal values must be JSON strings such as \"0.1\", not numbers")
     return parse_decimal(value)

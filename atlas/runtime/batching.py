@@ -10,19 +10,27 @@ agent has processed the batch, so no offset is committed before the batch's stat
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 
-async def ready_batches(stream: Any, max_events: int) -> AsyncIterator[list[Any]]:
-    """Yield lists of the stream's events: each the first to come plus those already waiting, at most `max_events`."""
+async def ready_batches(stream: Any, max_events: int,
+                        current: Callable[[Any], bool] = lambda event: True) -> AsyncIterator[list[Any]]:
+    """Yield lists of the stream's events: each the first to come plus those already waiting, at most `max_events`.
+
+    An event that is no longer `current` when its batch is complete (its partition was revoked
+    while the batch waited for more) is left out, and not acked: it belongs to the next owner.
+    """
     stream.enable_acks = False
     waiting = stream.channel.queue
     events = stream.events().__aiter__()
     while True:
-        batch = [await events.__anext__()]
-        while len(batch) < max_events and not waiting.empty():
-            batch.append(await events.__anext__())
+        taken = [await events.__anext__()]
+        while len(taken) < max_events and not waiting.empty():
+            taken.append(await events.__anext__())
+        batch = [event for event in taken if current(event)]
+        if not batch:
+            continue
         yield batch
         for event in batch:
             await stream.ack(event)

@@ -22,14 +22,21 @@ _send_pending = ProducerBuffer._send_pending
 async def _send_pending_tracked(self: ProducerBuffer, fut) -> None:
     # The buffer's task takes a message off the queue before sending it: remember it, so
     # that a flush can wait for it too.
+    # A message the producer refused is not handed: whoever waits for it is told, and so is
+    # every later `handed_over` (the buffer's task dies with the error, and the worker with it).
     self.atlas_in_flight = fut
     try:
         await _send_pending(self, fut)
-    finally:
-        self.atlas_handed = getattr(self, "atlas_handed", 0) + 1
-        waiters = getattr(self, "atlas_handed_waiters", None)
-        if waiters:
-            _wake_handed(self)
+    except BaseException as exc:
+        self.atlas_failed = exc
+        for _, waiter in getattr(self, "atlas_handed_waiters", ()):
+            if not waiter.done():
+                waiter.set_exception(RuntimeError(f"the producer buffer failed to hand over a message: {exc!r}"))
+        self.atlas_handed_waiters = []
+        raise
+    self.atlas_handed = getattr(self, "atlas_handed", 0) + 1
+    if getattr(self, "atlas_handed_waiters", None):
+        _wake_handed(self)
 
 
 _put = ProducerBuffer.put
@@ -48,6 +55,9 @@ async def handed_over(buffer: ProducerBuffer) -> None:
     agent's outputs go straight to the transaction of their input; they wait for this first, so
     that a commit can never take an output without the changelog writes its event made before it.
     """
+    failed = getattr(buffer, "atlas_failed", None)
+    if failed is not None:
+        raise RuntimeError(f"the producer buffer failed to hand over a message: {failed!r}")
     target = getattr(buffer, "atlas_put", 0)
     if getattr(buffer, "atlas_handed", 0) >= target:
         return
@@ -82,8 +92,21 @@ async def _flush_until_delivered(self: ProducerBuffer) -> None:
     in_flight = getattr(self, "atlas_in_flight", None)
     if in_flight is not None:
         waiting.insert(0, in_flight)
+    waiting += list(getattr(self, "atlas_outputs", ()))  # what agents sent straight to the producer
     for fut in waiting:
         await fut
+
+
+def track_delivery(buffer: ProducerBuffer, fut: asyncio.Future) -> None:
+    """An output sent straight to the Kafka producer: the next flush (before an offset commit) waits for it too.
+
+    A delivery that failed stays tracked, so every later flush raises it and no offset is
+    committed past the event whose output was lost.
+    """
+    outputs = buffer.__dict__.setdefault("atlas_outputs", set())
+    outputs.add(fut)
+    fut.add_done_callback(lambda done: outputs.discard(done) if not done.cancelled() and done.exception() is None
+                          else None)
 
 
 _commit_transaction = TransactionManager.commit

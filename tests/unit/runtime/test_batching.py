@@ -62,3 +62,19 @@ def test_at_a_trickle_each_event_is_a_batch_of_its_own_without_waiting():
         return batches
 
     assert asyncio.run(scenario()) == [[0], [1], [2]]
+
+
+def test_an_event_no_longer_current_is_left_out_and_not_acked():
+    async def scenario() -> tuple[list[list[int]], list[int]]:
+        stream = FakeStream()
+        for n in range(4):
+            stream.channel.queue.put_nowait(n)
+        batches = []
+        async for batch in ready_batches(stream, 10, current=lambda n: n % 2 == 0):
+            batches.append(batch)
+            stream.channel.queue.put_nowait(4)
+            break
+        return batches, stream.acked
+
+    batches, acked = asyncio.run(scenario())
+    assert batches == [[0, 2]] and acked == []

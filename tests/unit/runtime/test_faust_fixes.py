@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
 from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import FutureMessage, PendingMessage
 
-from atlas.runtime.faust_fixes import handed_over  # (importing it patches Faust, as atlas.app does)
+from atlas.runtime.faust_fixes import handed_over, track_delivery  # (importing it patches Faust, as atlas.app does)
 
 CHANGELOG = TP("atlas-oms-changelog", 3)
 RECORDS = 9  # offsets 0-8; offset 9 is the transaction's commit marker, the last offset before the highwater
@@ -130,3 +131,51 @@ def test_handed_over_returns_only_once_every_message_put_before_it_is_with_the_p
         return order
 
     assert asyncio.run(run()) == ["output after ['changelog-1', 'changelog-2']"]
+
+
+class RefusingChannel(Channel):
+    """A topic whose producer refuses the message (too large, no metadata)."""
+
+    async def publish_message(self, fut, wait: bool = False):
+        raise ValueError("MessageSizeTooLargeError")
+
+
+def test_handed_over_raises_when_a_message_before_it_could_not_be_handed_over():
+    async def run() -> tuple[str, str]:
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        buffer.put(FutureMessage(PendingMessage(RefusingChannel(), b"k", "changelog", 0, None, None, None, None, None)))
+        waiting = asyncio.create_task(handed_over(buffer))
+        await asyncio.sleep(0)
+        with pytest.raises(ValueError):
+            await buffer._send_pending(buffer.pending.get_nowait())
+        with pytest.raises(RuntimeError) as waited:
+            await asyncio.wait_for(waiting, timeout=1)
+        with pytest.raises(RuntimeError) as later:
+            await handed_over(buffer)  # an output sent later must not go out either
+        return str(waited.value), str(later.value)
+
+    waited, later = asyncio.run(run())
+    assert "failed to hand over" in waited and "MessageSizeTooLargeError" in later
+
+
+def test_a_flush_waits_for_outputs_sent_straight_to_the_producer_and_fails_with_a_lost_one():
+    async def run() -> tuple[bool, str]:
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        loop = asyncio.get_running_loop()
+        delivered, lost = loop.create_future(), loop.create_future()
+        track_delivery(buffer, delivered)
+        flushing = asyncio.create_task(buffer.flush())
+        await asyncio.sleep(0)
+        waited = not flushing.done()  # the output is not delivered yet
+        delivered.set_result(None)
+        await asyncio.wait_for(flushing, timeout=1)
+        track_delivery(buffer, lost)
+        lost.set_exception(ValueError("delivery failed"))
+        with pytest.raises(ValueError) as failed:
+            await buffer.flush()
+        return waited and not getattr(buffer, "atlas_outputs") - {lost}, str(failed.value)
+
+    waited, failure = asyncio.run(run())
+    assert waited and failure == "delivery failed"
