@@ -59,6 +59,7 @@ bench: setup
 	$(PY) -m bench.venue_state
 	$(PY) -m bench.oms_state
 	$(PY) -m bench.restart
+	$(PY) -m bench.codecs
 
 broker-up: setup
 	$(PY) infra/kafka/broker.py up

@@ -15,11 +15,12 @@ from typing import Any
 
 
 async def ready_batches(stream: Any, max_events: int,
-                        current: Callable[[Any], bool] = lambda event: True) -> AsyncIterator[list[Any]]:
+                        keep: Callable[[list[Any]], list[Any]] = lambda events: events) -> AsyncIterator[list[Any]]:
     """Yield lists of the stream's events: each the first to come plus those already waiting, at most `max_events`.
 
-    An event that is no longer `current` when its batch is complete (its partition was revoked
-    while the batch waited for more) is left out, and not acked: it belongs to the next owner.
+    `keep` picks the events still to process once a batch is complete: one whose partition
+    moved to another worker while the batch waited for more is left out, and not acked (it
+    belongs to the next owner).
     """
     stream.enable_acks = False
     waiting = stream.channel.queue
@@ -28,7 +29,7 @@ async def ready_batches(stream: Any, max_events: int,
         taken = [await events.__anext__()]
         while len(taken) < max_events and not waiting.empty():
             taken.append(await events.__anext__())
-        batch = [event for event in taken if current(event)]
+        batch = keep(taken)
         if not batch:
             continue
         yield batch

@@ -64,13 +64,13 @@ def test_at_a_trickle_each_event_is_a_batch_of_its_own_without_waiting():
     assert asyncio.run(scenario()) == [[0], [1], [2]]
 
 
-def test_an_event_no_longer_current_is_left_out_and_not_acked():
+def test_an_event_the_batch_does_not_keep_is_left_out_and_not_acked():
     async def scenario() -> tuple[list[list[int]], list[int]]:
         stream = FakeStream()
         for n in range(4):
             stream.channel.queue.put_nowait(n)
         batches = []
-        async for batch in ready_batches(stream, 10, current=lambda n: n % 2 == 0):
+        async for batch in ready_batches(stream, 10, keep=lambda events: [n for n in events if n % 2 == 0]):
             batches.append(batch)
             stream.channel.queue.put_nowait(4)
             break
