@@ -25,7 +25,6 @@ from atlas.core.values import order_id_for
 from atlas.oms.engine import (
     apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
 )
-from atlas.runtime.batching import ready_batches
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
@@ -60,9 +59,7 @@ async def _new_assignment(sender, **kwargs) -> None:
 @app.agent(oms_input, concurrency=1)
 async def oms(stream):
     """Apply each batch of commands and venue reports to their accounts, then send what they caused."""
-    # A batch that waited across a rebalance leaves out the events of partitions this worker lost
-    # meanwhile (their next owner reads them); a partition it kept goes on where it was.
-    async for events in ready_batches(stream, settings.batch_max, _owned):
+    async for events in stream.take_events(settings.batch_max, settings.batch_wait_ms / 1000):
         done = []
         try:
             with batch():
@@ -78,17 +75,6 @@ async def oms(stream):
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
         await checkpoint("oms-outputs-sent", len(events))
-
-
-def _owned(events: list) -> list:
-    """The events whose partitions this worker owns now.
-
-    Not those of the current generation: after a rebalance that left a partition here, the
-    consumer goes on from where it was, so an event fetched before it and dropped would never be
-    read again (a kill test lost a batch of venue reports so).
-    """
-    owned = app.consumer.assignment()
-    return [event for event in events if event.message.tp in owned]
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:

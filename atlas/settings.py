@@ -45,9 +45,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     event_loop: Literal["uvloop", "aio"] = Field("uvloop", description="The worker's asyncio event loop: uvloop, or "
                                                                        "the standard library's (aio)")
-    batch_max: int = Field(500, ge=1, le=10_000, description="Events an agent processes as one batch at most: "
-                                                              "those the consumer has delivered when it takes the "
-                                                              "first (its state written once per key per batch)")
+    batch_max: int = Field(500, ge=1, le=10_000, description="Events an agent processes as one batch at most "
+                                                              "(its state written once per key per batch)")
+    batch_wait_ms: float = Field(2.0, gt=0, le=1_000, description="Milliseconds an agent waits for more events "
+                                                                   "before it processes a batch that is not full")
     fault_kill_at: str | None = Field(None, pattern=r"^(oms-state-written|oms-outputs-sent):[1-9]\d{0,6}$",
                                       description="Tests only: SIGKILL the worker at this point of the batch with its "
                                                   "n-th event "
