@@ -13,6 +13,19 @@ from atlas.settings import Guarantee, settings
 log = logging.getLogger(__name__)
 
 
+def changelog_configs() -> dict[str, str]:
+    """The topic configuration of every table changelog: compacted, with segments that roll often enough for
+    compaction to bound what a restore reads (the active segment is never cleaned) and deletes kept for
+    `changelog_tombstone_ms`, after which an archived order is no longer read by a restore at all."""
+    return {
+        "cleanup.policy": "compact",
+        "segment.ms": str(settings.changelog_segment_ms),
+        "segment.bytes": str(64 * 1024 * 1024),
+        "delete.retention.ms": str(settings.changelog_tombstone_ms),
+        "min.cleanable.dirty.ratio": "0.25",
+    }
+
+
 class AtlasApp(faust.App):
     """The Faust app, plus a rule for local state after an unclean stop.
 
@@ -41,13 +54,14 @@ class AtlasApp(faust.App):
         by then (autodiscovery), and with them `atlas.topics` and the tables.
         """
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
         from aiokafka.errors import TopicAlreadyExistsError
 
         # The tables' changelogs too: Faust creates them itself, but a worker whose consumer
         # subscribed before they existed saw them with no partitions and its agent crashed on
         # the first table write ("PartitionsMismatch ... changelog topic has 0 partitions").
         changelogs = [table.changelog_topic.get_topic_name() for table in self.tables.values()]
-        compacted = {"cleanup.policy": "compact"}
+        compacted = changelog_configs()
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
         await admin.start()
         try:
@@ -61,6 +75,11 @@ class AtlasApp(faust.App):
                     await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass  # another worker won the race
+            # Changelogs made before these settings (or with others) take them now. Not incremental:
+            # the request sets the topic's whole configuration, which is all ATLAS sets on it.
+            older = [ConfigResource(ConfigResourceType.TOPIC, name, compacted) for name in changelogs if name in existing]
+            if older:
+                await admin.alter_configs(older)
         finally:
             await admin.close()
 

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds between offset commits (Faust broker_commit_interval); by default 2.8 under "
                                 "at_least_once and 0.1 under exactly_once, where each commit is what makes outputs visible")
     session_timeout: float = Field(10.0, ge=6.0, description="Consumer-group session timeout: how soon a dead worker's partitions move")
+    changelog_segment_ms: int = Field(600_000, ge=1_000, description="Table changelogs roll a segment this often "
+                                                                     "(ms): compaction cleans only rolled segments, "
+                                                                     "so a restore reads at most this much uncompacted")
+    changelog_tombstone_ms: int = Field(3_600_000, ge=0, description="How long compacted table changelogs keep a "
+                                                                     "delete (ms): archived orders leave the restore "
+                                                                     "after it (a restore must take less)")
     producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
     event_loop: Literal["uvloop", "aio"] = Field("uvloop", description="The worker's asyncio event loop: uvloop, or "
