@@ -234,12 +234,15 @@ def _maybe_json(value: bytes) -> Any:
 
 
 async def send_commands(producer: AIOKafkaProducer, topic: str, commands: list[dict], per_pause: int) -> None:
-    """Produce commands keyed by account, pausing 50 ms after every `per_pause` of them (a steady rate)."""
+    """Produce commands keyed by account, pausing 50 ms after every `per_pause` of them (a steady rate); raises if
+    one was not delivered."""
+    deliveries = []
     for n, cmd in enumerate(commands):
-        await producer.send(topic, json.dumps(cmd).encode(), key=cmd["account_id"].encode())
+        deliveries.append(await producer.send(topic, json.dumps(cmd).encode(), key=cmd["account_id"].encode()))
         if n % per_pause == 0:
             await asyncio.sleep(0.05)
     await producer.flush()
+    await asyncio.gather(*deliveries)
 
 
 async def kill_and_restart(worker: WorkerProcess, after: float) -> None:

@@ -46,6 +46,7 @@ async def run_flow(cluster: Cluster, disruption: Callable[[], Awaitable[None]]) 
     restart of the worker); returns the fills sent per order."""
     fills: dict[str, list[tuple[D, D]]] = defaultdict(list)
     answered: set[str] = set()
+    deliveries: list[asyncio.Future] = []  # of every venue report sent: a lost one fails the run, not the OMS
     commands = plan()
     producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
     consumer = AIOKafkaConsumer(cluster.topic("venue.orders"), bootstrap_servers=cluster.bootstrap,
@@ -78,7 +79,8 @@ async def run_flow(cluster: Cluster, disruption: Callable[[], Awaitable[None]]) 
             reports.append({"report_id": f"{order_id}-fill-{k}", "kind": "FILL", "last_qty": str(qty), "last_px": str(px)})
         for report in reports:
             body = {"order_id": order_id, "account_id": account, "ts": int(time.time() * 1000), **report}
-            await producer.send(cluster.topic("venue.reports"), json.dumps(body).encode(), key=account.encode())
+            deliveries.append(await producer.send(cluster.topic("venue.reports"), json.dumps(body).encode(),
+                                                  key=account.encode()))
 
     odd_orders = {order_id_for(c["account_id"], c["client_order_id"]) for c in commands
                   if int(c["client_order_id"].split("-")[1]) % 4 in (1, 2)}
@@ -87,6 +89,7 @@ async def run_flow(cluster: Cluster, disruption: Callable[[], Awaitable[None]]) 
         sending = send_commands(producer, cluster.topic("commands"), commands, per_pause=20)  # ~400 orders/s
         await asyncio.wait_for(asyncio.gather(sending, venue(), disruption()), timeout=300)
         await producer.flush()
+        await asyncio.gather(*deliveries)
     finally:
         await consumer.stop()
         await producer.stop()
