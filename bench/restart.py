@@ -2,15 +2,20 @@
 
     python -m bench.restart [--closed 100000] [--out bench/REPORT.md]
 
-For each history (none, and `closed` filled orders of one account, of which the retention
-keeps the newest 10,000 and archives the rest with tombstones), a fresh worker creates its
-topics and stops. The history is made by the `oms` agent's own step in this process (over an
-in-memory table, as `bench.oms_state` does) and every write it made, deletes as tombstones, is
-produced to the worker's OMS changelog, as the worker would have written it. The worker then
-starts (it reads the history into its local store), answers a read of the newest order, is killed with SIGKILL and
-started again: without a clean stop it wipes its local tables and restores them from the
-changelog. The figures are the seconds from each start to `/readyz` answering ready, and the
-changelog's records beside the keys compaction would leave. It measures; it asserts nothing.
+For each history (none, and `closed` filled orders of one account, of which the retention keeps the
+newest 10,000 and archives the rest with tombstones), a fresh worker creates its topics and stops.
+The history is restored three ways: right after it is written (the log cleaner has barely begun:
+nearly every write), compacted with its deletes still kept (a restart within
+`ATLAS_CHANGELOG_TOMBSTONE_MS` of the archiving), and compacted once its deletes expired; for the
+last two the bench rolls the changelog's segment and waits until the broker's log cleaner stops
+shrinking it (a broker of its own: it reads the partition's size on disk). The history is made by
+the `oms` agent's own step in this process (over an in-memory table, as `bench.oms_state` does) and
+every write it made, deletes as tombstones, is produced to the worker's OMS changelog, as the worker
+would have written it. The worker then starts (it reads the history into its local store), answers a
+read of the newest order, is killed with SIGKILL and started again: without a clean stop it wipes
+its local tables and restores them from the changelog. The figures are the seconds from each start
+to `/readyz` answering ready, and the changelog's records beside the keys compaction would leave. It
+measures; it asserts nothing.
 """
 from __future__ import annotations
 
@@ -86,16 +91,46 @@ def _newest_order(worker) -> dict | None:
     return orders[0] if orders else None
 
 
-def measure(bootstrap: str, root: Path, closed: int) -> dict:
+# How each history's changelog is left before the worker reads it: label -> (segment ms, tombstone ms); None: the
+# worker's defaults, and the bench waits for no compaction (the cleaner may have begun on segments rolled by size).
+COMPACTION = {"not waited for": None, "compacted, deletes kept": (5_000, 3_600_000), "compacted, deletes expired": (5_000, 0)}
+ROLL_KEY = b"z/segment-roll"  # a delete of a key no table uses: an append that rolls the changelog's segment
+
+
+def log_bytes(storage: Path, topic: str, partition: int) -> int:
+    """The size on disk of a partition's log segments."""
+    return sum(f.stat().st_size for f in (storage / f"{topic}-{partition}").glob("*.log"))
+
+
+def wait_compacted(bootstrap: str, storage: Path, topic: str, partition: int, segment_ms: int) -> None:
+    """Roll the partition's segment, then wait until the log cleaner has stopped shrinking it (10 minutes at most)."""
+    time.sleep(segment_ms / 1000 + 1)
+    asyncio.run(produce(bootstrap, topic, partition, [(ROLL_KEY, None)]))
+    deadline, last, steady_since = time.monotonic() + 600, log_bytes(storage, topic, partition), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - steady_since < 45:
+        time.sleep(3)
+        size = log_bytes(storage, topic, partition)
+        if size != last:
+            last, steady_since = size, time.monotonic()
+
+
+def measure(bootstrap: str, storage: Path | None, root: Path, closed: int, compaction: str,
+            table: RecordingTable) -> dict:
+    configured = COMPACTION[compaction]
+    extra = () if configured is None else (("ATLAS_CHANGELOG_SEGMENT_MS", str(configured[0])),
+                                           ("ATLAS_CHANGELOG_TOMBSTONE_MS", str(configured[1])))
     spec = WorkerSpec(bootstrap, f"bench-restart-{uuid.uuid4().hex[:6]}-{closed}", "at_least_once",
-                      root / "accounts.json", root)
+                      root / "accounts.json", root, extra=extra)
     worker = spec.process()
     worker.start(timeout=180)
     worker.stop()  # its topics exist now
     changelog = f"{spec.app_id}-oms-changelog"
-    table = history(closed) if closed else RecordingTable()
-    asyncio.run(produce(bootstrap, changelog, partition_for(ACCOUNT.encode()), table.log))
+    partition = partition_for(ACCOUNT.encode())
+    asyncio.run(produce(bootstrap, changelog, partition, table.log))
     records = sum(asyncio.run(high_watermarks(bootstrap, lambda t: t == changelog)).values())
+    if configured is not None:
+        wait_compacted(bootstrap, storage, changelog, partition, configured[0])
+    on_disk = log_bytes(storage, changelog, partition) if storage is not None else None
     started = time.monotonic()
     worker.start(timeout=1800)
     first_start = time.monotonic() - started
@@ -108,7 +143,8 @@ def measure(bootstrap: str, root: Path, closed: int) -> dict:
     worker.stop()
     # The newest order is the history's last (its last `o/` write may be a retention tombstone of an old one).
     expected = f"c{closed}" if closed else None
-    return {"closed": closed, "records": records, "bytes": sum(len(k) + len(v or b"") for k, v in table.log),
+    return {"closed": closed, "compaction": compaction, "records": records, "on_disk": on_disk,
+            "bytes": sum(len(k) + len(v or b"") for k, v in table.log),
             "live_keys": len(table), "first_start_s": first_start, "restart_s": restart,
             "state_back": newest == again and (newest or {}).get("client_order_id") == expected}
 
@@ -120,15 +156,20 @@ def render(results: list[dict]) -> str:
              "One account's history written to its worker's OMS changelog as the worker writes it (the retention "
              "keeps the newest 10,000 closed orders and deletes the rest); the worker reads it, takes no traffic, is "
              "killed with SIGKILL and restarts, wiping its local tables and restoring them from the changelog. "
-             "The broker compacts nothing in this run (the segment is still active), so the restore reads every "
-             "record: the worst case; compaction would leave the live keys. Both restarts also wait out the killed "
+             "Compaction \"not waited for\": the restore starts right after the history is written, with the "
+             "worker's default changelog settings; the cleaner may have begun on the segments that rolled at 64 MB, "
+             "so the restore reads nearly every record. \"compacted\": the bench rolled the segment (the worker's changelog "
+             "made with a 5 s `ATLAS_CHANGELOG_SEGMENT_MS`) and waited for the log cleaner; with deletes kept "
+             "(`ATLAS_CHANGELOG_TOMBSTONE_MS` of an hour, the default) the restore still reads the archived orders' "
+             "deletes, once they expired (0 here) only the live keys. Both restarts also wait out the killed "
              "member's session timeout (ATLAS_SESSION_TIMEOUT) before the group gives its partitions back; the first "
              "start follows a clean stop and does not.", "",
-             "| closed orders | changelog records | changelog MB | live keys (what compaction leaves) | "
+             "| closed orders | compaction | changelog records written | on disk at restart, MB | live keys | "
              "first start, s | restart after kill -9, s | vs none | state back |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['closed']:,} | {r['records']:,} | {r['bytes'] / 1e6:,.1f} | {r['live_keys']:,} | "
+        disk = "n/a" if r["on_disk"] is None else f"{r['on_disk'] / 1e6:,.1f}"
+        lines.append(f"| {r['closed']:,} | {r['compaction']} | {r['records']:,} | {disk} | {r['live_keys']:,} | "
                      f"{r['first_start_s']:.1f} | {r['restart_s']:.1f} | {r['restart_s'] / base['restart_s']:.1f}x | "
                      f"{'yes' if r['state_back'] else 'NO'} |")
     info = machine("n/a")
@@ -139,24 +180,30 @@ def render(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.restart", description=__doc__.splitlines()[0])
     parser.add_argument("--closed", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--compaction", nargs="+", choices=list(COMPACTION), default=list(COMPACTION),
+                        help="how each history's changelog is left before the restore (compacted: a broker of its own)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("REPORT.md"))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="atlas-restart-"))
     broker = None
     settings = Settings()
     try:
+        storage = None
         if "kafka_bootstrap" in settings.model_fields_set:
             bootstrap = settings.kafka_bootstrap
+            compactions = ["not waited for"]  # the cleaner's progress is read on the broker's disk
         else:
             broker, _ = start_broker(root / "kafka")
-            bootstrap = broker.bootstrap
+            bootstrap, storage, compactions = broker.bootstrap, broker.storage_dir, args.compaction
         write_accounts(root / "accounts.json", 1)
-        results = []
-        for closed in [0, *args.closed]:
-            results.append(measure(bootstrap, root, closed))
-            r = results[-1]
-            print(f"{closed:>7,} closed orders: {r['records']:,} changelog records, first start {r['first_start_s']:.1f} s, "
-                  f"restart after kill -9 {r['restart_s']:.1f} s, state back: {r['state_back']}", flush=True)
+        results = [measure(bootstrap, storage, root, 0, "not waited for", RecordingTable())]
+        for closed in args.closed:
+            table = history(closed)
+            results += [measure(bootstrap, storage, root, closed, compaction, table) for compaction in compactions]
+        for r in results:
+            print(f"{r['closed']:>7,} closed orders, compaction {r['compaction']}: {r['records']:,} changelog records, "
+                  f"first start {r['first_start_s']:.1f} s, restart after kill -9 {r['restart_s']:.1f} s, "
+                  f"state back: {r['state_back']}", flush=True)
     finally:
         if broker is not None:
             broker.stop()
