@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 def changelog_configs() -> dict[str, str]:
     """The topic configuration of every table changelog: compacted, with segments that roll often enough for
     compaction to bound what a restore reads (the active segment is never cleaned) and deletes kept for
-    `changelog_tombstone_ms`, after which an archived order is no longer read by a restore at all."""
+    `changelog_tombstone_ms` (a day by default, as Kafka's), after which a restore no longer reads
+    an archived order at all."""
     return {
         "cleanup.policy": "compact",
         "segment.ms": str(settings.changelog_segment_ms),
@@ -24,6 +25,37 @@ def changelog_configs() -> dict[str, str]:
         "delete.retention.ms": str(settings.changelog_tombstone_ms),
         "min.cleanable.dirty.ratio": "0.25",
     }
+
+
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source of a value set on the topic itself
+
+
+async def _configure_changelogs(admin, names: list[str], wanted: dict[str, str]) -> None:
+    """Bring changelogs made before (or with other settings) to `wanted`, keeping what else was set on them.
+
+    AlterConfigs replaces a topic's whole configuration, so the values set on each topic (an
+    operator's `max.message.bytes`, say) are read first and sent back with ATLAS's. A topic the
+    broker refuses to change is logged and left as it is: the worker runs, its restores longer.
+    """
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    changes = []
+    for response in described:
+        for error_code, error_message, _, name, entries in response.resources:
+            if error_code:
+                log.warning("cannot read the configuration of %s (error %s: %s)", name, error_code, error_message)
+                continue
+            current = {entry[0]: entry[1] for entry in entries if entry[3] == DYNAMIC_TOPIC_CONFIG}
+            if any(current.get(key) != value for key, value in wanted.items()):
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, {**current, **wanted}))
+    if not changes:
+        return
+    for response in await admin.alter_configs(changes):
+        for error_code, error_message, _, name in response.resources:
+            if error_code:
+                log.warning("cannot set the changelog configuration of %s (error %s: %s): restores read more than "
+                            "they need", name, error_code, error_message)
 
 
 class AtlasApp(faust.App):
@@ -54,7 +86,6 @@ class AtlasApp(faust.App):
         by then (autodiscovery), and with them `atlas.topics` and the tables.
         """
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
         from aiokafka.errors import TopicAlreadyExistsError
 
         # The tables' changelogs too: Faust creates them itself, but a worker whose consumer
@@ -75,11 +106,9 @@ class AtlasApp(faust.App):
                     await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass  # another worker won the race
-            # Changelogs made before these settings (or with others) take them now. Not incremental:
-            # the request sets the topic's whole configuration, which is all ATLAS sets on it.
-            older = [ConfigResource(ConfigResourceType.TOPIC, name, compacted) for name in changelogs if name in existing]
+            older = [name for name in changelogs if name in existing]
             if older:
-                await admin.alter_configs(older)
+                await _configure_changelogs(admin, older, compacted)
         finally:
             await admin.close()
 

@@ -44,9 +44,11 @@ class Settings(BaseSettings):
     changelog_segment_ms: int = Field(600_000, ge=1_000, description="Table changelogs roll a segment this often "
                                                                      "(ms): compaction cleans only rolled segments, "
                                                                      "so a restore reads at most this much uncompacted")
-    changelog_tombstone_ms: int = Field(3_600_000, ge=0, description="How long compacted table changelogs keep a "
-                                                                     "delete (ms): archived orders leave the restore "
-                                                                     "after it (a restore must take less)")
+    changelog_tombstone_ms: int = Field(86_400_000, ge=0, description="How long compacted table changelogs keep a "
+                                                                      "delete (ms), after which a restore no longer "
+                                                                      "reads an archived order's deletes; a worker "
+                                                                      "away longer than this must not keep its local "
+                                                                      "tables (deleted keys would stay in them)")
     producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
     event_loop: Literal["uvloop", "aio"] = Field("uvloop", description="The worker's asyncio event loop: uvloop, or "

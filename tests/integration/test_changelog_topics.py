@@ -3,7 +3,8 @@
 Compaction never cleans a changelog's active segment, and Kafka rolls one only after 7 days or
 1 GB: with Kafka's defaults a restore read every write ever made. A worker creates its changelogs
 with ATLAS's settings and brings older ones (here the OMS changelog, made by hand with only
-`cleanup.policy=compact`, as a worker before these settings did) to the same configuration.
+`cleanup.policy=compact`, as a worker before these settings did, and an operator's
+`max.message.bytes`) to the same configuration, keeping what else was set on them.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_changelogs_are_compacted_with_rolling_segments_and_expiring_deletes(kaf
     cluster = Cluster(kafka_bootstrap, tmp_path, f"cl-{uuid.uuid4().hex[:8]}",
                       extra_env={"ATLAS_CHANGELOG_SEGMENT_MS": "120000", "ATLAS_CHANGELOG_TOMBSTONE_MS": "900000"})
     older = f"{cluster.app_id}-oms-changelog"
-    asyncio.run(_create(kafka_bootstrap, older, {"cleanup.policy": "compact"}))
+    asyncio.run(_create(kafka_bootstrap, older, {"cleanup.policy": "compact", "max.message.bytes": "2000000"}))
     cluster.start_worker()
     try:
         names = [f"{cluster.app_id}-{table}-changelog" for table in TABLES]
@@ -62,3 +63,4 @@ def test_changelogs_are_compacted_with_rolling_segments_and_expiring_deletes(kaf
         assert config["delete.retention.ms"] == "900000", name
         assert config["segment.bytes"] == str(64 * 1024 * 1024), name
         assert config["min.cleanable.dirty.ratio"] == "0.25", name
+    assert configs[older]["max.message.bytes"] == "2000000"
