@@ -4,18 +4,17 @@
 
 For each history (none, and `closed` filled orders of one account, of which the retention keeps the
 newest 10,000 and archives the rest with tombstones), a fresh worker creates its topics and stops.
-The history is restored three ways: right after it is written (the log cleaner has barely begun:
-nearly every write), compacted with its deletes still kept (a restart within
-`ATLAS_CHANGELOG_TOMBSTONE_MS` of the archiving), and compacted once its deletes expired; for the
-last two the bench rolls the changelog's segment and waits until the broker's log cleaner stops
-shrinking it (a broker of its own: it reads the partition's size on disk). The history is made by
-the `oms` agent's own step in this process (over an in-memory table, as `bench.oms_state` does) and
-every write it made, deletes as tombstones, is produced to the worker's OMS changelog, as the worker
-would have written it. The worker then starts (it reads the history into its local store), answers a
-read of the newest order, is killed with SIGKILL and started again: without a clean stop it wipes
-its local tables and restores them from the changelog. The figures are the seconds from each start
-to `/readyz` answering ready, and the changelog's records beside the keys compaction would leave. It
-measures; it asserts nothing.
+The history is restored two ways: right after it is written (the log cleaner has barely begun), and
+compacted: the bench rolls the changelog's segment and waits until the broker's log cleaner stops
+shrinking it (a broker of its own: it reads the partition's size on disk); the deletes stay for
+`ATLAS_CHANGELOG_TOMBSTONE_MS` after that. The history is made by the `oms` agent's own step in this
+process (over an in-memory table, as `bench.oms_state` does) and every write it made, deletes as
+tombstones, is produced to the worker's OMS changelog, as the worker would have written it. The
+worker then starts (it reads the history into its local store), answers a read of the newest order,
+is killed with SIGKILL and started again: without a clean stop it wipes its local tables and
+restores them from the changelog. The figures are the seconds from each start to `/readyz` answering
+ready, and the records (and deletes) the partition holds when the worker starts, beside the live
+keys. It measures; it asserts nothing.
 """
 from __future__ import annotations
 
@@ -75,11 +74,15 @@ async def produce(bootstrap: str, topic: str, partition: int, log: list[tuple[by
                                 max_request_size=8 << 20)
     await producer.start()
     try:
+        deliveries = []
         for n, (key, value) in enumerate(log):
-            await producer.send(topic, value, key=key, partition=partition)
+            deliveries.append(await producer.send(topic, value, key=key, partition=partition))
             if n % 50_000 == 0:
                 await producer.flush()
+                await asyncio.gather(*deliveries)  # a lost write would make the history another one
+                deliveries = []
         await producer.flush()
+        await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
 
@@ -93,13 +96,33 @@ def _newest_order(worker) -> dict | None:
 
 # How each history's changelog is left before the worker reads it: label -> (segment ms, tombstone ms); None: the
 # worker's defaults, and the bench waits for no compaction (the cleaner may have begun on segments rolled by size).
-COMPACTION = {"not waited for": None, "compacted, deletes kept": (5_000, 3_600_000), "compacted, deletes expired": (5_000, 0)}
+COMPACTION = {"not waited for": None, "compacted": (5_000, 86_400_000)}
 ROLL_KEY = b"z/segment-roll"  # a delete of a key no table uses: an append that rolls the changelog's segment
 
 
 def log_bytes(storage: Path, topic: str, partition: int) -> int:
     """The size on disk of a partition's log segments."""
     return sum(f.stat().st_size for f in (storage / f"{topic}-{partition}").glob("*.log"))
+
+
+async def count_records(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
+    """The records a restore of the partition reads now, and how many of them are deletes (a full read of it)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records = deletes = 0
+        while await consumer.position(tp) < end:
+            for batch in (await consumer.getmany(tp, timeout_ms=1000, max_records=50_000)).values():
+                records += len(batch)
+                deletes += sum(1 for record in batch if record.value is None)
+        return records, deletes
+    finally:
+        await consumer.stop()
 
 
 def wait_compacted(bootstrap: str, storage: Path, topic: str, partition: int, segment_ms: int) -> None:
@@ -131,6 +154,7 @@ def measure(bootstrap: str, storage: Path | None, root: Path, closed: int, compa
     if configured is not None:
         wait_compacted(bootstrap, storage, changelog, partition, configured[0])
     on_disk = log_bytes(storage, changelog, partition) if storage is not None else None
+    present, deletes = asyncio.run(count_records(bootstrap, changelog, partition))
     started = time.monotonic()
     worker.start(timeout=1800)
     first_start = time.monotonic() - started
@@ -144,6 +168,7 @@ def measure(bootstrap: str, storage: Path | None, root: Path, closed: int, compa
     # The newest order is the history's last (its last `o/` write may be a retention tombstone of an old one).
     expected = f"c{closed}" if closed else None
     return {"closed": closed, "compaction": compaction, "records": records, "on_disk": on_disk,
+            "present": present, "deletes": deletes,
             "bytes": sum(len(k) + len(v or b"") for k, v in table.log),
             "live_keys": len(table), "first_start_s": first_start, "restart_s": restart,
             "state_back": newest == again and (newest or {}).get("client_order_id") == expected}
@@ -157,19 +182,20 @@ def render(results: list[dict]) -> str:
              "keeps the newest 10,000 closed orders and deletes the rest); the worker reads it, takes no traffic, is "
              "killed with SIGKILL and restarts, wiping its local tables and restoring them from the changelog. "
              "Compaction \"not waited for\": the restore starts right after the history is written, with the "
-             "worker's default changelog settings; the cleaner may have begun on the segments that rolled at 64 MB, "
-             "so the restore reads nearly every record. \"compacted\": the bench rolled the segment (the worker's changelog "
-             "made with a 5 s `ATLAS_CHANGELOG_SEGMENT_MS`) and waited for the log cleaner; with deletes kept "
-             "(`ATLAS_CHANGELOG_TOMBSTONE_MS` of an hour, the default) the restore still reads the archived orders' "
-             "deletes, once they expired (0 here) only the live keys. Both restarts also wait out the killed "
+             "worker's default changelog settings; the cleaner may have begun on the segments that rolled at 64 MB. "
+             "\"compacted\": the bench rolled the segment (the worker's changelog made with a 5 s "
+             "`ATLAS_CHANGELOG_SEGMENT_MS`) and waited until the log cleaner stopped shrinking it; the deletes stay "
+             "for `ATLAS_CHANGELOG_TOMBSTONE_MS` (a day) after that, so the restore still reads the archived orders' "
+             "deletes. \"read at restore\" counts the records (and deletes) in the partition when the worker starts. Both restarts also wait out the killed "
              "member's session timeout (ATLAS_SESSION_TIMEOUT) before the group gives its partitions back; the first "
              "start follows a clean stop and does not.", "",
-             "| closed orders | compaction | changelog records written | on disk at restart, MB | live keys | "
+             "| closed orders | compaction | records written | read at restore (deletes) | on disk, MB | live keys | "
              "first start, s | restart after kill -9, s | vs none | state back |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         disk = "n/a" if r["on_disk"] is None else f"{r['on_disk'] / 1e6:,.1f}"
-        lines.append(f"| {r['closed']:,} | {r['compaction']} | {r['records']:,} | {disk} | {r['live_keys']:,} | "
+        lines.append(f"| {r['closed']:,} | {r['compaction']} | {r['records']:,} | {r['present']:,} ({r['deletes']:,}) | "
+                     f"{disk} | {r['live_keys']:,} | "
                      f"{r['first_start_s']:.1f} | {r['restart_s']:.1f} | {r['restart_s'] / base['restart_s']:.1f}x | "
                      f"{'yes' if r['state_back'] else 'NO'} |")
     info = machine("n/a")
