@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from pydantic import ValidationError
@@ -60,6 +61,12 @@ async def _new_assignment(sender, **kwargs) -> None:
 async def oms(stream):
     """Apply each batch of commands and venue reports to their accounts, then send what they caused."""
     async for events in stream.take_events(settings.batch_max, settings.batch_wait_ms / 1000):
+        await handle(events)
+
+
+async def handle(events: list) -> None:
+    """Process one batch: its state written once per key, then its outputs in event order; a failure stops the worker."""
+    try:
         done = []
         try:
             with batch():
@@ -75,6 +82,29 @@ async def oms(stream):
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
         await checkpoint("oms-outputs-sent", len(events))
+    except Exception as exc:
+        _stop_at_once(exc, events)
+
+
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+_exit = os._exit
+
+
+def _stop_at_once(exc: Exception, events: list) -> None:
+    """End the worker process now: a batch failed (a bug, an invariant broken, the producer gone).
+
+    Left to Faust, the exception would end the agent's `take_events` loop, whose `finally` acks
+    the batch's events as if processed (a commit then moves past them: lost), and Faust would
+    restart the agent on the next events. Exiting at once commits nothing more: the next start
+    restores the tables from their changelogs (a prefix of them is always a consistent state)
+    and reads the batch again.
+    """
+    first, last = events[0].message, events[-1].message
+    log.critical("a batch of %d events (%s/%s@%s to %s/%s@%s) failed; the worker stops at once so that no offset "
+                 "is committed past it, and reads it again when started", len(events), first.topic, first.partition,
+                 first.offset, last.topic, last.partition, last.offset, exc_info=exc)
+    logging.shutdown()
+    _exit(EXIT_BATCH_FAILED)
 
 
 def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:

@@ -93,8 +93,21 @@ async def _flush_until_delivered(self: ProducerBuffer) -> None:
     in_flight = getattr(self, "atlas_in_flight", None)
     if in_flight is not None:
         waiting.insert(0, in_flight)
+    waiting += list(getattr(self, "atlas_outputs", ()))  # what agents sent straight to the producer
     for fut in waiting:
         await fut
+
+
+def track_delivery(buffer: ProducerBuffer, fut: asyncio.Future) -> None:
+    """An output sent straight to the Kafka producer: the next flush (before an offset commit) waits for it too.
+
+    A delivery that failed stays tracked, so every later flush raises it and no offset is
+    committed past the event whose output was lost.
+    """
+    outputs = buffer.__dict__.setdefault("atlas_outputs", set())
+    outputs.add(fut)
+    fut.add_done_callback(lambda done: outputs.discard(done) if not done.cancelled() and done.exception() is None
+                          else None)
 
 
 _commit_transaction = TransactionManager.commit
@@ -143,14 +156,15 @@ _consumer_ack = Consumer.ack
 def _ack_unless_stale(self: Consumer, message) -> bool:
     """Faust's `Consumer.ack`, except for a message fetched before the current rebalance or acked during one.
 
-    A stream skips a message of an older consumer generation, or one it meets while the flow is
-    suspended for a rebalance, and acks it (`Stream._py_aiter`): its offset went into the
+    Faust's pure-Python stream iterator (`Stream._py_aiter`, used where its Cython extension is
+    not built or `NO_CYTHON` is set) skips a message of an older consumer generation, or one it
+    meets while the flow is suspended for a rebalance, and acks it: its offset went into the
     partition's acked list, which the revocation had just emptied, as if an agent had processed it.
     Once the partition was assigned again and sought back to its committed offset, the next commit
-    could move past those offsets before they were read again, and a kill then lost them. An ack
-    in a rebalance, or of a message of another generation, is not recorded here: the message is
-    read again from the committed offset (an agent that did process it recognises it, as after
-    any restart).
+    could move past those offsets before they were read again, and a kill then lost them. (The
+    Cython iterator, which this worker normally runs, does not ack them.) An ack in a rebalance, or
+    of a message of another generation, is not recorded here: the message is read again from the
+    committed offset, and an agent that did process it recognises it, as after any restart.
     """
     app = self.app
     if message.generation_id != app.consumer_generation_id or app.rebalancing:

@@ -1,11 +1,13 @@
 """The `oms` agent's step over its table: state that stays small, exact re-reads, retention, listings."""
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal as D
 
 import pytest
 
+from atlas.agents import oms as agent
 from atlas.core.events import ExecType, OrdStatus, VenueReportKind
 from atlas.oms.state import LAYOUT, Retention, StoredOrder
 from atlas.tables import oms as tables
@@ -328,3 +330,32 @@ def test_a_batch_that_fails_leaves_nothing_behind_in_the_caches(memory_table):
 
     assert tables.load_account("alice", cached=True) == before
     assert tables.load_order(before, submit_id(cmd), cached=True) is None
+
+
+class Event:
+    """What the agent reads of a Faust event (weakly referenced while it is processed, as Faust's are)."""
+
+    def __init__(self, offset: int, value: bytes) -> None:
+        self.message = type("Message", (), dict(topic="atlas.commands", partition=0, offset=offset, timestamp=1.0,
+                                                 key=b"alice", value=value))()
+
+
+def test_a_batch_that_fails_stops_the_worker_at_once_and_sends_nothing(memory_table, monkeypatch, caplog):
+    sent, exits = [], []
+    monkeypatch.setattr(agent, "emit", lambda *args: sent.append(args))
+
+    def fail(*args):
+        raise RuntimeError("an invariant broke")
+
+    def exit_now(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)  # os._exit would end pytest too
+
+    monkeypatch.setattr(agent, "process", fail)
+    monkeypatch.setattr(agent, "_exit", exit_now)
+    with pytest.raises(SystemExit):
+        asyncio.run(agent.handle([Event(41, b"{}"), Event(42, b"{}")]))
+
+    assert exits == [agent.EXIT_BATCH_FAILED] and sent == []
+    assert "a batch of 2 events (atlas.commands/0@41 to atlas.commands/0@42) failed" in caplog.text
+    assert "RuntimeError: an invariant broke" in caplog.text
