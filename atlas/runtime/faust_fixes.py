@@ -14,7 +14,6 @@ from faust.transport.consumer import Consumer, TransactionManager
 from faust.topics import Topic
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT
-from faust.types.tuples import ack_lock
 from faust.utils.tracing import finish_span
 
 _send_pending = ProducerBuffer._send_pending
@@ -148,34 +147,6 @@ async def _perform_seek_with_flow_stopped(self: Consumer) -> None:
 
 Consumer.perform_seek = _perform_seek_with_flow_stopped
 TransactionManager.commit = _commit_transaction_after_flush
-
-
-_consumer_ack = Consumer.ack
-
-
-def _ack_unless_stale(self: Consumer, message) -> bool:
-    """Faust's `Consumer.ack`, except for a message fetched before the current rebalance or acked during one.
-
-    Faust's pure-Python stream iterator (`Stream._py_aiter`, used where its Cython extension is
-    not built or `NO_CYTHON` is set) skips a message of an older consumer generation, or one it
-    meets while the flow is suspended for a rebalance, and acks it: its offset went into the
-    partition's acked list, which the revocation had just emptied, as if an agent had processed it.
-    Once the partition was assigned again and sought back to its committed offset, the next commit
-    could move past those offsets before they were read again, and a kill then lost them. (The
-    Cython iterator, which this worker normally runs, does not ack them.) An ack in a rebalance, or
-    of a message of another generation, is not recorded here: the message is read again from the
-    committed offset, and an agent that did process it recognises it, as after any restart.
-    """
-    app = self.app
-    if message.generation_id != app.consumer_generation_id or app.rebalancing:
-        with ack_lock:
-            message.acked = True
-            self._unacked_messages.discard(message)
-        return False
-    return _consumer_ack(self, message)
-
-
-Consumer.ack = _ack_unless_stale
 
 
 _get_producer = Topic._get_producer

@@ -6,11 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
-from faust.types.tuples import ConsumerMessage, FutureMessage, PendingMessage
-from intervaltree import IntervalTree
+from faust.types.tuples import FutureMessage, PendingMessage
 
 from atlas.runtime.faust_fixes import handed_over, track_delivery  # (importing it patches Faust, as atlas.app does)
 
@@ -159,45 +157,6 @@ def test_handed_over_raises_when_a_message_before_it_could_not_be_handed_over():
 
     waited, later = asyncio.run(run())
     assert "failed to hand over" in waited and "MessageSizeTooLargeError" in later
-
-
-COMMANDS = TP("atlas.commands", 2)
-
-
-def consumer_after_a_rebalance(generation: int, rebalancing: bool) -> SimpleNamespace:
-    """What `Consumer.ack` and `Consumer._new_offset` use, as a rebalance leaves it: the partition's acks emptied."""
-    from collections import defaultdict
-    app = SimpleNamespace(consumer_generation_id=generation, rebalancing=rebalancing,
-                          topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
-    consumer = SimpleNamespace(app=app, _committed_offset=defaultdict(lambda: None), _acked=defaultdict(list),
-                               _acked_index=defaultdict(set), _gap=defaultdict(IntervalTree), _unacked_messages=set(),
-                               _n_acked=0, _waiting_for_ack=None)
-    consumer.ack = lambda message: FaustConsumer.ack(consumer, message)  # Faust's, as atlas.runtime.faust_fixes left it
-    return consumer
-
-
-def message(offset: int, generation: int) -> ConsumerMessage:
-    return ConsumerMessage(COMMANDS.topic, COMMANDS.partition, offset, 0.0, 0, None, b"k", b"v", None,
-                           generation_id=generation)
-
-
-@pytest.mark.parametrize("rebalancing", [True, False], ids=["during-the-rebalance", "after-it"])
-def test_a_message_skipped_as_stale_is_not_committed_before_it_is_read_again(rebalancing):
-    # Offsets 10 and 11 were fetched in generation 1 and never processed; a rebalance (generation 2)
-    # kept the partition here. The stream skips them as stale and acks them.
-    consumer = consumer_after_a_rebalance(generation=1 if rebalancing else 2, rebalancing=rebalancing)
-    skipped = [message(10, generation=1), message(11, generation=1)]
-    for stale in skipped:
-        stale.ack(consumer)
-    consumer._committed_offset[COMMANDS] = 10  # the seek back to the committed offset, once assigned
-    # Nothing may be committed past 10 until 10 and 11 are read again and processed...
-    assert FaustConsumer._new_offset(consumer, COMMANDS) is None
-    assert all(m.acked for m in skipped)
-    # ...and once they are, the commit moves on as usual.
-    consumer.app.consumer_generation_id, consumer.app.rebalancing = 2, False
-    for again in (message(10, generation=2), message(11, generation=2)):
-        again.ack(consumer)
-    assert FaustConsumer._new_offset(consumer, COMMANDS) == 12
 
 
 def test_a_flush_waits_for_outputs_sent_straight_to_the_producer_and_fails_with_a_lost_one():
