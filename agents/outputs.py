@@ -1,8 +1,8 @@
 """How an agent sends what one input message caused.
 
-Under at_least_once the sends go to the Kafka producer once Faust's producer buffer has handed
-it the event's table changelog writes, so an output is never in Kafka while the state change
-that caused it is not. Under exactly_once they go into the transaction that commits the input's offset (Faust
+Under at_least_once the sends go through Faust's producer buffer, behind the event's table
+changelog writes, so an output is never in Kafka while the state change that caused it is
+not. Under exactly_once they go into the transaction that commits the input's offset (Faust
 itself picks a transaction by the *destination* partition, which let a venue request commit
 while the OMS state that made it was aborted after a kill), once the buffer has handed the
 event's changelog writes to that transaction: sent before them, under CPU load a venue request
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from atlas.app import EXACTLY_ONCE, app
-from atlas.runtime.faust_fixes import handed_over, track_delivery
+from atlas.runtime.faust_fixes import handed_over
 from atlas.runtime.partitioning import partition_for
 
 
@@ -38,24 +38,14 @@ def possible_duplicates(sends: list[Send]) -> list[Send]:
 
 
 async def emit(sends: list[Send], source_topic: str, source_partition: int) -> None:
-    """Send an event's outputs, in order, after its changelog writes.
-
-    The changelog writes wait in Faust's producer buffer; once it has handed them to the Kafka
-    producer, the outputs go to the same producer, straight (each record through Faust's buffer
-    cost a future, a task switch and its sensors). Under at_least_once the offset commit flushes
-    that producer first and waits for each output's delivery (`track_delivery`), so no offset is
-    committed before the outputs of its events are in Kafka.
-    """
-    if not sends:
-        return
-    await handed_over(app.producer.buffer)
+    """Send an event's outputs, in order, after its changelog writes."""
+    if EXACTLY_ONCE and sends:
+        await handed_over(app.producer.buffer)
     for send in sends:
         if EXACTLY_ONCE:
             await _send_in_transaction(send, source_topic, source_partition)
         else:
-            delivery = await app.producer.send(send.topic.get_topic_name(), send.key, send.value, send.partition, None,
-                                               list(send.headers) if send.headers else None)
-            track_delivery(app.producer.buffer, delivery)
+            send.topic.send_soon(key=send.key, value=send.value, partition=send.partition, headers=send.headers)
 
 
 async def _send_in_transaction(send: Send, source_topic: str, source_partition: int) -> None:

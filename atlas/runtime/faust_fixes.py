@@ -92,21 +92,8 @@ async def _flush_until_delivered(self: ProducerBuffer) -> None:
     in_flight = getattr(self, "atlas_in_flight", None)
     if in_flight is not None:
         waiting.insert(0, in_flight)
-    waiting += list(getattr(self, "atlas_outputs", ()))  # what agents sent straight to the producer
     for fut in waiting:
         await fut
-
-
-def track_delivery(buffer: ProducerBuffer, fut: asyncio.Future) -> None:
-    """An output sent straight to the Kafka producer: the next flush (before an offset commit) waits for it too.
-
-    A delivery that failed stays tracked, so every later flush raises it and no offset is
-    committed past the event whose output was lost.
-    """
-    outputs = buffer.__dict__.setdefault("atlas_outputs", set())
-    outputs.add(fut)
-    fut.add_done_callback(lambda done: outputs.discard(done) if not done.cancelled() and done.exception() is None
-                          else None)
 
 
 _commit_transaction = TransactionManager.commit

@@ -10,7 +10,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import FutureMessage, PendingMessage
 
-from atlas.runtime.faust_fixes import handed_over, track_delivery  # (importing it patches Faust, as atlas.app does)
+from atlas.runtime.faust_fixes import handed_over  # (importing it patches Faust, as atlas.app does)
 
 CHANGELOG = TP("atlas-oms-changelog", 3)
 RECORDS = 9  # offsets 0-8; offset 9 is the transaction's commit marker, the last offset before the highwater
@@ -157,25 +157,3 @@ def test_handed_over_raises_when_a_message_before_it_could_not_be_handed_over():
 
     waited, later = asyncio.run(run())
     assert "failed to hand over" in waited and "MessageSizeTooLargeError" in later
-
-
-def test_a_flush_waits_for_outputs_sent_straight_to_the_producer_and_fails_with_a_lost_one():
-    async def run() -> tuple[bool, str]:
-        buffer = ProducerBuffer()
-        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
-        loop = asyncio.get_running_loop()
-        delivered, lost = loop.create_future(), loop.create_future()
-        track_delivery(buffer, delivered)
-        flushing = asyncio.create_task(buffer.flush())
-        await asyncio.sleep(0)
-        waited = not flushing.done()  # the output is not delivered yet
-        delivered.set_result(None)
-        await asyncio.wait_for(flushing, timeout=1)
-        track_delivery(buffer, lost)
-        lost.set_exception(ValueError("delivery failed"))
-        with pytest.raises(ValueError) as failed:
-            await buffer.flush()
-        return waited and not getattr(buffer, "atlas_outputs") - {lost}, str(failed.value)
-
-    waited, failure = asyncio.run(run())
-    assert waited and failure == "delivery failed"
