@@ -68,22 +68,21 @@ async def handle(events: list) -> None:
     """Process one batch: its state written once per key, then its outputs in event order; a failure stops the worker."""
     try:
         done = []
-        try:
-            with batch():
-                for event in events:
-                    message = event.message
-                    with processing(event):
-                        done.append((message, process(message.topic, message.partition, message.offset,
-                                                      int(message.timestamp * 1000), message.key, message.value)))
-        except BaseException:
-            _touched.clear()  # the batch's epochs were never written: start new ones
-            raise
+        with batch():
+            for event in events:
+                message = event.message
+                with processing(event):
+                    done.append((message, process(message.topic, message.partition, message.offset,
+                                                  int(message.timestamp * 1000), message.key, message.value)))
         await checkpoint("oms-state-written", len(events))
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
         await checkpoint("oms-outputs-sent", len(events))
-    except Exception as exc:
-        _stop_at_once(exc, events)
+    except BaseException as exc:
+        _touched.clear()  # the batch's epochs may never have been written: start new ones
+        if isinstance(exc, Exception):
+            _stop_at_once(exc, events)
+        raise
 
 
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
