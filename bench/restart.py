@@ -29,7 +29,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from atlas.runtime.partitioning import partition_for
 from atlas.settings import Settings
@@ -107,7 +107,6 @@ def log_bytes(storage: Path, topic: str, partition: int) -> int:
 
 async def count_records(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
     """The records a restore of the partition reads now, and how many of them are deletes (a full read of it)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
     await consumer.start()
