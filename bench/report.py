@@ -332,7 +332,7 @@ def summary(res: Results) -> str:
 
 
 AUDIT_START, AUDIT_END = "<!-- audit:start -->", "<!-- audit:end -->"
-_SECTION = re.compile(r"<!-- (?P<name>[a-z-]+):start -->.*?<!-- (?P=name):end -->\n?", re.S)
+_SECTION = re.compile(r"<!-- (?P<name>[a-z0-9-]+):start -->.*?<!-- (?P=name):end -->\n?", re.S)
 
 
 def markers(name: str) -> tuple[str, str]:
