@@ -156,6 +156,8 @@ app = AtlasApp(
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
+    # aiohttp refuses a larger body while reading it, chunked ones included (413).
+    web_application_options={"client_max_size": settings.max_body_bytes},
     canonical_url=f"http://{settings.web_host}:{settings.web_port}",
     # Off: they would serve raw table contents and the cluster layout to anyone.
     web_tables_enabled=False,

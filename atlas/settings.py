@@ -5,7 +5,7 @@ import enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,6 +14,27 @@ ROOT = Path(__file__).resolve().parent.parent
 class Guarantee(str, enum.Enum):
     AT_LEAST_ONCE = "at_least_once"
     EXACTLY_ONCE = "exactly_once"
+
+
+class RateLimit(BaseModel):
+    """A token bucket: refilled at `per_second` tokens a second, holding at most `burst` (a request takes one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_second: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+class RateLimits(BaseModel):
+    """The gateway's buckets: per account for each class of route, and per client address for every route."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    orders: RateLimit = RateLimit(per_second=50, burst=100)  # POST /api/v1/orders
+    amends: RateLimit = RateLimit(per_second=50, burst=100)  # DELETE and PATCH of an order
+    reads: RateLimit = RateLimit(per_second=100, burst=200)  # every other API route (GET, the risk preview)
+    admin: RateLimit = RateLimit(per_second=10, burst=20)  # /api/v1/admin/...
+    address: RateLimit = RateLimit(per_second=500, burst=1000)  # every API request from one address
 
 
 class Settings(BaseSettings):
@@ -30,13 +51,27 @@ class Settings(BaseSettings):
     data_dir: Path = Field(ROOT / ".atlas" / "data", description="Worker state: RocksDB tables")
     web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to")
     web_port: int = Field(8080, ge=1, le=65535)
+    allowed_hosts: str = Field("", max_length=2048,
+                               description="Comma-separated host names requests may be addressed to, beside loopback "
+                                           "and ATLAS_WEB_HOST (the Host header; others get 421, which stops DNS "
+                                           "rebinding)")
     processing_guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
     accounts_file: Path = Field(ROOT / "config" / "accounts.demo.json")
     instruments_file: Path = Field(ROOT / "config" / "instruments.json")
     demo_keys_file: Path | None = Field(
         None, description="Demo mode: a JSON file of demo accounts' clear API keys, which the console offers at "
                           "sign-in (never set this outside a demo)")
-    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    rate_limits: RateLimits = Field(RateLimits(), description="Token buckets of the gateway, as JSON: "
+                                    "{\"orders\": {\"per_second\": 50, \"burst\": 100}, ...} (classes: orders, amends, "
+                                    "reads, admin, address; a class left out keeps its default)")
+    stream_max_sessions: int = Field(1_000, ge=1, le=100_000, description="Live streams (WebSockets) one worker "
+                                                                           "serves at once; past it, 503")
+    stream_max_per_account: int = Field(10, ge=1, le=1_000, description="Live streams one account may hold open "
+                                                                         "at once on a worker; past it, closed with 4429")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024,
+                                description="Largest request body the web server reads (413 past it)")
+    max_json_depth: int = Field(32, ge=4, le=256, description="Deepest nesting of arrays and objects a JSON body "
+                                                              "may have (400 past it, checked before parsing)")
     commit_interval: float | None = Field(
         None, gt=0, description="Seconds between offset commits (Faust broker_commit_interval); by default 2.8 under "
                                 "at_least_once and 0.1 under exactly_once, where each commit is what makes outputs visible")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Awaitable, Callable, NamedTuple, TypeVar
 
 import aiohttp
@@ -48,9 +49,11 @@ async def body(request: Any, model: type[M]) -> M:
     declared = request.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise Problem(413, "BODY_TOO_LARGE", f"the body may hold at most {limit} bytes")
-    raw = await request.read()
+    raw = await request.read()  # aiohttp stops a chunked body at the same limit (a 413)
     if len(raw) > limit:
         raise Problem(413, "BODY_TOO_LARGE", f"the body may hold at most {limit} bytes")
+    if nesting(raw) > settings.max_json_depth:
+        raise Problem(400, "JSON_TOO_DEEP", f"the body nests arrays and objects more than {settings.max_json_depth} deep")
     try:
         json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -59,6 +62,22 @@ async def body(request: Any, model: type[M]) -> M:
         return model.model_validate_json(raw)  # in JSON mode: a decimal is a string, as on Kafka
     except ValidationError as exc:
         raise validation_problem(exc) from None
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def nesting(raw: bytes) -> int:
+    """How deep a JSON document nests arrays and objects, read without parsing it (strings skipped)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", raw)):
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def validation_problem(exc: ValidationError) -> Problem:

@@ -1,6 +1,7 @@
 """Order entry and order queries: `/api/v1/orders`."""
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -188,12 +189,14 @@ class OrderView(ApiView):
 
     async def delete(self, request: Any, order_id: str) -> Any:
         caller = principal(request)
+        _known_form(order_id)
         cmd = CancelOrder(command_id=_command_id(request, "cancel"), account_id=caller.account_id, order_id=order_id)
         await produce(COMMANDS, caller.account_id, cmd)
         return self.ok({"order_id": order_id, "command_id": cmd.command_id, "status": "PENDING_CANCEL_REQUESTED"}, status=202)
 
     async def patch(self, request: Any, order_id: str) -> Any:
         caller = principal(request)
+        _known_form(order_id)
         change = await body(request, OrderChange)
         if change.quantity is None and change.price is None:
             raise Problem(422, "VALIDATION_ERROR", "send a new quantity, a new price, or both")
@@ -224,11 +227,23 @@ class ExecutionsView(ApiView):
         return await on_owner(self, request, caller.account_id, local)
 
 
+_ORDER_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
+def _known_form(order_id: str) -> None:
+    """404 for a path segment no order id can be (the commands' id grammar), before it reaches a command."""
+    if _ORDER_ID.fullmatch(order_id) is None:
+        raise not_found(f"order {order_id[:64]!r}")
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._\-]{1,48}")
+
+
 def _command_id(request: Any, verb: str) -> str:
     """The client's `Idempotency-Key` when it sends one (so a retry is applied once), else a fresh id."""
     key = request.headers.get("Idempotency-Key")
-    if key:
-        if not (1 <= len(key) <= 48) or not key.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    if key is not None:
+        if _IDEMPOTENCY_KEY.fullmatch(key) is None:  # ASCII only: str.isalnum() takes "é" and "١"
             raise Problem(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-48 letters, digits, '-', '_' or '.'")
         return f"{verb}-{key}"
     return f"{verb}-{uuid.uuid4().hex}"

@@ -5,6 +5,7 @@ import json
 import logging
 from typing import Any
 
+from aiohttp import web as aiohttp_web
 from faust import web
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,16 @@ class Problem(Exception):
         return doc
 
 
+def http_problem(exc: aiohttp_web.HTTPException) -> Problem:
+    """aiohttp's own error (an unknown route, a body past the size limit, a bad WebSocket handshake) as a problem."""
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return Problem(exc.status, _HTTP_CODES.get(exc.status, "HTTP_ERROR"), exc.reason, headers=headers)
+
+
+_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "BODY_TOO_LARGE",
+               414: "URI_TOO_LONG", 431: "HEADERS_TOO_LARGE"}
+
+
 def not_found(what: str) -> Problem:
     return Problem(404, "NOT_FOUND", f"{what} not found")
 
@@ -44,6 +55,10 @@ class ApiView(web.View):
             return await super().dispatch(request)
         except Problem as problem:
             return self.problem(problem, request)
+        except aiohttp_web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return self.problem(http_problem(exc), request)
         except Exception:  # never a stack trace or an HTML page to a client
             log.exception("unhandled error in %s %s", request.method, request.path)
             return self.problem(Problem(500, "INTERNAL_ERROR", "the server failed to handle this request"), request)

@@ -14,7 +14,8 @@ The server answers `{"type": "hello", "account_id", "partition", "since"}` and t
 - `{"type": "book" | "trade" | "mid", "symbol", ...}`: market data of the subscribed symbols
   (every symbol by default), as the venue publishes it, from the moment of subscribing.
 Errors are `{"type": "error", "code", "detail"}`; a bad subscription then closes with code 4400
-(malformed) or 4401 (unknown key). A client that falls more than `MAX_BACKLOG` reports behind is
+(malformed) or 4401 (unknown key), and one past the account's `ATLAS_STREAM_MAX_PER_ACCOUNT` open
+streams with 4429. A worker serving `ATLAS_STREAM_MAX_SESSIONS` streams answers the handshake 503. A client that falls more than `MAX_BACKLOG` reports behind is
 closed with 4408 (`SLOW_CONSUMER`): it resumes with `since`, and loses nothing.
 
 Each worker reads the executions topic once, for all its subscribers (`ExecutionsFeed`), and the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -39,13 +41,14 @@ from atlas.app import app
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
-from atlas.web.problems import ApiView
+from atlas.web.problems import ApiView, Problem
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
 BALANCE_DEBOUNCE_S = 0.05
 MARKET_QUEUE = 1_000  # a slow client loses old market data (the next tick replaces it), never reports
 MAX_BACKLOG = 10_000  # reports waiting for one client before it is told to resume
+_POWERS_OF_TWO = frozenset(2 ** n for n in range(64))  # a warning at the 1st, 2nd, 4th... skipped message
 
 
 class MarketFeed(Service):
@@ -57,6 +60,7 @@ class MarketFeed(Service):
         super().__init__(**kwargs)
         self.queues: set[asyncio.Queue] = set()
         self.history = MarketHistory(instruments())
+        self.refused = 0  # messages of the market-data topic not forwarded
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
@@ -83,10 +87,14 @@ class MarketFeed(Service):
                 continue
             for messages in fetched.values():
                 for m in messages:
-                    # The key is the symbol: each stream filters on it without parsing the value.
-                    item = (m.key.decode() if m.key else None, m.value.decode())
-                    if item[0] is not None:
-                        self.history.record(*item)
+                    # The key is the symbol: each stream filters on it without parsing the value again.
+                    item = (m.key.decode(errors="replace") if m.key else "", m.value.decode(errors="replace"))
+                    if not self.history.record(*item):  # only what the venue writes reaches a browser
+                        self.refused += 1
+                        if self.refused in _POWERS_OF_TWO:
+                            log.warning("market feed: %d messages that are not the venue's market data skipped, "
+                                        "the latest at %s/%d offset %d", self.refused, m.topic, m.partition, m.offset)
+                        continue
                     for queue in list(self.queues):
                         if queue.full():
                             queue.get_nowait()
@@ -225,14 +233,40 @@ class StreamView(ApiView):
 
     async def get(self, request: Any) -> Any:
         ws = web.WebSocketResponse(heartbeat=20)
-        await ws.prepare(request)
+        if not ws.can_prepare(request).ok:
+            raise Problem(426, "UPGRADE_REQUIRED", "this is a WebSocket: connect with an Upgrade: websocket handshake",
+                          headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+        if sum(_OPEN.values()) + _HANDSHAKES[0] >= settings.stream_max_sessions:
+            raise Problem(503, "TOO_MANY_STREAMS", f"this worker serves {settings.stream_max_sessions} streams at "
+                          "most: try another worker, or later", headers={"Retry-After": "5"})
+        _HANDSHAKES[0] += 1  # a connection not subscribed yet counts against the total too
         try:
+            await ws.prepare(request)
             subscription = await _subscription(ws)
+        finally:
+            _HANDSHAKES[0] -= 1
+        try:
             if subscription is not None:
-                await Session(ws, *subscription).run()
+                account_id = subscription[0]
+                if _OPEN[account_id] >= settings.stream_max_per_account:
+                    await _refuse(ws, 4429, "TOO_MANY_STREAMS", f"an account may hold {settings.stream_max_per_account} "
+                                  "streams at once: close one first")
+                else:
+                    _OPEN[account_id] += 1
+                    try:
+                        await Session(ws, *subscription).run()
+                    finally:
+                        _OPEN[account_id] -= 1
+                        if not _OPEN[account_id]:
+                            del _OPEN[account_id]
         finally:
             await ws.close()
         return ws
+
+
+# Streams open on this worker: subscribed ones per account, and connections still in their handshake.
+_OPEN: Counter[str] = Counter()
+_HANDSHAKES = [0]
 
 
 async def _subscription(ws: web.WebSocketResponse) -> tuple[str, str, int | None, set[str]] | None:
@@ -251,7 +285,7 @@ async def _subscription(ws: web.WebSocketResponse) -> tuple[str, str, int | None
         return await _refuse(ws, 4400, "BAD_SUBSCRIPTION", "since must be an offset (a whole number) or null")
     known = set(instruments())
     symbols = doc.get("symbols") or sorted(known)
-    if not isinstance(symbols, list) or not set(symbols) <= known:
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols) or not set(symbols) <= known:
         return await _refuse(ws, 4400, "UNKNOWN_SYMBOL", f"symbols must be a list of: {', '.join(sorted(known))}")
     return caller.account_id, doc["key"], since, set(symbols)
 

@@ -13,12 +13,59 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from atlas.analytics.metrics import Book, MidPoint, TradePoint, book_from_message, spread_in_bps
-from atlas.core.values import Side, decimal_text
+from atlas.core.values import Side, decimal_text, parse_decimal
 
 HISTORY_S = 900
 # Bounds on memory whatever the tick rate or the trade rate.
 MAX_MIDS = 20_000
 MAX_TRADES = 20_000
+
+
+# The fields of each kind of market-data message, as the venue writes them (agents/venue.py).
+_FIELDS = {"mid": {"type", "symbol", "mid", "ts"},
+           "trade": {"type", "symbol", "price", "quantity", "aggressor", "ts"},
+           "book": {"type", "symbol", "bids", "asks", "mid", "halted", "ts"}}
+MAX_LEVELS = 100  # a side of a book message
+
+
+def market_message(symbol: str, raw: str) -> dict | None:
+    """The message as the venue writes it, or None: exactly its fields, decimals as plain-digit strings, a known side.
+
+    The worker forwards market data to browsers; only messages that pass this do, so a string
+    written to the topic by anything but the venue never reaches a page.
+    """
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or set(doc) != _FIELDS.get(doc.get("type"), ()) or doc["symbol"] != symbol:
+            return None
+        if not isinstance(doc["ts"], int) or isinstance(doc["ts"], bool) or not 0 <= doc["ts"] < 2 ** 53:
+            return None
+        kind = doc["type"]
+        if kind == "trade":
+            _decimals(doc["price"], doc["quantity"])
+            Side(doc["aggressor"])
+        else:
+            _decimals(doc["mid"])
+        if kind == "book":
+            if not isinstance(doc["halted"], bool):
+                return None
+            for side in (doc["bids"], doc["asks"]):
+                if not isinstance(side, list) or len(side) > MAX_LEVELS:
+                    return None
+                for level in side:
+                    if not isinstance(level, list) or len(level) != 2:
+                        return None
+                    _decimals(*level)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return doc
+
+
+def _decimals(*values: object) -> None:
+    for value in values:
+        if not isinstance(value, str):
+            raise ValueError("a decimal is a string")
+        parse_decimal(value)
 
 
 @dataclass
@@ -44,14 +91,14 @@ class MarketHistory:
     def __init__(self, symbols: Iterable[str]) -> None:
         self.symbols: dict[str, SymbolHistory] = {symbol: SymbolHistory() for symbol in symbols}
 
-    def record(self, symbol: str, raw: str) -> None:
-        """Take one market-data message (JSON text); one of another symbol, or not one at all, is ignored."""
+    def record(self, symbol: str, raw: str) -> bool:
+        """Take one market-data message (JSON text); False for one of another symbol, or not one the venue writes."""
         history = self.symbols.get(symbol)
-        if history is None:
-            return
+        doc = market_message(symbol, raw)
+        if history is None or doc is None:
+            return False
         try:
-            doc = json.loads(raw)
-            kind = doc.get("type")
+            kind = doc["type"]
             if kind == "mid":
                 history.mids.append(MidPoint(int(doc["ts"]), Decimal(doc["mid"])))
                 history.forget_before(int(doc["ts"]) - HISTORY_S * 1000)
@@ -63,7 +110,8 @@ class MarketHistory:
                 history.halted = bool(doc.get("halted"))
                 self._sample_spread(history, int(doc["ts"]))
         except (ValueError, KeyError, TypeError, ArithmeticError, AttributeError):
-            return  # market data is best effort: a bad message is skipped, the next tick follows
+            return False  # market data is best effort: a bad message is skipped, the next tick follows
+        return True
 
     @staticmethod
     def _sample_spread(history: SymbolHistory, ts: int) -> None:

@@ -119,6 +119,7 @@ def test_stream_resumed_from_the_last_offset_loses_and_repeats_no_report(venue_c
     ({"op": "hello"}, 4400, "BAD_SUBSCRIPTION"),
     ({"op": "subscribe", "key": "alice-demo-key", "since": -3}, 4400, "BAD_SUBSCRIPTION"),
     ({"op": "subscribe", "key": "alice-demo-key", "symbols": ["DOGE-USD"]}, 4400, "UNKNOWN_SYMBOL"),
+    ({"op": "subscribe", "key": "alice-demo-key", "symbols": [[1]]}, 4400, "UNKNOWN_SYMBOL"),  # was a 500
 ])
 def test_stream_refuses_a_bad_subscription_with_a_reason(venue_cluster, first, close_code, error):
     async def run() -> None:

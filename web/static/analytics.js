@@ -105,9 +105,9 @@ function renderMarket(doc) {
 // -- the account: orders, P&L, exposure ------------------------------------------------------------------
 
 function barRows(items, attribute) {  // items: [{ name, label, count }]; bar lengths relative to the largest
-  const top = Math.max(1, ...items.map((i) => i.count));
+  const top = Math.max(1, ...items.map((i) => Number(i.count) || 0));
   return items.map((i) => `<div class="bar-row" ${attribute}="${escapeHtml(i.name)}"><span class="bar-label">${escapeHtml(i.label)}</span>` +
-    `<span class="bar"><i style="width:${(100 * i.count / top).toFixed(1)}%"></i></span><b class="bar-count">${i.count}</b></div>`).join("");
+    `<span class="bar"><i style="width:${((100 * Number(i.count) / top) || 0).toFixed(1)}%"></i></span><b class="bar-count">${escapeHtml(i.count ?? "-")}</b></div>`).join("");
 }
 
 function renderOrdersByStatus() {
@@ -150,11 +150,11 @@ const bucketLabel = (le) => le.replace("<=", "").replace(/000$/, "k");
 
 function renderLatency(el, summary) {
   const figures = ["p50", "p90", "p99", "max"].map((p) =>
-    `<div data-percentile="${p}"><span>${p} ms</span><b>${summary[p] ?? "-"}</b></div>`).join("");
-  const top = Math.max(1, ...summary.buckets.map((b) => b.count));
-  const bars = summary.buckets.map((b) => `<div class="bucket" data-le="${escapeHtml(b.le_ms)}" data-count="${b.count}" ` +
-    `title="${b.count} in ${escapeHtml(b.le_ms)} ms"><span>${b.count || ""}</span>` +
-    `<i style="height:${(100 * b.count / top).toFixed(1)}%"></i><span>${escapeHtml(bucketLabel(b.le_ms))}</span></div>`).join("");
+    `<div data-percentile="${p}"><span>${p} ms</span><b>${escapeHtml(summary[p] ?? "-")}</b></div>`).join("");
+  const top = Math.max(1, ...summary.buckets.map((b) => Number(b.count) || 0));
+  const bars = summary.buckets.map((b) => `<div class="bucket" data-le="${escapeHtml(b.le_ms)}" data-count="${Number(b.count)}" ` +
+    `title="${Number(b.count)} in ${escapeHtml(b.le_ms)} ms"><span>${Number(b.count) || ""}</span>` +
+    `<i style="height:${((100 * Number(b.count) / top) || 0).toFixed(1)}%"></i><span>${escapeHtml(bucketLabel(b.le_ms))}</span></div>`).join("");
   el.dataset.count = summary.count;
   $(`${el.id}-count`).textContent = `${summary.count} orders, buckets by upper edge in ms`;
   el.innerHTML = `<div class="percentiles">${figures}</div>` +

@@ -8,8 +8,11 @@ const state = {
   // `next`: the executions offset to resume from (the stream's resume token), null before the first hello.
   orders: new Map(), balances: {}, books: {}, mids: {}, trades: {}, ws: null, next: null, retry: 0,
   pnl: [],  // the account's total P&L sampled while the page is open: {time, value} for the charts
-  demo: [], known: JSON.parse(sessionStorage.getItem("atlas.keys") || "{}"),  // account -> key signed in with
+  demo: [],  // in demo mode, the demo accounts and their keys (the server's console config)
 };
+// The tab keeps one key, the signed-in account's, and forgets it on sign-out: switching to an account that
+// is not a demo account means signing in with its key again.
+sessionStorage.removeItem("atlas.keys");  // what earlier versions kept: every key signed in with
 const CLOSED = new Set(["FILLED", "CANCELED", "REJECTED", "EXPIRED"]);
 const HEALTH_EVERY_MS = 5000;
 const lastMidAt = { ms: 0 };
@@ -58,7 +61,7 @@ async function api(method, path, body) {
   return doc;
 }
 
-// -- sign in, and switching between the accounts signed in with ------------------------------------------
+// -- sign in, and switching between demo accounts ------------------------------------------------------
 
 let signInCount = 0;  // a later sign-in supersedes one still waiting for its answers
 
@@ -72,8 +75,6 @@ async function signIn(key) {
   sessionStorage.setItem("atlas.key", key);
   Object.assign(state, { account: doc.account_id, next: null, orders: new Map(), balances: {}, positions: null,
                          pnl: [], limits: doc, retry: 0 });
-  state.known[doc.account_id] = key;
-  sessionStorage.setItem("atlas.keys", JSON.stringify(state.known));
   state.role = (state.demo.find((a) => a.account_id === doc.account_id) || {}).role
     || await api("GET", "/api/v1/admin/accounts").then(() => "admin", () => "trader");
   if (attempt !== signInCount) return;
@@ -91,7 +92,7 @@ async function signIn(key) {
 }
 
 function renderSwitcher() {
-  const choices = { ...Object.fromEntries(state.demo.map((a) => [a.account_id, a.key])), ...state.known };
+  const choices = { ...Object.fromEntries(state.demo.map((a) => [a.account_id, a.key])), [state.account]: state.key };
   const select = $("account-switch");
   select.innerHTML = Object.keys(choices).sort().map((a) => `<option value="${escapeHtml(a)}">${escapeHtml(a)}</option>`).join("");
   select.value = state.account;
@@ -101,7 +102,6 @@ function renderSwitcher() {
 
 function signOut() {
   sessionStorage.removeItem("atlas.key");
-  sessionStorage.removeItem("atlas.keys");
   if (state.ws) state.ws.close();
   location.hash = "";
   location.reload();

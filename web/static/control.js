@@ -41,10 +41,10 @@ function renderMetrics(doc) {
     ["samples", "window", `${m.window_ms / 1000} s: ${m.mids} mids, ${m.trades} trades`],
   ];
   $("metrics").tBodies[0].innerHTML = rows.map(([key, label, value]) =>
-    `<tr data-metric="${key}"><td>${label}</td><td>${value}</td></tr>`).join("");
+    `<tr data-metric="${key}"><td>${label}</td><td>${escapeHtml(value)}</td></tr>`).join("");
   $("suggestions").tBodies[0].innerHTML = ["BUY", "SELL"].map((side) => {
     const s = doc.suggestions[side];
-    const price = (p) => `<td class="price ${side}" data-side="${side}">${p ?? "-"}</td>`;
+    const price = (p) => `<td class="price ${side}" data-side="${side}">${escapeHtml(p ?? "-")}</td>`;
     return `<tr>${cell(side, side)}${price(s?.passive)}${price(s?.mid)}${price(s?.aggressive)}</tr>`;
   }).join("");
   const fill = doc.fill;

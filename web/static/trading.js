@@ -67,7 +67,7 @@ async function onBlotterClick(event) {
 function renderBalances() {
   const values = Object.fromEntries((state.positions?.exposures || []).map((e) => [e.asset, e.value]));
   $("balances").tBodies[0].innerHTML = Object.entries(state.balances).map(([asset, b]) =>
-    `<tr data-asset="${asset}" title="value ${trim(values[asset]) ?? "-"}">${cell(asset)}` +
+    `<tr data-asset="${escapeHtml(asset)}" title="value ${escapeHtml(trim(values[asset]) ?? "-")}">${cell(asset)}` +
     `${cell(trim(b.available), "available")}${cell(trim(b.reserved), "reserved")}</tr>`).join("");
   renderPairBalances();
 }
@@ -113,13 +113,13 @@ function renderBook() {
   if (!book) { $("book").tBodies[0].innerHTML = ""; return; }
   const depth = Math.max(book.bids.length, book.asks.length);
   const top = [...book.bids, ...book.asks].reduce((m, l) => Math.max(m, Number(l[1])), 0) || 1;  // bar widths only
-  const bar = (level, side) => level ? ` style="--bar:${Math.round(100 * Number(level[1]) / top)}%"` : "";
+  const bar = (level, side) => level ? ` style="--bar:${Math.round(100 * Number(level[1]) / top) || 0}%"` : "";
   let html = "";
   for (let i = 0; i < depth; i++) {
     const bid = book.bids[i], ask = book.asks[i];
     // levels are [price, quantity]
-    html += "<tr>" + `<td class="bid qty"${bar(bid, "bid")}>${bid?.[1] ?? "-"}</td>` + cell(bid?.[0], "bid level") +
-      cell(ask?.[0], "ask level") + `<td class="ask qty"${bar(ask, "ask")}>${ask?.[1] ?? "-"}</td>` + "</tr>";
+    html += "<tr>" + `<td class="bid qty"${bar(bid, "bid")}>${escapeHtml(bid?.[1] ?? "-")}</td>` + cell(bid?.[0], "bid level") +
+      cell(ask?.[0], "ask level") + `<td class="ask qty"${bar(ask, "ask")}>${escapeHtml(ask?.[1] ?? "-")}</td>` + "</tr>";
   }
   $("book").tBodies[0].innerHTML = html;
 }
@@ -227,7 +227,7 @@ function checkLimits(order) {  // the account's own limits, as the OMS checks th
 function renderPairBalances() {
   const inst = state.instruments[state.symbol];
   if (!inst) return;
-  const show = (asset) => `${asset} <b>${state.balances[asset]?.available ?? "0"}</b>`;
+  const show = (asset) => `${escapeHtml(asset)} <b>${escapeHtml(state.balances[asset]?.available ?? "0")}</b>`;
   $("pair-balances").innerHTML = `Available ${show(inst.base)} · ${show(inst.quote)}`;
 }
 
@@ -260,12 +260,12 @@ async function preview() {
   box.hidden = false;
   box.className = `preview ${doc.accepted ? (doc.warnings.length ? "warn" : "ok") : "blocked"}`;
   box.innerHTML =
-    (req ? `<div>Requires <b data-field="required">${trim(req.amount)} ${req.asset}</b></div>` : "") +
-    (after ? `<div>${req.asset} after: available <span data-field="available-after">${trim(after.available)}</span>, ` +
-      `reserved ${trim(after.reserved)}</div>` : "") +
-    (ex ? `<div>Exposure ${ex.asset}: ${trim(ex.before)} → <span data-field="exposure-after">${trim(ex.after)}</span></div>` : "") +
-    doc.warnings.map((w) => `<div class="warning" data-code="${w.code}">⚠ ${escapeHtml(w.message)}</div>`).join("") +
-    (doc.block ? `<div class="block" data-code="${doc.block.code}">Blocked: ${doc.block.code}: ${escapeHtml(doc.block.message)}</div>` : "");
+    (req ? `<div>Requires <b data-field="required">${escapeHtml(trim(req.amount))} ${escapeHtml(req.asset)}</b></div>` : "") +
+    (after ? `<div>${escapeHtml(req.asset)} after: available <span data-field="available-after">${escapeHtml(trim(after.available))}</span>, ` +
+      `reserved ${escapeHtml(trim(after.reserved))}</div>` : "") +
+    (ex ? `<div>Exposure ${escapeHtml(ex.asset)}: ${escapeHtml(trim(ex.before))} → <span data-field="exposure-after">${escapeHtml(trim(ex.after))}</span></div>` : "") +
+    doc.warnings.map((w) => `<div class="warning" data-code="${escapeHtml(w.code)}">⚠ ${escapeHtml(w.message)}</div>`).join("") +
+    (doc.block ? `<div class="block" data-code="${escapeHtml(doc.block.code)}">Blocked: ${escapeHtml(doc.block.code)}: ${escapeHtml(doc.block.message)}</div>` : "");
   $("submit").disabled = !doc.accepted;
 }
 
@@ -292,7 +292,7 @@ async function submitOrder(event) {
 
 hooks.signedIn.push(async () => {
   if (!chart.api) initCharts();
-  $("symbol").innerHTML = Object.keys(state.instruments).map((s) => `<option>${s}</option>`).join("");
+  $("symbol").innerHTML = Object.keys(state.instruments).map((s) => `<option>${escapeHtml(s)}</option>`).join("");
   selectSymbol(state.symbol || Object.keys(state.instruments)[0]);
   renderOrders();
 });

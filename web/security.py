@@ -1,0 +1,97 @@
+"""What every response and request of the worker's web server goes through: browser hardening, the Host allow-list, and aiohttp's own errors as problem documents."""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from atlas.app import app
+from atlas.runtime.reference import directory
+from atlas.settings import settings
+from atlas.web.common import FORWARDED_HEADER
+from atlas.web.problems import PROBLEM_TYPE, Problem, http_problem
+from atlas.web.ratelimit import Limits, route_class
+
+LIMITS = Limits()
+_PROBES = frozenset({"/healthz", "/readyz"})
+_VERDICT = "atlas.rate_limit"  # the request's verdict, whose headers its response carries
+
+# The console loads its scripts, styles and data from the worker itself, and nothing may frame it.
+# Styles may be inline: the depth bars and histograms size themselves with a style attribute.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                           "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp's `on_response_prepare` signal: every response, static files and WebSocket handshakes included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    verdict = request.get(_VERDICT)
+    if verdict is not None:
+        for name, value in verdict.headers().items():
+            response.headers.setdefault(name, value)
+
+
+@functools.cache
+def allowed_hosts() -> frozenset[str]:
+    """Host names a request may be addressed to: loopback, the bind address, and `ATLAS_ALLOWED_HOSTS`."""
+    names = {"127.0.0.1", "localhost", "::1", settings.web_host.lower()}
+    names.update(h.strip().lower() for h in settings.allowed_hosts.split(",") if h.strip())
+    return frozenset(names)
+
+
+def host_name(header: str) -> str:
+    """The name part of a Host header ("[::1]:8080" -> "::1", "Example.com:80" -> "example.com")."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def problem_response(problem: Problem, request: web.Request) -> web.Response:
+    return web.Response(body=json.dumps(problem.body(request.path)).encode(), status=problem.status,
+                        content_type=PROBLEM_TYPE, headers=problem.headers)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """Refuse a request addressed to a host not on the allow-list (DNS rebinding) or past its rate limit; answer aiohttp's errors as problems."""
+    # Health checks answer whatever the Host: an orchestrator probes a worker by its address.
+    if host_name(request.headers.get("Host", "")) not in allowed_hosts() and request.path not in _PROBES:
+        return problem_response(Problem(421, "MISDIRECTED_REQUEST",
+                                        "this worker does not answer for that Host (see ATLAS_ALLOWED_HOSTS)"), request)
+    limited = route_class(request.method, request.path)
+    if limited is not None:
+        key = request.headers.get("X-API-Key")
+        caller = directory().authenticate(key) if key else None
+        verdict = LIMITS.check(limited, request.remote or "", caller.account_id if caller else None,
+                               forwarded=FORWARDED_HEADER in request.headers)
+        request[_VERDICT] = verdict
+        if not verdict.allowed:
+            return problem_response(Problem(429, "RATE_LIMITED", f"too many {limited} requests: retry in "
+                                            f"{verdict.retry_after_s} s", headers=verdict.headers()), request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:  # an unknown route, a method a route lacks
+        if exc.status < 400:
+            raise
+        return problem_response(http_problem(exc), request)
+
+
+def install(aiohttp_app: web.Application) -> None:
+    """Put the guard in front of every route and the headers on every response (before the server starts)."""
+    aiohttp_app.middlewares.append(guard)
+    aiohttp_app.on_response_prepare.append(add_security_headers)
+
+
+install(app.web.web_app)  # the worker's web server; autodiscovery imports this module before it starts
