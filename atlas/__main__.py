@@ -1,4 +1,4 @@
-"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas`, `watch` and `audit`."""
+"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas`, `watch`, `audit` and `keys`."""
 from __future__ import annotations
 
 import argparse
@@ -63,9 +63,15 @@ def _audit(argv: list[str]) -> int:
     return audit_cli.main(argv)
 
 
+def _keys(argv: list[str]) -> int:
+    from atlas import keys
+
+    return keys.main(argv)
+
+
 def main() -> None:
     """Dispatch to an ATLAS command, or to Faust's command line (worker, ...)."""
-    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch, "audit": _audit}
+    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch, "audit": _audit, "keys": _keys}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         sys.exit(commands[sys.argv[1]](sys.argv[2:]))
     import mode.loop

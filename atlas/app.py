@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import shutil
 
 import faust
 
 from atlas.runtime import faust_fixes  # noqa: F401  (must patch Faust before the app exists)
+from atlas.runtime.reference import InsecureProfile, check_profile
 from atlas.settings import Guarantee, settings
 
 log = logging.getLogger(__name__)
+EXIT_INSECURE = 78  # EX_CONFIG: the settings would serve demo keys where they are not safe
 
 
 def changelog_configs() -> dict[str, str]:
@@ -117,6 +120,11 @@ class AtlasApp(faust.App):
         return self.conf.tabledir / "CLEAN_STOP"
 
     async def on_first_start(self) -> None:
+        try:
+            check_profile()
+        except InsecureProfile as refused:
+            log.critical("refusing to start: %s", refused)
+            os._exit(EXIT_INSECURE)  # before any table, topic or port: nothing to flush or close
         tabledir = self.conf.tabledir
         if tabledir.exists() and not self.clean_stop_marker.exists():
             log.warning("no clean stop recorded in %s: wiping local tables to restore them from changelogs", tabledir)

@@ -59,7 +59,7 @@ def start_worker() -> None:
         print(f"worker already running (pid {PID_FILE.read_text().strip()})")
         return
     env = {"ATLAS_DATA_DIR": str(DEMO_DIR / "data"), "ATLAS_WEB_PORT": "8080",
-           "ATLAS_DEMO_KEYS_FILE": str(ROOT / "config" / "demo-keys.json"),
+           "ATLAS_DEMO_KEYS_FILE": str(ROOT / "config" / "demo-keys.json"), "ATLAS_DEMO_MODE": "true",
            "ATLAS_KAFKA_BOOTSTRAP": os.environ.get("ATLAS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")}
     worker = WorkerProcess(env, DEMO_DIR / "worker.log", "demo worker")
     worker.start(timeout=120)

@@ -56,7 +56,15 @@ class Settings(BaseSettings):
                                            "and ATLAS_WEB_HOST (the Host header; others get 421, which stops DNS "
                                            "rebinding)")
     processing_guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
-    accounts_file: Path = Field(ROOT / "config" / "accounts.demo.json")
+    accounts_file: Path = Field(ROOT / "config" / "accounts.demo.json",
+                                description="Accounts: starting balances, limits, roles (the demo accounts by default)")
+    keys_file: Path | None = Field(ROOT / ".atlas" / "keys.json",
+                                   description="API keys made by `python -m atlas keys create` (salted digests, "
+                                               "scopes, revocations), reloaded within a second of a change")
+    demo_mode: bool = Field(False, description="Accept the demo accounts' keys (unsalted digests of keys printed "
+                                               "in the README) and hand them to the console: loopback only")
+    access_log: bool = Field(False, description="Log a line per HTTP request (method, path, status, ms, account; "
+                                                "never a key)")
     instruments_file: Path = Field(ROOT / "config" / "instruments.json")
     demo_keys_file: Path | None = Field(
         None, description="Demo mode: a JSON file of demo accounts' clear API keys, which the console offers at "

@@ -100,7 +100,7 @@ class WorkerSpec:
         env = {
             "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
             "ATLAS_ACCOUNTS_FILE": str(self.accounts_file), "ATLAS_DATA_DIR": str(self.root / self.app_id),
-            "ATLAS_WEB_PORT": str(free_port()), "ATLAS_PROCESSING_GUARANTEE": self.guarantee,
+            "ATLAS_WEB_PORT": str(free_port()), "ATLAS_PROCESSING_GUARANTEE": self.guarantee, "ATLAS_DEMO_MODE": "true",
             # Without the venue the OMS runs alone: nothing answers its venue requests.
             "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
             "ATLAS_AUDIT_ENABLED": "true" if self.audit else "false",

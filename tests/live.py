@@ -71,6 +71,7 @@ class Cluster:
             "ATLAS_KAFKA_BOOTSTRAP": self.bootstrap, "ATLAS_APP_ID": self.app_id, "ATLAS_TOPIC_PREFIX": self.app_id,
             "ATLAS_DATA_DIR": str(self.root / name), "ATLAS_WEB_PORT": str(port),
             "ATLAS_PROCESSING_GUARANTEE": self.guarantee, "ATLAS_ACCOUNTS_FILE": str(self.accounts_file),
+            "ATLAS_DEMO_MODE": "true",  # the test accounts carry demo keys (unsalted digests)
             "ATLAS_COMMIT_INTERVAL": "0.5", "ATLAS_VENUE_ENABLED": "true" if self.venue else "false",
             "ATLAS_AUDIT_ENABLED": "true" if self.audit else "false", "ATLAS_AUDIT_SINK": self.audit_sink,
             "ATLAS_AUDIT_MAX_AGE": str(self.audit_max_age), **(self.extra_env or {}),

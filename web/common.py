@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any, Awaitable, Callable, NamedTuple, TypeVar
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from atlas.app import app
-from atlas.core.accounts import Principal
+from atlas.core.accounts import KEY_PATTERN, Principal, Scope
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.producer import BrokerUnavailable, CommandProducer
 from atlas.runtime.reference import directory
@@ -20,27 +21,38 @@ from atlas.tables.venue import venue_table
 from atlas.web.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
+auth_log = logging.getLogger("atlas.auth")
 RETRY_AFTER = {"Retry-After": "2"}
 
 
-def principal(request: Any) -> Principal:
-    """The caller behind the `X-API-Key` header, or a 401."""
+def principal(request: Any, scope: Scope = Scope.READ) -> Principal:
+    """The caller behind the `X-API-Key` header, whose key has `scope`: a 401 without a valid key, a 403 without the scope."""
     key = request.headers.get("X-API-Key")
     if not key:
         raise Problem(401, "UNAUTHENTICATED", "send your API key in the X-API-Key header",
                       headers={"WWW-Authenticate": "ApiKey"})
     found = directory().authenticate(key)
     if found is None:
+        auth_log.warning("authentication failed: %s %s from %s with %s", request.method, request.path, request.remote,
+                         key_hint(key))
         raise Problem(401, "UNAUTHENTICATED", "the API key is not valid", headers={"WWW-Authenticate": "ApiKey"})
+    if not found.may(scope):
+        auth_log.warning("forbidden: %s %s for %s with key %s, which lacks the %s scope", request.method, request.path,
+                         found.account_id, found.key_id or "(demo)", scope.value)
+        raise Problem(403, "FORBIDDEN", "this needs an admin key" if scope is Scope.ADMIN
+                      else f"this key may not {scope.value} (its scopes: {', '.join(sorted(s.value for s in found.scopes))})")
     return found
 
 
 def admin(request: Any) -> Principal:
     """The caller, who must hold an admin key (403 otherwise)."""
-    caller = principal(request)
-    if not caller.is_admin:
-        raise Problem(403, "FORBIDDEN", "this needs an admin key")
-    return caller
+    return principal(request, Scope.ADMIN)
+
+
+def key_hint(key: str) -> str:
+    """What a log line may say of a key that failed: its id when it has the form of one, never any of its secret."""
+    found = KEY_PATTERN.fullmatch(key)
+    return f"key id {found['key_id']}" if found else f"a key that is not an ATLAS key ({len(key)} characters)"
 
 
 async def body(request: Any, model: type[M]) -> M:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atlas.app import app
+from atlas.core.accounts import Scope
 from atlas.core.commands import CancelOrder, ReplaceOrder, SubmitOrder
 from atlas.core.values import Dec, OrderType, Side, TimeInForce, order_id_for
 from atlas.oms.engine import terms_digest
@@ -101,7 +102,7 @@ class OrdersView(ApiView):
     """Place an order; list the account's orders."""
 
     async def post(self, request: Any) -> Any:
-        caller = principal(request)
+        caller = principal(request, Scope.TRADE)
         new = await body(request, NewOrder)
         order_id = order_id_for(caller.account_id, new.client_order_id)
         try:
@@ -188,14 +189,14 @@ class OrderView(ApiView):
         return await on_owner(self, request, caller.account_id, local)
 
     async def delete(self, request: Any, order_id: str) -> Any:
-        caller = principal(request)
+        caller = principal(request, Scope.TRADE)
         _known_form(order_id)
         cmd = CancelOrder(command_id=_command_id(request, "cancel"), account_id=caller.account_id, order_id=order_id)
         await produce(COMMANDS, caller.account_id, cmd)
         return self.ok({"order_id": order_id, "command_id": cmd.command_id, "status": "PENDING_CANCEL_REQUESTED"}, status=202)
 
     async def patch(self, request: Any, order_id: str) -> Any:
-        caller = principal(request)
+        caller = principal(request, Scope.TRADE)
         _known_form(order_id)
         change = await body(request, OrderChange)
         if change.quantity is None and change.price is None:

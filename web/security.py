@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -17,6 +19,8 @@ from atlas.web.ratelimit import Limits, route_class
 LIMITS = Limits()
 _PROBES = frozenset({"/healthz", "/readyz"})
 _VERDICT = "atlas.rate_limit"  # the request's verdict, whose headers its response carries
+_ACCOUNT = "atlas.account"  # the account its key signs in, for the access log
+access_log = logging.getLogger("atlas.access")
 
 # The console loads its scripts, styles and data from the worker itself, and nothing may frame it.
 # Styles may be inline: the depth bars and histograms size themselves with a style attribute.
@@ -77,15 +81,23 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         verdict = LIMITS.check(limited, request.remote or "", caller.account_id if caller else None,
                                forwarded=FORWARDED_HEADER in request.headers)
         request[_VERDICT] = verdict
+        request[_ACCOUNT] = caller.account_id if caller else None
         if not verdict.allowed:
             return problem_response(Problem(429, "RATE_LIMITED", f"too many {limited} requests: retry in "
                                             f"{verdict.retry_after_s} s", headers=verdict.headers()), request)
+    started = time.perf_counter()
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:  # an unknown route, a method a route lacks
         if exc.status < 400:
             raise
-        return problem_response(http_problem(exc), request)
+        response = problem_response(http_problem(exc), request)
+    if settings.access_log:
+        verdict = request.get(_VERDICT)
+        access_log.info("%s %s %s %d %.1f ms %s", request.remote, request.method, request.path, response.status,
+                        (time.perf_counter() - started) * 1000,
+                        request.get(_ACCOUNT) or ("-" if verdict is None else "anonymous"))
+    return response
 
 
 def install(aiohttp_app: web.Application) -> None:

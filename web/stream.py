@@ -37,10 +37,12 @@ from mode import Service
 
 from atlas.agents.outputs import POSS_DUP
 from atlas.analytics.market_history import MarketHistory
+from atlas.core.accounts import Scope
 from atlas.app import app
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
+from atlas.web.common import auth_log, key_hint
 from atlas.web.problems import ApiView, Problem
 
 log = logging.getLogger(__name__)
@@ -279,7 +281,10 @@ async def _subscription(ws: web.WebSocketResponse) -> tuple[str, str, int | None
         return await _refuse(ws, 4400, "BAD_SUBSCRIPTION", "the first message must be {\"op\": \"subscribe\", \"key\": ...}")
     caller = directory().authenticate(doc["key"])
     if caller is None:
+        auth_log.warning("authentication failed: stream subscription with %s", key_hint(doc["key"]))
         return await _refuse(ws, 4401, "UNAUTHENTICATED", "the API key is not valid")
+    if not caller.may(Scope.READ):
+        return await _refuse(ws, 4403, "FORBIDDEN", "this key may not read")
     since = doc.get("since")
     if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
         return await _refuse(ws, 4400, "BAD_SUBSCRIPTION", "since must be an offset (a whole number) or null")

@@ -1,13 +1,18 @@
-"""Accounts file: who may trade, with which key, starting balances and risk limits.
+"""Accounts file: who may trade, starting balances and risk limits; keys file: the API keys that sign them in.
 
-API keys are stored as SHA-256 hex digests; the clear keys of the demo accounts are
-printed in the README, never stored.
+An API key is `atlas_<key id>_<secret>`: 12 hex digits that name its entry in the keys file, and 256
+random bits. The keys file stores each key's account, scopes and a salted SHA-256 of it, never the key
+(`python -m atlas keys create` prints it once). The demo accounts carry unsalted digests of guessable
+keys (`api_key_sha256`, printed in the README): a worker accepts those only in demo mode on loopback.
 """
 from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import json
+import re
+import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +23,20 @@ from atlas.core.values import Dec, Int
 class Role(str, enum.Enum):
     TRADER = "trader"
     ADMIN = "admin"
+
+
+class Scope(str, enum.Enum):
+    """What a key may do: read the account, trade for it, administer (admin accounts only)."""
+
+    READ = "read"
+    TRADE = "trade"
+    ADMIN = "admin"
+
+
+# The scopes a role allows a key of its accounts; a demo key (no scopes of its own) has them all.
+ROLE_SCOPES = {Role.TRADER: frozenset({Scope.READ, Scope.TRADE}),
+               Role.ADMIN: frozenset({Scope.READ, Scope.TRADE, Scope.ADMIN})}
+KEY_PATTERN = re.compile(r"atlas_(?P<key_id>[0-9a-f]{12})_[A-Za-z0-9_\-]{43}")
 
 
 class Limits(BaseModel):
@@ -44,7 +63,8 @@ class AccountConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     account_id: str
-    api_key_sha256: str
+    api_key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                       description="Demo mode only: the unsalted SHA-256 of a demo key")
     role: Role = Role.TRADER
     balances: dict[str, Dec] = Field(default_factory=dict)
     limits: Limits | None = None
@@ -57,36 +77,96 @@ class Principal(BaseModel):
 
     account_id: str
     role: Role
+    scopes: frozenset[Scope] = frozenset({Scope.READ})
+    key_id: str | None = None  # None for a demo key
 
     @property
     def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
+        return Scope.ADMIN in self.scopes
+
+    def may(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+class KeyEntry(BaseModel):
+    """One API key of the keys file: whose it is, what it may do, and a salted digest of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    account_id: str = Field(min_length=1, max_length=64)
+    scopes: frozenset[Scope] = Field(min_length=1)
+    salt: str = Field(pattern=r"^[0-9a-f]{32}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the salt's bytes followed by the key")
+    created_at: int = Field(ge=0, description="ms since the epoch")
+    revoked_at: int | None = Field(None, ge=0)
+
+    def matches(self, api_key: str) -> bool:
+        return hmac.compare_digest(salted_digest(self.salt, api_key), self.sha256)
 
 
 def hash_key(api_key: str) -> str:
-    """The stored form of an API key."""
+    """The unsalted digest the demo accounts store (demo mode only)."""
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-class Directory:
-    """The loaded accounts file: authentication and starting state."""
+def salted_digest(salt: str, api_key: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + api_key.encode()).hexdigest()
 
-    def __init__(self, accounts: list[AccountConfig]):
+
+def new_key(account_id: str, scopes: frozenset[Scope], now_ms: int) -> tuple[str, KeyEntry]:
+    """A fresh key (shown once) and its entry for the keys file."""
+    key_id = secrets.token_hex(6)
+    clear = f"atlas_{key_id}_{secrets.token_urlsafe(32)}"
+    salt = secrets.token_hex(16)
+    return clear, KeyEntry(key_id=key_id, account_id=account_id, scopes=scopes, salt=salt,
+                           sha256=salted_digest(salt, clear), created_at=now_ms)
+
+
+def load_keys(path: Path | None) -> list[KeyEntry]:
+    """The keys file's entries; none when there is no file."""
+    if path is None or not Path(path).exists():
+        return []
+    return [KeyEntry.model_validate(item) for item in json.loads(Path(path).read_text())["keys"]]
+
+
+class Directory:
+    """The loaded accounts and keys files: authentication and starting state."""
+
+    def __init__(self, accounts: list[AccountConfig], keys: list[KeyEntry] = ()):
         self.accounts = {a.account_id: a for a in accounts}
-        self._by_hash = {a.api_key_sha256: a for a in accounts}
+        self._by_hash = {a.api_key_sha256: a for a in accounts if a.api_key_sha256}
+        self.keys = {k.key_id: k for k in keys}
 
     @classmethod
-    def load(cls, path: Path) -> "Directory":
+    def load(cls, path: Path, keys_path: Path | None = None) -> "Directory":
         raw = json.loads(Path(path).read_text())
-        return cls([AccountConfig.model_validate(item) for item in raw["accounts"]])
+        return cls([AccountConfig.model_validate(item) for item in raw["accounts"]], load_keys(keys_path))
+
+    @property
+    def demo_keys(self) -> list[str]:
+        """Accounts whose key is an unsalted digest (the demo accounts): allowed in demo mode on loopback only."""
+        return sorted(self._by_hash[digest].account_id for digest in self._by_hash)
 
     def authenticate(self, api_key: str | None) -> Principal | None:
-        """The principal for a clear API key, or None."""
+        """The principal for a clear API key, or None (unknown, revoked, or its account gone)."""
         if not api_key:
             return None
+        found = KEY_PATTERN.fullmatch(api_key)
+        if found is not None:
+            entry = self.keys.get(found["key_id"])
+            if entry is None or entry.revoked_at is not None or not entry.matches(api_key):
+                return None
+            account = self.accounts.get(entry.account_id)
+            if account is None:
+                return None
+            return Principal(account_id=account.account_id, role=account.role,
+                             scopes=entry.scopes & ROLE_SCOPES[account.role], key_id=entry.key_id)
         # A lookup by digest: the timing of a dict probe tells nothing useful about a key.
         account = self._by_hash.get(hash_key(api_key))
-        return None if account is None else Principal(account_id=account.account_id, role=account.role)
+        if account is None:
+            return None
+        return Principal(account_id=account.account_id, role=account.role, scopes=ROLE_SCOPES[account.role])
 
     def get(self, account_id: str) -> AccountConfig | None:
         return self.accounts.get(account_id)

@@ -1,0 +1,87 @@
+"""`python -m atlas keys`: create, list and revoke API keys in the keys file (`ATLAS_KEYS_FILE`).
+
+A running worker picks a change up within a second, without a restart. The file holds salted
+digests only: a key is printed once, when it is created.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from atlas.core.accounts import ROLE_SCOPES, Directory, KeyEntry, Scope, load_keys, new_key
+from atlas.settings import settings
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m atlas keys", description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, default=settings.keys_file, help="the keys file (ATLAS_KEYS_FILE)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    create = verbs.add_parser("create", help="make a key for an account and print it (once)")
+    create.add_argument("--account", required=True)
+    create.add_argument("--scope", action="append", choices=[s.value for s in Scope],
+                        help="read, trade, admin (repeat; default: what the account's role allows)")
+    verbs.add_parser("list", help="the keys: id, account, scopes, created, revoked (never a key)")
+    revoke = verbs.add_parser("revoke", help="revoke a key by its id (the 12 hex digits after atlas_)")
+    revoke.add_argument("key_id")
+    args = parser.parse_args(argv)
+    if args.file is None:
+        parser.error("no keys file: set ATLAS_KEYS_FILE or pass --file")
+    keys = load_keys(args.file)
+    if args.verb == "create":
+        return _create(args, keys)
+    if args.verb == "revoke":
+        return _revoke(args, keys)
+    for k in keys:
+        print(json.dumps({"key_id": k.key_id, "account_id": k.account_id, "scopes": sorted(s.value for s in k.scopes),
+                          "created_at": k.created_at, "revoked_at": k.revoked_at}))
+    return 0
+
+
+def _create(args: argparse.Namespace, keys: list[KeyEntry]) -> int:
+    account = Directory.load(settings.accounts_file).get(args.account)
+    if account is None:
+        print(f"no account {args.account!r} in {settings.accounts_file}", file=sys.stderr)
+        return 2
+    allowed = ROLE_SCOPES[account.role]
+    scopes = frozenset(Scope(s) for s in args.scope) if args.scope else allowed
+    if not scopes <= allowed:
+        print(f"{args.account} is a {account.role.value}: its keys may have {', '.join(sorted(s.value for s in allowed))}",
+              file=sys.stderr)
+        return 2
+    clear, entry = new_key(args.account, scopes, int(time.time() * 1000))
+    _write(args.file, [*keys, entry])
+    print(clear)
+    print(f"key {entry.key_id} for {args.account} ({', '.join(sorted(s.value for s in scopes))}) written to "
+          f"{args.file}; this is the only time the key is shown", file=sys.stderr)
+    return 0
+
+
+def _revoke(args: argparse.Namespace, keys: list[KeyEntry]) -> int:
+    if not any(k.key_id == args.key_id for k in keys):
+        print(f"no key {args.key_id!r} in {args.file}", file=sys.stderr)
+        return 2
+    now = int(time.time() * 1000)
+    _write(args.file, [k.model_copy(update={"revoked_at": k.revoked_at or now}) if k.key_id == args.key_id else k
+                       for k in keys])
+    print(f"key {args.key_id} revoked", file=sys.stderr)
+    return 0
+
+
+def _write(path: Path, keys: list[KeyEntry]) -> None:
+    """Replace the file at once (a worker never reads half of it), readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"keys": [k.model_dump(mode="json") for k in keys]}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

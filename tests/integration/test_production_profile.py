@@ -1,0 +1,77 @@
+"""The production profile (issue 14, finding 4): salted keys made by the command line, scopes, revocation without a
+restart, and a worker that refuses to start with demo keys where they are not safe."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.live import Api, Cluster, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def keys_cli(cluster: Cluster, *args: str) -> str:
+    env = {**os.environ, **cluster.env("cli", free_port())}
+    done = subprocess.run([sys.executable, "-m", "atlas", "keys", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def production(kafka_bootstrap, tmp_path_factory):
+    root = tmp_path_factory.mktemp("prod")
+    cluster = Cluster(kafka_bootstrap, root, f"pp-{uuid.uuid4().hex[:8]}",
+                      extra_env={"ATLAS_DEMO_MODE": "false", "ATLAS_KEYS_FILE": str(root / "keys.json")})
+    # The same accounts without their demo keys: only keys from `python -m atlas keys create` sign in.
+    doc = json.loads(cluster.accounts_file.read_text())
+    for account in doc["accounts"]:
+        account.pop("api_key_sha256")
+    cluster.accounts_file.write_text(json.dumps(doc))
+    cluster.keys = {"trade": keys_cli(cluster, "create", "--account", "trader-05"),
+                    "read": keys_cli(cluster, "create", "--account", "trader-05", "--scope", "read")}
+    cluster.start_worker()
+    yield cluster
+    cluster.stop()
+
+
+def test_keys_from_the_command_line_trade_and_read_within_their_scopes(production):
+    url = production.workers[0].url
+    trader, reader = Api(url, production.keys["trade"]), Api(url, production.keys["read"])
+    assert trader.order().status == 202
+    refused = reader.order()
+    assert refused.status == 403 and refused.body["code"] == "FORBIDDEN"
+    assert reader.get("/api/v1/balances").status == 200
+    assert Api(url, "trader-05-key").get("/api/v1/balances").status == 401  # the demo-style key is gone
+
+
+def test_a_key_created_or_revoked_counts_without_a_restart(production):
+    url = production.workers[0].url
+    fresh = keys_cli(production, "create", "--account", "trader-06")
+    api = Api(url, fresh)
+    api.wait_for("/api/v1/balances", lambda doc: doc["account_id"] == "trader-06", timeout=15)
+    keys_cli(production, "revoke", fresh.split("_")[1])
+    deadline = time.monotonic() + 15
+    while api.get("/api/v1/balances").status != 401:
+        assert time.monotonic() < deadline, "the revoked key still signs in"
+        time.sleep(0.2)
+    assert Api(url, production.keys["trade"]).get("/api/v1/balances").status == 200  # the others stay
+
+
+@pytest.mark.parametrize("env, reason", [
+    ({"ATLAS_DEMO_MODE": "false"}, "ATLAS_DEMO_MODE=true"),  # the demo accounts' keys, outside demo mode
+    ({"ATLAS_DEMO_MODE": "true", "ATLAS_WEB_HOST": "0.0.0.0"}, "loopback only"),
+])
+def test_a_worker_with_demo_keys_refuses_to_start_where_they_are_unsafe(kafka_bootstrap, tmp_path, env, reason):
+    cluster = Cluster(kafka_bootstrap, tmp_path, f"pr-{uuid.uuid4().hex[:8]}", extra_env=env)
+    done = subprocess.run([sys.executable, "-m", "atlas", "worker", "-l", "info"],
+                          env={**os.environ, **cluster.env("w", free_port())}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 78, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "refusing to start" in done.stdout + done.stderr and reason in done.stdout + done.stderr
