@@ -9,7 +9,7 @@ import aiohttp
 
 from atlas.analytics.telemetry import merge, process_telemetry
 from atlas.app import app
-from atlas.web.common import ACCOUNTS, FORWARDED_HEADER, principal
+from atlas.web.common import ACCOUNTS, FORWARDED_HEADER, admin
 from atlas.web.problems import ApiView, Problem
 
 PEER_TIMEOUT_S = 2.0
@@ -17,10 +17,13 @@ PEER_TIMEOUT_S = 2.0
 
 @app.page("/api/v1/telemetry")
 class TelemetryView(ApiView):
-    """Every worker's figures merged (`?scope=cluster`, the default) or this worker's alone (`?scope=local`)."""
+    """Every worker's figures merged (`?scope=cluster`, the default) or this worker's alone (`?scope=local`).
+
+    Admins only: the figures cover every account, and name the workers.
+    """
 
     async def get(self, request: Any) -> Any:
-        principal(request)
+        admin(request)
         scope = request.query.get("scope", "cluster")
         if scope not in ("cluster", "local"):
             raise Problem(400, "INVALID_QUERY", "scope must be cluster or local")

@@ -12,6 +12,19 @@ from tests.live import Api
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+def until(page: Page, expression: str, timeout_ms: int = 15_000) -> None:
+    """Wait until `expression` holds in the page, asking from here.
+
+    `page.wait_for_function` polls with `eval` inside the page, which the console's Content-Security-Policy
+    (`script-src 'self'`) forbids; `page.evaluate` goes through the debugging protocol, which it does not.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never held in the page: {expression}")
+        page.wait_for_timeout(100)
+
+
 def sign_in(page: Page, url: str, key: str) -> None:
     page.goto(url)
     page.fill("#api-key", key)

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.page import SCREENSHOTS, expect_amount, newest_order_id, place, place_terms, row, sign_in
+from tests.browser.page import SCREENSHOTS, expect_amount, newest_order_id, place, place_terms, row, sign_in, until
 from tests.live import Api, mid
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -53,7 +53,7 @@ def test_a_marketable_order_fills_and_the_balance_moves(console_cluster, page):
     expect_amount(btc, D("10.01"))
     assert D(api.get("/api/v1/balances").body["balances"]["BTC"]["available"]) == D("10.01")
     # The fill was a trade: the chart plots it (with the trades before it), from the API and the stream.
-    page.wait_for_function("chart.price.data().length > 0", timeout=15_000)
+    until(page, "chart.price.data().length > 0")
     expect(page.locator("#trades tbody tr").first).to_be_visible()
     expect(page.locator("#health [data-check=venue] b")).to_have_text("ok")
     resting = (mid(api) * D("0.95")).quantize(D("0.01"))

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.page import sign_in
+from tests.browser.page import sign_in, until
 from tests.live import Kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -37,7 +37,7 @@ def test_market_data_carrying_markup_never_reaches_the_page(console_cluster, pag
     messages = [(symbol.encode(), json.dumps(evil_book(symbol)).encode()), (symbol.encode(), json.dumps(marker).encode())]
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
         pool.submit(Kafka(console_cluster.bootstrap).produce, console_cluster.topic("marketdata"), messages).result()
-    page.wait_for_function("() => window.__marker", timeout=15_000)
+    until(page, "() => window.__marker")
     assert page.evaluate("() => window.__markup") == []
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.page import SCREENSHOTS, sign_in
+from tests.browser.page import SCREENSHOTS, sign_in, until
 from tests.live import Api, mid
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -42,6 +42,22 @@ def test_analytics_shows_a_fill_in_the_counts_the_latencies_and_the_orders(conso
     assert verdict(api, price=str((mid(api) * D("0.95")).quantize(D("0.01"))))["status"] == "NEW"  # one resting
     open_page(page, "analytics")
 
+    # The workers' telemetry covers every account: a trader's page says it is for admins.
+    expect(page.locator("#telemetry-scope")).to_have_text("every account's figures: admins only")
+    assert page.get_by_test_id("telemetry-counts").locator(".bar-row").count() == 0
+    by_status = page.get_by_test_id("orders-by-status")
+    expect(by_status.locator("[data-status=FILLED] .bar-count")).to_have_text("1")
+    expect(by_status.locator("[data-status=NEW] .bar-count")).to_have_text("1")
+    expect(page.get_by_test_id("exposure").locator("tr[data-asset=BTC]")).to_be_visible(timeout=15_000)
+    # The fill was a buy trade of this minute: the flow chart draws it; P&L is sampled while the page is open.
+    until(page, "analytics.charts.buy.data().some((p) => p.value > 0)")
+    until(page, "state.pnl.length >= 2")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no horizontal scroll
+
+    # An admin's page shows the workers' counts and latencies, the trader's fill among them.
+    page.click("#signout")
+    sign_in(page, url, console_cluster.keys["admin"])
+    open_page(page, "analytics")
     counts = page.get_by_test_id("telemetry-counts")
     for metric in ("submitted", "accepted", "fills", "filled_orders"):
         expect(counts.locator(f"[data-metric={metric}] .bar-count")).to_have_text(POSITIVE, timeout=15_000)
@@ -50,14 +66,6 @@ def test_analytics_shows_a_fill_in_the_counts_the_latencies_and_the_orders(conso
         buckets = page.get_by_test_id(latency).locator(".bucket")
         assert sum(int(n) for n in buckets.evaluate_all("els => els.map((e) => e.dataset.count)")) >= 1
         expect(page.get_by_test_id(latency).locator("[data-percentile=p50] b")).to_have_text(re.compile(r"^\d+\.\d{3}$"))
-    by_status = page.get_by_test_id("orders-by-status")
-    expect(by_status.locator("[data-status=FILLED] .bar-count")).to_have_text("1")
-    expect(by_status.locator("[data-status=NEW] .bar-count")).to_have_text("1")
-    expect(page.get_by_test_id("exposure").locator("tr[data-asset=BTC]")).to_be_visible(timeout=15_000)
-    # The fill was a buy trade of this minute: the flow chart draws it; P&L is sampled while the page is open.
-    page.wait_for_function("analytics.charts.buy.data().some((p) => p.value > 0)", timeout=15_000)
-    page.wait_for_function("state.pnl.length >= 2", timeout=15_000)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no horizontal scroll
     page.screenshot(path=str(SCREENSHOTS / "analytics.png"))
 
 

@@ -130,8 +130,10 @@ def test_history_has_mids_spreads_and_the_minute_of_a_trade(desk):
 
 
 def test_telemetry_counts_the_flow_and_measures_its_latency(desk):
-    api = trader(desk, 7)
-    filled_buy(api)
+    filled_buy(trader(desk, 7))
+    api = Api(desk.workers[0].url, desk.keys["admin"])  # every account's figures, and the workers: admins only
+    refused = trader(desk, 7).get("/api/v1/telemetry")
+    assert refused.status == 403 and refused.body["code"] == "FORBIDDEN"
     doc = api.wait_for("/api/v1/telemetry", lambda d: d["counts"]["fills"] >= 1)
     assert doc["workers"] == [desk.workers[0].url] and doc["unreachable"] == []
     assert doc["counts"]["submitted"] >= doc["counts"]["accepted"] >= 1

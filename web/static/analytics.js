@@ -135,6 +135,10 @@ function renderExposure(doc) {
 
 // -- telemetry ---------------------------------------------------------------------------------------------
 
+function telemetryForAdmins() {  // a trader's page says why the workers' figures are not shown
+  $("telemetry-scope").textContent = "every account's figures: admins only";
+}
+
 function renderTelemetry(doc) {
   const unreachable = doc.unreachable.length ? `, ${doc.unreachable.length} unreachable` : "";
   $("telemetry-scope").textContent = `all accounts, ${doc.workers.length} worker${doc.workers.length === 1 ? "" : "s"}${unreachable}`;
@@ -200,7 +204,7 @@ async function refreshAnalytics() {
   let errors;
   try {
     errors = await Promise.all([
-      loadInto("/api/v1/telemetry", renderTelemetry),
+      state.role === "admin" ? loadInto("/api/v1/telemetry", renderTelemetry) : null,  // every account's: admins only
       loadInto(`/api/v1/marketdata/${encodeURIComponent(symbol)}/history`,
                (doc) => { if (symbol === state.symbol) renderMarket(doc); }),  // not a symbol left meanwhile
     ]);
@@ -214,6 +218,7 @@ async function refreshAnalytics() {
 views.analytics = {
   show() {
     if (!analytics.built) buildAnalytics();
+    if (state.role !== "admin") telemetryForAdmins();
     renderSymbolChoice();
     renderPnl();
     refreshAnalytics();
