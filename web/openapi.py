@@ -27,8 +27,9 @@ _ORDER = {
         "time_in_force": {"enum": ["GTC", "DAY", "IOC", "FOK"]},
         "status": {"enum": ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "PENDING_CANCEL", "CANCELED",
                             "PENDING_REPLACE", "REJECTED", "EXPIRED"]},
-        "quantity": _DEC, "price": {**_DEC, "nullable": True}, "filled_quantity": _DEC, "leaves_quantity": _DEC,
-        "avg_price": {**_DEC, "nullable": True}, "reject_reason": {"type": ["string", "null"]},
+        "quantity": _DEC, "price": {**_DEC, "type": ["string", "null"]}, "filled_quantity": _DEC,
+        "leaves_quantity": _DEC, "avg_price": {**_DEC, "type": ["string", "null"]},
+        "reject_reason": {"type": ["string", "null"]},
         "created_at": {"type": "integer", "description": "ms since the epoch"}, "updated_at": {"type": "integer"},
         "seq": {"type": "integer", "description": "the seq of the order's latest execution report"},
     },
@@ -190,14 +191,18 @@ def document() -> dict:
             "description": 'First message: {"op": "subscribe", "key": API key, "since": offset or null, "symbols": '
                            '[...]}. Then "hello", "execution" (with "offset": send offset + 1 as "since" to resume), '
                            '"balances", "book", "trade" and "mid" messages. A bad subscription gets an "error" '
-                           'message and close code 4400 or 4401.',
-            "responses": {"101": {"description": "switching to the WebSocket protocol"}},
+                           'message and close code 4400 or 4401; 4403 for a key without the read scope, 4429 past '
+                           'the account\'s open streams. A request without a WebSocket handshake is 426; a worker '
+                           'serving its most streams answers 503.',
+            "responses": {"101": {"description": "switching to the WebSocket protocol"},
+                          **_problems(426, 503)},
         }},
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI")}, auth=False, problems=())},
         "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "up")}, auth=False, problems=())},
         "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned, owners known",
                                {"200": _json({"type": "object"}, "ready")}, auth=False, problems=(503,))},
     }
+    _declare_the_edge(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "ATLAS gateway", "version": "1",
@@ -208,6 +213,33 @@ def document() -> dict:
         "components": {"schemas": schemas,
                        "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
     }
+
+
+_RATE_HEADERS = {name: {"description": description, "schema": {"type": "integer"}} for name, description in (
+    ("RateLimit-Limit", "the capacity of the request's tightest token bucket"),
+    ("RateLimit-Remaining", "requests left in it now"), ("RateLimit-Reset", "seconds until it is full again"))}
+
+
+def _declare_the_edge(paths: dict) -> None:
+    """What every API route enforces besides its own answers: rate limits, the Host allow-list, scopes, body bounds."""
+    for path, operations in paths.items():
+        if not path.startswith("/api/"):
+            continue
+        for operation in operations.values():
+            responses = operation["responses"]
+            extra = [421, 429]
+            if operation.get("security"):
+                extra.append(403)  # a key without the scope the route needs
+            if "requestBody" in operation:
+                extra += [400, 413]  # malformed or too deeply nested JSON; a body past the limit
+            for status, response in _problems(*extra).items():
+                responses.setdefault(status, response)
+            responses["429"] = {**responses["429"], "headers": {
+                "Retry-After": {"description": "seconds until a token is back", "schema": {"type": "integer"}},
+                **_RATE_HEADERS}}
+            for status, response in responses.items():
+                if status.startswith("2"):
+                    response.setdefault("headers", {}).update(_RATE_HEADERS)
 
 
 @app.page("/api/v1/openapi.json")

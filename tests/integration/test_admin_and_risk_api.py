@@ -134,6 +134,17 @@ def test_openapi_document_is_valid_and_lists_every_endpoint(anonymous):
             "/api/v1/marketdata/{symbol}/metrics", "/api/v1/marketdata/{symbol}/history"} <= set(response.body["paths"])
 
 
+def test_openapi_document_declares_what_the_edge_enforces(anonymous):
+    doc = anonymous.get("/api/v1/openapi.json").body
+    place = doc["paths"]["/api/v1/orders"]["post"]["responses"]
+    assert {"400", "401", "403", "413", "421", "429"} <= set(place)
+    assert {"Retry-After", "RateLimit-Remaining"} <= set(place["429"]["headers"])
+    assert "RateLimit-Limit" in place["202"]["headers"]
+    assert {"426", "503"} <= set(doc["paths"]["/api/v1/stream"]["get"]["responses"])
+    assert "nullable" not in json.dumps(doc)  # OpenAPI 3.1: a null is a type ("type": ["string", "null"])
+    assert doc["components"]["schemas"]["Order"]["properties"]["price"]["type"] == ["string", "null"]
+
+
 def test_outside_demo_mode_no_key_is_offered(anonymous):
     assert anonymous.get("/api/v1/console/config").body == {"demo": False, "accounts": []}
 
