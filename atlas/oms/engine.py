@@ -540,6 +540,9 @@ def _evolve(order: Order, report: VenueReport, event: LifecycleEvent) -> Order:
     if event is LifecycleEvent.FILL:
         if filled + report.last_qty > quantity:
             raise ValueError(f"fill of {report.last_qty} exceeds the leaves {quantity - filled}")
+        if price is not None and (report.last_px > price if order.side is Side.BUY else report.last_px < price):
+            # A venue fills a limit order at its limit or better: anything else is not a fill it made.
+            raise ValueError(f"fill of a {order.side.value} at {report.last_px} is worse than its limit {price}")
         filled += report.last_qty
         notional += report.last_qty * report.last_px
         updates.update(filled_quantity=filled, filled_notional=notional)

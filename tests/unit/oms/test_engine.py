@@ -428,6 +428,19 @@ def test_replace_of_buy_beyond_max_position_is_rejected_position_limit():
     assert report.reason.startswith(RejectCode.POSITION_LIMIT.value)
 
 
+@pytest.mark.parametrize("side, worse, better", [(Side.BUY, "64000.01", "63999.99"), (Side.SELL, "63999.99", "64000.01")])
+def test_a_fill_worse_than_the_limit_is_a_dead_letter_and_changes_nothing(side, worse, better):
+    # Issue 14: a venue report that cannot be true for its order is refused, not applied.
+    book = Book()
+    order = book.place(side=side, quantity="0.5", price="64000")
+    balances = dict(book.account.balances)
+    outcome = book.fill(order.order_id, "0.1", worse)
+    assert outcome.dead_letter is not None and "worse than its limit" in outcome.dead_letter
+    assert book.order(order.order_id).filled_quantity == 0 and dict(book.account.balances) == balances
+    assert book.fill(order.order_id, "0.1", better).dead_letter is None
+    assert book.order(order.order_id).filled_quantity == D("0.1")
+
+
 def test_replaced_below_the_filled_quantity_is_a_dead_letter():
     book = Book(check=False)
     order = book.place(quantity="1")
