@@ -121,7 +121,7 @@ class AtlasApp(faust.App):
 
     async def on_first_start(self) -> None:
         try:
-            check_profile()
+            check_profile(self.conf.web_bind)
         except InsecureProfile as refused:
             log.critical("refusing to start: %s", refused)
             os._exit(EXIT_INSECURE)  # before any table, topic or port: nothing to flush or close

@@ -6,18 +6,32 @@ digests only: a key is printed once, when it is created.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
-from atlas.core.accounts import ROLE_SCOPES, Directory, KeyEntry, Scope, load_keys, new_key
+from atlas.core.accounts import ROLE_SCOPES, Directory, KeyEntry, Scope, load_keys, salted_digest
 from atlas.settings import settings
 
 
+def new_key(account_id: str, scopes: frozenset[Scope], now_ms: int) -> tuple[str, KeyEntry]:
+    """A fresh key (shown once: 12 hex digits of id, 256 random bits) and its entry for the keys file."""
+    key_id = secrets.token_hex(6)
+    clear = f"atlas_{key_id}_{secrets.token_urlsafe(32)}"
+    salt = secrets.token_hex(16)
+    return clear, KeyEntry(key_id=key_id, account_id=account_id, scopes=scopes, salt=salt,
+                           sha256=salted_digest(salt, clear), created_at=now_ms)
+
+
 def main(argv: list[str]) -> int:
+    """Run `create`, `list` or `revoke` on the keys file; 2 when asked for something that cannot be done."""
     parser = argparse.ArgumentParser(prog="python -m atlas keys", description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=settings.keys_file, help="the keys file (ATLAS_KEYS_FILE)")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -31,11 +45,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.file is None:
         parser.error("no keys file: set ATLAS_KEYS_FILE or pass --file")
-    keys = load_keys(args.file)
-    if args.verb == "create":
-        return _create(args, keys)
-    if args.verb == "revoke":
-        return _revoke(args, keys)
+    with _locked(args.file):  # two commands at once cannot lose each other's change
+        keys = load_keys(args.file)
+        if args.verb == "create":
+            return _create(args, keys)
+        if args.verb == "revoke":
+            return _revoke(args, keys)
     for k in keys:
         print(json.dumps({"key_id": k.key_id, "account_id": k.account_id, "scopes": sorted(s.value for s in k.scopes),
                           "created_at": k.created_at, "revoked_at": k.revoked_at}))
@@ -70,6 +85,14 @@ def _revoke(args: argparse.Namespace, keys: list[KeyEntry]) -> int:
                        for k in keys])
     print(f"key {args.key_id} revoked", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _write(path: Path, keys: list[KeyEntry]) -> None:

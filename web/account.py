@@ -32,11 +32,15 @@ class BalancesView(ApiView):
         caller = principal(request)
 
         async def local() -> Any:
-            account = account_state(caller.account_id)
-            balances = {asset: b.public() for asset, b in sorted(account.balances.items())}
-            return self.ok({"account_id": caller.account_id, "balances": balances})
+            return self.ok(balances_doc(caller.account_id))
 
         return await on_owner(self, request, caller.account_id, local)
+
+
+def balances_doc(account_id: str) -> dict:
+    """An account's balances as the API shows them (read from this worker's table: call it on the owner)."""
+    account = account_state(account_id)
+    return {"account_id": account_id, "balances": {asset: b.public() for asset, b in sorted(account.balances.items())}}
 
 
 def limits_doc(account_id: str) -> dict:

@@ -33,8 +33,7 @@ def principal(request: Any, scope: Scope = Scope.READ) -> Principal:
                       headers={"WWW-Authenticate": "ApiKey"})
     found = directory().authenticate(key)
     if found is None:
-        auth_log.warning("authentication failed: %s %s from %s with %s", request.method, request.path, request.remote,
-                         key_hint(key))
+        log_failed_sign_in(f"{request.method} {request.path} from {request.remote}", key)
         raise Problem(401, "UNAUTHENTICATED", "the API key is not valid", headers={"WWW-Authenticate": "ApiKey"})
     if not found.may(scope):
         auth_log.warning("forbidden: %s %s for %s with key %s, which lacks the %s scope", request.method, request.path,
@@ -49,9 +48,27 @@ def admin(request: Any) -> Principal:
     return principal(request, Scope.ADMIN)
 
 
+_FAILED = [0]  # failed sign-ins since the worker started: logged at the 1st, 2nd, 4th, 8th...
+_POWERS_OF_TWO = frozenset(2 ** n for n in range(64))
+
+
+def log_failed_sign_in(what: str, key: str) -> None:
+    """A WARNING for a failed sign-in, sampled (an address can send hundreds a second), never with the key."""
+    _FAILED[0] += 1
+    if _FAILED[0] in _POWERS_OF_TWO:
+        auth_log.warning("authentication failed (%d so far): %s with %s", _FAILED[0], what, key_hint(key))
+
+
+def is_worker(address: str | None) -> bool:
+    """True when `address` is this worker's host or another worker's (as the group's assignor knows them)."""
+    hosts = {URL(url).host for url in app.router.table_metadata(ACCOUNTS.table.name)}
+    hosts.add(app.conf.canonical_url.host)
+    return address is not None and address in hosts
+
+
 def key_hint(key: str) -> str:
     """What a log line may say of a key that failed: its id when it has the form of one, never any of its secret."""
-    found = KEY_PATTERN.fullmatch(key)
+    found = KEY_PATTERN.fullmatch(key) if key.isascii() else None
     return f"key id {found['key_id']}" if found else f"a key that is not an ATLAS key ({len(key)} characters)"
 
 
@@ -76,7 +93,8 @@ async def body(request: Any, model: type[M]) -> M:
         raise validation_problem(exc) from None
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A string, or an unclosed one to the end (always matches where it starts: linear, never backtracking).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.S)
 _BRACKET = re.compile(rb"[\[\]{}]")
 
 

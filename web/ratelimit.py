@@ -75,13 +75,14 @@ class Limits:
         A request another worker forwarded (an authenticated read it does not own) was charged to the
         client's address there; here its address is that worker's, so only the account is charged.
         """
-        verdicts = [] if forwarded and account is not None else [self.address.take(address)]
+        verdicts = []
+        if not (forwarded and account is not None):
+            verdicts.append(self.address.take(address))
+            if not verdicts[0].allowed:
+                return verdicts[0]  # refused here: the account's bucket keeps its tokens
         if account is not None:
             verdicts.append(self.by_class[route_class].take(account))
-        refused = [v for v in verdicts if not v.allowed]
-        if refused:
-            return max(refused, key=lambda v: v.retry_after_s)
-        return min(verdicts, key=lambda v: v.remaining / v.limit)
+        return min(verdicts, key=lambda v: (v.allowed, v.remaining / v.limit))
 
 
 def route_class(method: str, path: str) -> str | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from atlas.app import app
 from atlas.runtime.reference import directory
 from atlas.settings import settings
-from atlas.web.common import FORWARDED_HEADER
+from atlas.web.common import FORWARDED_HEADER, is_worker
 from atlas.web.problems import PROBLEM_TYPE, Problem, http_problem
 from atlas.web.ratelimit import Limits, route_class
 
@@ -78,8 +78,10 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     if limited is not None:
         key = request.headers.get("X-API-Key")
         caller = directory().authenticate(key) if key else None
+        # Forwarded by a worker, which charged the client's address: only honoured from a worker's address.
+        forwarded = FORWARDED_HEADER in request.headers and is_worker(request.remote)
         verdict = LIMITS.check(limited, request.remote or "", caller.account_id if caller else None,
-                               forwarded=FORWARDED_HEADER in request.headers)
+                               forwarded=forwarded)
         request[_VERDICT] = verdict
         request[_ACCOUNT] = caller.account_id if caller else None
         if not verdict.allowed:

@@ -26,10 +26,11 @@ of its own that stops where the live feed took over, so no report is lost or sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -42,11 +43,15 @@ from atlas.app import app
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
-from atlas.web.common import auth_log, key_hint
+from atlas.web.account import balances_doc
+from atlas.web.common import FORWARDED_HEADER, log_failed_sign_in, owner_url
 from atlas.web.problems import ApiView, Problem
 
 log = logging.getLogger(__name__)
-SUBSCRIBE_TIMEOUT_S = 10.0
+SUBSCRIBE_TIMEOUT_S = 5.0
+MAX_HANDSHAKES = 128  # connections not subscribed yet, per worker
+MAX_HANDSHAKES_PER_ADDRESS = 8
+KEY_RECHECK_S = 1.0  # how often an open stream checks that its key still signs in (revocation)
 BALANCE_DEBOUNCE_S = 0.05
 MARKET_QUEUE = 1_000  # a slow client loses old market data (the next tick replaces it), never reports
 MAX_BACKLOG = 10_000  # reports waiting for one client before it is told to resume
@@ -236,39 +241,73 @@ class StreamView(ApiView):
     async def get(self, request: Any) -> Any:
         ws = web.WebSocketResponse(heartbeat=20)
         if not ws.can_prepare(request).ok:
+            if "upgrade" in request.headers.get("Connection", "").lower():
+                raise Problem(400, "BAD_HANDSHAKE", "the WebSocket handshake is malformed")
             raise Problem(426, "UPGRADE_REQUIRED", "this is a WebSocket: connect with an Upgrade: websocket handshake",
                           headers={"Upgrade": "websocket", "Connection": "Upgrade"})
-        if sum(_OPEN.values()) + _HANDSHAKES[0] >= settings.stream_max_sessions:
-            raise Problem(503, "TOO_MANY_STREAMS", f"this worker serves {settings.stream_max_sessions} streams at "
-                          "most: try another worker, or later", headers={"Retry-After": "5"})
-        _HANDSHAKES[0] += 1  # a connection not subscribed yet counts against the total too
-        try:
+        address = request.remote or ""
+        full = SLOTS.full(address)
+        if full:
+            raise Problem(503, "TOO_MANY_STREAMS", full, headers={"Retry-After": "5"})
+        with SLOTS.pending(address):  # until it subscribes, or SUBSCRIBE_TIMEOUT_S
             await ws.prepare(request)
             subscription = await _subscription(ws)
-        finally:
-            _HANDSHAKES[0] -= 1
         try:
-            if subscription is not None:
-                account_id = subscription[0]
-                if _OPEN[account_id] >= settings.stream_max_per_account:
-                    await _refuse(ws, 4429, "TOO_MANY_STREAMS", f"an account may hold {settings.stream_max_per_account} "
-                                  "streams at once: close one first")
-                else:
-                    _OPEN[account_id] += 1
-                    try:
-                        await Session(ws, *subscription).run()
-                    finally:
-                        _OPEN[account_id] -= 1
-                        if not _OPEN[account_id]:
-                            del _OPEN[account_id]
+            if subscription is None:
+                pass
+            elif SLOTS.subscribed[subscription[0]] >= settings.stream_max_per_account:
+                await _refuse(ws, 4429, "TOO_MANY_STREAMS", f"an account may hold {settings.stream_max_per_account} "
+                              "streams at once: close one first")
+            else:
+                with SLOTS.session(subscription[0]):
+                    await Session(ws, *subscription).run()
         finally:
             await ws.close()
         return ws
 
 
-# Streams open on this worker: subscribed ones per account, and connections still in their handshake.
-_OPEN: Counter[str] = Counter()
-_HANDSHAKES = [0]
+class StreamSlots:
+    """The streams a worker holds: subscribed ones per account, and handshakes not subscribed yet per address.
+
+    Subscribed streams count against `ATLAS_STREAM_MAX_SESSIONS`; handshakes have their own small caps,
+    so connections that never subscribe (no key needed for that) cannot take the subscribers' places.
+    """
+
+    def __init__(self) -> None:
+        self.subscribed: Counter[str] = Counter()
+        self.handshaking: Counter[str] = Counter()
+
+    def full(self, address: str) -> str | None:
+        """Why a new connection from `address` is refused now, or None."""
+        if self.subscribed.total() >= settings.stream_max_sessions:
+            return f"this worker serves {settings.stream_max_sessions} streams at most: try another worker, or later"
+        if self.handshaking.total() >= MAX_HANDSHAKES or self.handshaking[address] >= MAX_HANDSHAKES_PER_ADDRESS:
+            return "too many connections waiting to subscribe: subscribe within the first message, then connect more"
+        return None
+
+    @contextlib.contextmanager
+    def pending(self, address: str) -> Iterator[None]:
+        with self._held(self.handshaking, address):
+            yield
+
+    @contextlib.contextmanager
+    def session(self, account_id: str) -> Iterator[None]:
+        with self._held(self.subscribed, account_id):
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _held(counts: Counter[str], key: str) -> Iterator[None]:
+        counts[key] += 1
+        try:
+            yield
+        finally:
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
+
+
+SLOTS = StreamSlots()
 
 
 async def _subscription(ws: web.WebSocketResponse) -> tuple[str, str, int | None, set[str]] | None:
@@ -281,7 +320,7 @@ async def _subscription(ws: web.WebSocketResponse) -> tuple[str, str, int | None
         return await _refuse(ws, 4400, "BAD_SUBSCRIPTION", "the first message must be {\"op\": \"subscribe\", \"key\": ...}")
     caller = directory().authenticate(doc["key"])
     if caller is None:
-        auth_log.warning("authentication failed: stream subscription with %s", key_hint(doc["key"]))
+        log_failed_sign_in("stream subscription", doc["key"])
         return await _refuse(ws, 4401, "UNAUTHENTICATED", "the API key is not valid")
     if not caller.may(Scope.READ):
         return await _refuse(ws, 4403, "FORBIDDEN", "this key may not read")
@@ -347,15 +386,23 @@ class Session:
         return end if self.since is None else min(max(self.since, first), end)
 
     async def _until_closed(self, reports: asyncio.Task) -> None:
-        """Until the client leaves, or the report pump ends (a client too slow to keep up is closed)."""
+        """Until the client leaves, the report pump ends (a client too slow to keep up), or the key is revoked."""
         reading = asyncio.ensure_future(self._read_until_closed())
+        revoked = asyncio.ensure_future(self._until_key_revoked())
         try:
-            await asyncio.wait([reading, reports], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reading, reports, revoked], return_when=asyncio.FIRST_COMPLETED)
         finally:
             reading.cancel()
-        if reports.done() and not reports.cancelled() and reports.exception() is None:
+            revoked.cancel()
+        if revoked.done() and not revoked.cancelled():
+            await _refuse(self.ws, 4401, "UNAUTHENTICATED", "the API key no longer signs in (revoked)")
+        elif reports.done() and not reports.cancelled() and reports.exception() is None:
             await _refuse(self.ws, 4408, "SLOW_CONSUMER",
                           f"more than {MAX_BACKLOG} reports behind: subscribe again with since = your last offset + 1")
+
+    async def _until_key_revoked(self) -> None:
+        while (found := directory().authenticate(self.key)) is not None and found.may(Scope.READ):
+            await asyncio.sleep(KEY_RECHECK_S)
 
     async def _read_until_closed(self) -> None:
         async for message in self.ws:  # the client says nothing more; reading notices its close
@@ -409,16 +456,23 @@ class Session:
 
     async def _balances(self) -> None:
         """Push the balances after each burst of reports (read through the API: the owner has them)."""
-        url = f"{str(app.conf.canonical_url).rstrip('/')}/api/v1/balances"
         while True:
             await self._balances_due.wait()
             await asyncio.sleep(BALANCE_DEBOUNCE_S)
             self._balances_due.clear()
             try:
-                async with app.http_client.get(url, headers={"X-API-Key": self.key}) as response:
-                    doc = await response.json()
-            except Exception as exc:  # the owner is moving: the next report asks again
-                log.info("stream: balances of %s unavailable: %r", self.account_id, exc)
+                balances = await self._read_balances()
+            except Exception as exc:  # the owner is moving: the next report asks again (never log the request: its key)
+                log.info("stream: balances of %s unavailable: %s", self.account_id, type(exc).__name__)
                 continue
-            if response.status == 200:
-                await self.ws.send_json({"type": "balances", "balances": doc["balances"]})
+            if balances is not None:
+                await self.ws.send_json({"type": "balances", "balances": balances})
+
+    async def _read_balances(self) -> dict | None:
+        """From this worker's table when it owns the account (no request at all), else from the owner's API."""
+        owner = owner_url(self.account_id)
+        if owner is None:
+            return balances_doc(self.account_id)["balances"]
+        async with app.http_client.get(f"{owner}/api/v1/balances",
+                                       headers={"X-API-Key": self.key, FORWARDED_HEADER: "1"}) as response:
+            return (await response.json())["balances"] if response.status == 200 else None

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +35,7 @@ class Scope(str, enum.Enum):
 # The scopes a role allows a key of its accounts; a demo key (no scopes of its own) has them all.
 ROLE_SCOPES = {Role.TRADER: frozenset({Scope.READ, Scope.TRADE}),
                Role.ADMIN: frozenset({Scope.READ, Scope.TRADE, Scope.ADMIN})}
+MAX_KEY_LENGTH = 256
 KEY_PATTERN = re.compile(r"atlas_(?P<key_id>[0-9a-f]{12})_[A-Za-z0-9_\-]{43}")
 
 
@@ -85,6 +85,7 @@ class Principal(BaseModel):
         return Scope.ADMIN in self.scopes
 
     def may(self, scope: Scope) -> bool:
+        """True when the caller's key has `scope`."""
         return scope in self.scopes
 
 
@@ -102,6 +103,7 @@ class KeyEntry(BaseModel):
     revoked_at: int | None = Field(None, ge=0)
 
     def matches(self, api_key: str) -> bool:
+        """True when `api_key` is this entry's key (compared in constant time)."""
         return hmac.compare_digest(salted_digest(self.salt, api_key), self.sha256)
 
 
@@ -111,16 +113,8 @@ def hash_key(api_key: str) -> str:
 
 
 def salted_digest(salt: str, api_key: str) -> str:
+    """The stored form of a key: SHA-256 of its salt's bytes followed by the key."""
     return hashlib.sha256(bytes.fromhex(salt) + api_key.encode()).hexdigest()
-
-
-def new_key(account_id: str, scopes: frozenset[Scope], now_ms: int) -> tuple[str, KeyEntry]:
-    """A fresh key (shown once) and its entry for the keys file."""
-    key_id = secrets.token_hex(6)
-    clear = f"atlas_{key_id}_{secrets.token_urlsafe(32)}"
-    salt = secrets.token_hex(16)
-    return clear, KeyEntry(key_id=key_id, account_id=account_id, scopes=scopes, salt=salt,
-                           sha256=salted_digest(salt, clear), created_at=now_ms)
 
 
 def load_keys(path: Path | None) -> list[KeyEntry]:
@@ -133,15 +127,17 @@ def load_keys(path: Path | None) -> list[KeyEntry]:
 class Directory:
     """The loaded accounts and keys files: authentication and starting state."""
 
-    def __init__(self, accounts: list[AccountConfig], keys: list[KeyEntry] = ()):
+    def __init__(self, accounts: list[AccountConfig], keys: list[KeyEntry] = (), *, accept_demo: bool = True):
         self.accounts = {a.account_id: a for a in accounts}
         self._by_hash = {a.api_key_sha256: a for a in accounts if a.api_key_sha256}
         self.keys = {k.key_id: k for k in keys}
+        self.accept_demo = accept_demo  # False: a demo key signs nobody in, whatever the file says
 
     @classmethod
-    def load(cls, path: Path, keys_path: Path | None = None) -> "Directory":
+    def load(cls, path: Path, keys_path: Path | None = None, *, accept_demo: bool = True) -> "Directory":
         raw = json.loads(Path(path).read_text())
-        return cls([AccountConfig.model_validate(item) for item in raw["accounts"]], load_keys(keys_path))
+        return cls([AccountConfig.model_validate(item) for item in raw["accounts"]], load_keys(keys_path),
+                   accept_demo=accept_demo)
 
     @property
     def demo_keys(self) -> list[str]:
@@ -149,8 +145,8 @@ class Directory:
         return sorted(self._by_hash[digest].account_id for digest in self._by_hash)
 
     def authenticate(self, api_key: str | None) -> Principal | None:
-        """The principal for a clear API key, or None (unknown, revoked, or its account gone)."""
-        if not api_key:
+        """The principal for a clear API key, or None (unknown, revoked, its account gone, or a demo key outside demo mode)."""
+        if not api_key or len(api_key) > MAX_KEY_LENGTH or not api_key.isascii():
             return None
         found = KEY_PATTERN.fullmatch(api_key)
         if found is not None:
@@ -162,6 +158,8 @@ class Directory:
                 return None
             return Principal(account_id=account.account_id, role=account.role,
                              scopes=entry.scopes & ROLE_SCOPES[account.role], key_id=entry.key_id)
+        if not self.accept_demo:
+            return None
         # A lookup by digest: the timing of a dict probe tells nothing useful about a key.
         account = self._by_hash.get(hash_key(api_key))
         if account is None:

@@ -42,7 +42,7 @@ def directory() -> Directory:
     stamp = (_stamp(settings.accounts_file), _stamp(settings.keys_file))
     if stamp != _Loaded.stamp or _Loaded.directory is None:
         try:
-            loaded = Directory.load(settings.accounts_file, settings.keys_file)
+            loaded = Directory.load(settings.accounts_file, settings.keys_file, accept_demo=settings.demo_mode)
         except (OSError, ValueError) as exc:
             if _Loaded.directory is None:
                 raise
@@ -70,15 +70,18 @@ class InsecureProfile(Exception):
     """The worker's settings would serve demo keys where they are not safe."""
 
 
-def check_profile() -> None:
+def check_profile(bind: str | None = None) -> None:
     """Refuse demo keys outside demo mode on loopback: raise `InsecureProfile` saying what to change.
+
+    `bind`: the address the web server binds to, when the command line changed it (`worker -b`).
 
     Demo keys are the demo accounts' unsalted digests of keys printed in the README, and the demo
     keys file that the console hands out. Production keys come from `python -m atlas keys create`.
     """
     demo = directory().demo_keys
     handed_out = settings.demo_keys_file is not None
-    loopback = settings.web_host.lower() in LOOPBACK
+    bind = (bind or settings.web_host).lower()
+    loopback = bind in LOOPBACK
     if (demo or handed_out) and not settings.demo_mode:
         what = f"accounts with demo keys ({', '.join(demo[:5])}{'...' if len(demo) > 5 else ''})" if demo \
             else "ATLAS_DEMO_KEYS_FILE"
@@ -86,7 +89,7 @@ def check_profile() -> None:
                               "loopback, or give accounts without api_key_sha256 and keys made by "
                               "`python -m atlas keys create`")
     if settings.demo_mode and not loopback:
-        raise InsecureProfile(f"demo mode serves its keys on loopback only, not on {settings.web_host}: unset "
+        raise InsecureProfile(f"demo mode serves its keys on loopback only, not on {bind}: unset "
                               "ATLAS_DEMO_MODE and use keys made by `python -m atlas keys create`")
 
 

@@ -2,6 +2,7 @@
 restart, and a worker that refuses to start with demo keys where they are not safe."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import uuid
 
+import aiohttp
 import pytest
 
 from tests.live import Api, Cluster, free_port
@@ -62,6 +64,24 @@ def test_a_key_created_or_revoked_counts_without_a_restart(production):
         assert time.monotonic() < deadline, "the revoked key still signs in"
         time.sleep(0.2)
     assert Api(url, production.keys["trade"]).get("/api/v1/balances").status == 200  # the others stay
+
+
+def test_revoking_a_key_closes_its_open_streams(production):
+    fresh = keys_cli(production, "create", "--account", "trader-07")
+    Api(production.workers[0].url, fresh).wait_for("/api/v1/balances", lambda doc: True, timeout=15)  # reread
+    url = production.workers[0].url.replace("http://", "ws://") + "/api/v1/stream"
+
+    async def run() -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            await ws.send_json({"op": "subscribe", "key": fresh, "symbols": ["SOL-USD"]})
+            assert (await ws.receive_json(timeout=15))["type"] == "hello"
+            await asyncio.to_thread(keys_cli, production, "revoke", fresh.split("_")[1])
+            while (message := await ws.receive(timeout=20)).type is aiohttp.WSMsgType.TEXT:
+                if json.loads(message.data).get("type") == "error":
+                    assert json.loads(message.data)["code"] == "UNAUTHENTICATED"
+            assert ws.close_code == 4401
+
+    asyncio.run(run())
 
 
 @pytest.mark.parametrize("env, reason", [

@@ -75,6 +75,15 @@ def test_an_idempotency_key_outside_its_ascii_grammar_is_400(alice, key):
     assert status == 400 and b"INVALID_IDEMPOTENCY_KEY" in payload, (status, payload[:300])
 
 
+@pytest.mark.parametrize("key", [b"\xff\xfe", "caf\u00e9".encode(), b"k" * 300])
+def test_a_key_that_cannot_be_one_is_401_not_an_error(alice, key):
+    # Bytes that are not UTF-8 made the key's digest raise in the rate limiter: a 500 without a problem document.
+    url = urlsplit(alice.base_url)
+    status, payload = raw_exchange(alice, b"GET /api/v1/balances HTTP/1.1\r\nHost: " + url.netloc.encode() +
+                                   b"\r\nX-API-Key: " + key + b"\r\nConnection: close\r\n\r\n")
+    assert status == 401 and b"UNAUTHENTICATED" in payload, (status, payload[:300])
+
+
 def test_a_chunked_body_past_the_limit_is_413(alice):
     # No Content-Length to check up front: aiohttp's own 1 MiB limit used to end as a 500.
     url = urlsplit(alice.base_url)

@@ -195,7 +195,7 @@ async function checkHealth() {
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 // A decimal string without trailing zeros ("617.564700" -> "617.5647"): the same number, shorter.
 const trim = (text) => (text == null || !String(text).includes(".")) ? text : String(text).replace(/\.?0+$/, "");
-const cell = (text, cls = "") => `<td class="${cls}">${text == null ? "-" : escapeHtml(text)}</td>`;
+const cell = (text, cls = "") => `<td class="${escapeHtml(cls)}">${text == null ? "-" : escapeHtml(text)}</td>`;
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 
 const cssVariable = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();

@@ -118,7 +118,7 @@ async function loadAccountChoice() {
   const ids = doc.accounts.map((a) => a.account_id);
   if (!ids.includes(settingsPage.accountId)) settingsPage.accountId = ids.includes(state.account) ? state.account : ids[0];
   $("settings-account").innerHTML = doc.accounts.map((a) =>
-    `<option value="${escapeHtml(a.account_id)}">${escapeHtml(a.account_id)} (${a.role})</option>`).join("");
+    `<option value="${escapeHtml(a.account_id)}">${escapeHtml(a.account_id)} (${escapeHtml(a.role)})</option>`).join("");
   $("settings-account").value = settingsPage.accountId;
 }
 

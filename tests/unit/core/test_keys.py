@@ -7,7 +7,8 @@ import time
 import pytest
 
 from atlas import keys as keys_cli
-from atlas.core.accounts import AccountConfig, Directory, Role, Scope, hash_key, new_key
+from atlas.core.accounts import AccountConfig, Directory, Role, Scope, hash_key
+from atlas.keys import new_key
 from atlas.runtime import reference
 from atlas.settings import settings
 
@@ -63,6 +64,16 @@ def test_demo_keys_are_the_unsalted_ones_and_sign_in_with_the_roles_scopes():
     assert directory.authenticate("demo-key").scopes == {Scope.READ, Scope.TRADE}
 
 
+def test_outside_demo_mode_a_demo_key_signs_nobody_in_even_one_added_while_running():
+    assert Directory(accounts(), accept_demo=False).authenticate("demo-key") is None
+
+
+@pytest.mark.parametrize("key", ["caf\u00e9-key", "\udcff", "x" * 257])
+def test_keys_that_are_not_ascii_or_too_long_are_refused_without_an_error(key):
+    clear, entry = new_key("alice", ALL, NOW)
+    assert Directory(accounts(), [entry]).authenticate(key) is None
+
+
 def configure(monkeypatch, **changes) -> None:
     patched = settings.model_copy(update=changes)
     for module in (reference, keys_cli):
@@ -86,7 +97,8 @@ def write_accounts(path, *, demo: bool) -> None:
     (True, True, True, "127.0.0.1", None), (True, False, True, "localhost", None),
     (False, False, False, "0.0.0.0", None),  # the production profile: salted keys only
 ])
-def test_the_profile_check(monkeypatch, tmp_path, demo_accounts, demo_keys_file, demo_mode, host, refused):
+def test_the_profile_check_refuses_demo_keys_where_they_are_unsafe(monkeypatch, tmp_path, demo_accounts,
+                                                                   demo_keys_file, demo_mode, host, refused):
     write_accounts(tmp_path / "accounts.json", demo=demo_accounts)
     configure(monkeypatch, accounts_file=tmp_path / "accounts.json", keys_file=tmp_path / "keys.json",
               demo_keys_file=tmp_path / "demo-keys.json" if demo_keys_file else None, demo_mode=demo_mode,
@@ -96,6 +108,16 @@ def test_the_profile_check(monkeypatch, tmp_path, demo_accounts, demo_keys_file,
     else:
         with pytest.raises(reference.InsecureProfile, match=refused):
             reference.check_profile()
+
+
+def test_the_profile_check_reads_the_address_the_command_line_binds(monkeypatch, tmp_path):
+    # `python -m atlas worker -b 0.0.0.0` changes the bind address after the settings are read.
+    write_accounts(tmp_path / "accounts.json", demo=True)
+    configure(monkeypatch, accounts_file=tmp_path / "accounts.json", keys_file=None, demo_mode=True,
+              web_host="127.0.0.1")
+    reference.check_profile("127.0.0.1")
+    with pytest.raises(reference.InsecureProfile, match="loopback only"):
+        reference.check_profile("0.0.0.0")
 
 
 def test_keys_made_and_revoked_by_the_command_line_count_without_a_restart(monkeypatch, tmp_path, capsys):

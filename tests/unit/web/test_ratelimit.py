@@ -55,6 +55,18 @@ def test_limits_charge_the_address_and_the_accounts_class(monkeypatch):
     assert not limits.check("reads", "10.0.0.1", None, forwarded=True).allowed  # no valid key: the address pays
 
 
+def test_a_request_refused_by_its_address_leaves_the_accounts_bucket_alone(monkeypatch):
+    monkeypatch.setattr(ratelimit, "settings", type("S", (), {"rate_limits": type("R", (), {
+        "address": RateLimit(per_second=0.001, burst=1), "orders": RateLimit(per_second=0.001, burst=1),
+        "amends": RateLimit(per_second=1, burst=1), "reads": RateLimit(per_second=1, burst=1),
+        "admin": RateLimit(per_second=1, burst=1)})()})())
+    limits = Limits()
+    assert limits.check("reads", "10.0.0.1", None).allowed  # the address's one token
+    refused = limits.check("orders", "10.0.0.1", "alice")
+    assert not refused.allowed and refused.limit == 1
+    assert limits.check("orders", "10.0.0.2", "alice").allowed  # alice's order token was not spent
+
+
 @pytest.mark.parametrize("method, path, expected", [
     ("POST", "/api/v1/orders", "orders"), ("DELETE", "/api/v1/orders/O1", "amends"),
     ("PATCH", "/api/v1/orders/O1", "amends"), ("GET", "/api/v1/orders", "reads"),
@@ -63,5 +75,5 @@ def test_limits_charge_the_address_and_the_accounts_class(monkeypatch):
     ("GET", "/api/v1/stream", "reads"), ("GET", "/", None), ("GET", "/static/console.js", None),
     ("GET", "/readyz", None),
 ])
-def test_route_classes(method, path, expected):
+def test_each_route_takes_its_classes_tokens(method, path, expected):
     assert route_class(method, path) == expected

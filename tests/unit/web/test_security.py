@@ -27,6 +27,13 @@ def test_nesting_reads_a_deep_document_without_recursion():
     assert nesting(b'"' + b"[" * 100_000 + b'"') == 0
 
 
+def test_nesting_skips_an_unclosed_string_in_one_pass():
+    # A body of escaped quotes with no closing one made the string pattern backtrack from every quote:
+    # 8 s of the event loop for 64 KiB (the review of issue 14). Unclosed, the string runs to the end.
+    assert nesting(b'"' + b'\\"' * 32_000) == 0
+    assert nesting(b'[["' + b'\\"[' * 20_000) == 2
+
+
 @pytest.mark.parametrize("header, name", [("127.0.0.1:8080", "127.0.0.1"), ("LocalHost", "localhost"),
                                           ("[::1]:8080", "::1"), ("[::1]", "::1"), ("example.com:443", "example.com"),
                                           ("", "")])
