@@ -72,7 +72,11 @@ def _query(name: str, description: str, enum: list[str] | None = None) -> dict:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-_ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "an order id (1-64 of A-Z, a-z, 0-9, '.', '_', ':', '-'); any other is 404"}
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                    "description": "a retry with the same key is applied once",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,48}$"}}
 _SYMBOL = {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"}}
 _ACCOUNT = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LEVELS = {"type": "array", "items": {"type": "object", "properties": {"price": _DEC, "quantity": _DEC}}}
@@ -108,9 +112,10 @@ def document() -> dict:
         },
         "/api/v1/orders/{order_id}": {
             "get": _op("One order", {"200": _json(_ref("Order"), "the order")}, params=[_ORDER_ID], problems=(401, 404, 503)),
-            "delete": _op("Request a cancel", {"202": _ACCEPTED}, params=[_ORDER_ID]),
-            "patch": _op("Request a replace (new quantity and/or price)", {"202": _ACCEPTED}, params=[_ORDER_ID],
-                         body="OrderChange", problems=(400, 401, 413, 422, 503)),
+            "delete": _op("Request a cancel", {"202": _ACCEPTED}, params=[_ORDER_ID, _IDEMPOTENCY_KEY],
+                          problems=(400, 401, 404, 503)),
+            "patch": _op("Request a replace (new quantity and/or price)", {"202": _ACCEPTED},
+                         params=[_ORDER_ID, _IDEMPOTENCY_KEY], body="OrderChange", problems=(400, 401, 404, 413, 422, 503)),
         },
         "/api/v1/orders/{order_id}/executions": {
             "get": _op("An order's execution reports, oldest first, a page at a time", {"200": _json(
