@@ -5,6 +5,7 @@ import gc
 import logging
 import os
 import shutil
+import ssl
 
 import faust
 
@@ -14,6 +15,23 @@ from atlas.settings import Guarantee, settings
 
 log = logging.getLogger(__name__)
 EXIT_INSECURE = 78  # EX_CONFIG: the settings would serve demo keys where they are not safe
+
+
+def server_tls() -> ssl.SSLContext | None:
+    """The web server's TLS context when it has a certificate (TLS 1.2 at least), else None: plain HTTP."""
+    if settings.web_tls_cert is None:
+        return None
+    if settings.web_tls_key is None:
+        raise ValueError("ATLAS_WEB_TLS_CERT needs ATLAS_WEB_TLS_KEY")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.web_tls_cert, settings.web_tls_key)
+    return context
+
+
+def client_tls() -> ssl.SSLContext:
+    """What a worker trusts when it calls another over HTTPS: ATLAS_WEB_TLS_CA, else the system's CAs."""
+    return ssl.create_default_context(cafile=str(settings.web_tls_ca) if settings.web_tls_ca else None)
 
 
 def changelog_configs() -> dict[str, str]:
@@ -125,6 +143,10 @@ class AtlasApp(faust.App):
         except InsecureProfile as refused:
             log.critical("refusing to start: %s", refused)
             os._exit(EXIT_INSECURE)  # before any table, topic or port: nothing to flush or close
+        if settings.web_tls_cert is not None:  # reads forwarded to another worker go over HTTPS too
+            import aiohttp
+
+            self.http_client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_tls()))
         tabledir = self.conf.tabledir
         if tabledir.exists() and not self.clean_stop_marker.exists():
             log.warning("no clean stop recorded in %s: wiping local tables to restore them from changelogs", tabledir)
@@ -166,7 +188,8 @@ app = AtlasApp(
     web_port=settings.web_port,
     # aiohttp refuses a larger body while reading it, chunked ones included (413).
     web_application_options={"client_max_size": settings.max_body_bytes},
-    canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+    canonical_url=f"{settings.web_scheme}://{settings.web_host}:{settings.web_port}",
+    web_ssl_context=server_tls(),
     # Off: they would serve raw table contents and the cluster layout to anyone.
     web_tables_enabled=False,
     web_router_enabled=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -24,7 +25,14 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env.get("ATLAS_WEB_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def tls(self) -> ssl.SSLContext | None:
+        """What a client of this worker trusts: its CA (ATLAS_WEB_TLS_CA) when it speaks HTTPS."""
+        if not self.env.get("ATLAS_WEB_TLS_CERT"):
+            return None
+        return ssl.create_default_context(cafile=self.env.get("ATLAS_WEB_TLS_CA") or None)
 
     def start(self, timeout: float = 90.0) -> "WorkerProcess":
         """Spawn the worker and wait until `/readyz` answers 200."""
@@ -48,7 +56,7 @@ class WorkerProcess:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2, context=self.tls()) as response:
                 return response.status == 200 and json.load(response)["status"] == "ready"
         except (urllib.error.URLError, OSError, ValueError):
             return False

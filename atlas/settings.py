@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(ROOT / ".atlas" / "data", description="Worker state: RocksDB tables")
     web_host: str = Field("127.0.0.1", description="Address the worker's web server binds to")
     web_port: int = Field(8080, ge=1, le=65535)
+    web_tls_cert: Path | None = Field(None, description="PEM certificate chain: the web server speaks HTTPS only "
+                                                         "(with ATLAS_WEB_TLS_KEY)")
+    web_tls_key: Path | None = Field(None, description="PEM private key of ATLAS_WEB_TLS_CERT")
+    web_tls_ca: Path | None = Field(None, description="PEM CA the workers' certificates chain to, which a worker "
+                                                      "trusts when it calls another (the system's CAs by default)")
     allowed_hosts: str = Field("", max_length=2048,
                                description="Comma-separated host names requests may be addressed to, beside loopback "
                                            "and ATLAS_WEB_HOST (the Host header; others get 421, which stops DNS "
@@ -122,6 +127,10 @@ class Settings(BaseSettings):
     audit_lock_days: int = Field(1, ge=1, description="S3 Object Lock retention, in days")
     audit_versioning: bool = Field(False, description="Switch the S3 bucket's versioning on at start (Object Lock "
                                                       "needs it; a folder sink ignores this)")
+
+    @property
+    def web_scheme(self) -> str:
+        return "https" if self.web_tls_cert is not None else "http"
 
     @property
     def commit_seconds(self) -> float:

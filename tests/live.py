@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -111,11 +112,11 @@ class Response:
 class Api:
     """A small synchronous HTTP client for the gateway."""
 
-    def __init__(self, base_url: str, key: str | None = None):
-        self.base_url, self.key = base_url, key
+    def __init__(self, base_url: str, key: str | None = None, tls: ssl.SSLContext | None = None):
+        self.base_url, self.key, self.tls = base_url, key, tls
 
     def as_key(self, key: str | None) -> "Api":
-        return Api(self.base_url, key)
+        return Api(self.base_url, key, self.tls)
 
     def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Response:
@@ -128,7 +129,7 @@ class Api:
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self.tls) as response:
                 return _response(response.status, response.headers, response.read())
         except urllib.error.HTTPError as error:
             return _response(error.code, error.headers, error.read())

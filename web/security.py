@@ -40,6 +40,8 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     """aiohttp's `on_response_prepare` signal: every response, static files and WebSocket handshakes included."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if settings.web_tls_cert is not None:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     verdict = request.get(_VERDICT)
     if verdict is not None:
         for name, value in verdict.headers().items():
