@@ -21,13 +21,17 @@ from atlas.core.accounts import ROLE_SCOPES, Directory, KeyEntry, Scope, load_ke
 from atlas.settings import settings
 
 
-def new_key(account_id: str, scopes: frozenset[Scope], now_ms: int) -> tuple[str, KeyEntry]:
-    """A fresh key (shown once: 12 hex digits of id, 256 random bits) and its entry for the keys file."""
+def new_key(account_id: str, scopes: frozenset[Scope], now_ms: int, *, signing: bool = False) -> tuple[str, KeyEntry]:
+    """A fresh key (shown once: 12 hex digits of id, 256 random bits) and its entry for the keys file.
+
+    `signing`: the entry also holds a secret that signs every request made with the key (`entry.signing_secret`).
+    """
     key_id = secrets.token_hex(6)
     clear = f"atlas_{key_id}_{secrets.token_urlsafe(32)}"
     salt = secrets.token_hex(16)
     return clear, KeyEntry(key_id=key_id, account_id=account_id, scopes=scopes, salt=salt,
-                           sha256=salted_digest(salt, clear), created_at=now_ms)
+                           sha256=salted_digest(salt, clear), created_at=now_ms,
+                           signing_secret=secrets.token_urlsafe(32) if signing else None)
 
 
 def main(argv: list[str]) -> int:
@@ -39,6 +43,9 @@ def main(argv: list[str]) -> int:
     create.add_argument("--account", required=True)
     create.add_argument("--scope", action="append", choices=[s.value for s in Scope],
                         help="read, trade, admin (repeat; default: what the account's role allows)")
+    create.add_argument("--signing", action="store_true",
+                        help="also make a signing secret (printed on a second line): every request with the key "
+                             "must then be signed with it")
     verbs.add_parser("list", help="the keys: id, account, scopes, created, revoked (never a key)")
     revoke = verbs.add_parser("revoke", help="revoke a key by its id (the 12 hex digits after atlas_)")
     revoke.add_argument("key_id")
@@ -68,9 +75,11 @@ def _create(args: argparse.Namespace, keys: list[KeyEntry]) -> int:
         print(f"{args.account} is a {account.role.value}: its keys may have {', '.join(sorted(s.value for s in allowed))}",
               file=sys.stderr)
         return 2
-    clear, entry = new_key(args.account, scopes, int(time.time() * 1000))
+    clear, entry = new_key(args.account, scopes, int(time.time() * 1000), signing=args.signing)
     _write(args.file, [*keys, entry])
     print(clear)
+    if entry.signing_secret is not None:
+        print(entry.signing_secret)
     print(f"key {entry.key_id} for {args.account} ({', '.join(sorted(s.value for s in scopes))}) written to "
           f"{args.file}; this is the only time the key is shown", file=sys.stderr)
     return 0

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     web_tls_key: Path | None = Field(None, description="PEM private key of ATLAS_WEB_TLS_CERT")
     web_tls_ca: Path | None = Field(None, description="PEM CA the workers' certificates chain to, which a worker "
                                                       "trusts when it calls another (the system's CAs by default)")
+    signature_window_ms: int = Field(5_000, ge=100, le=300_000, description="How far a signed request's timestamp "
+                                                                             "may be from the worker's clock (ms)")
     allowed_hosts: str = Field("", max_length=2048,
                                description="Comma-separated host names requests may be addressed to, beside loopback "
                                            "and ATLAS_WEB_HOST (the Host header; others get 421, which stops DNS "

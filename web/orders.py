@@ -17,7 +17,7 @@ from atlas.oms.state import Order
 from atlas.runtime.reference import instruments
 from atlas.settings import settings
 from atlas.tables.oms import executions, list_orders, load_account, load_order, open_orders
-from atlas.web.common import body, on_owner, owner_url, principal, produce, validation_problem
+from atlas.web.common import FORWARDED_HEADER, body, on_owner, owner_url, principal, produce, validation_problem
 from atlas.web.problems import ApiView, Problem, not_found
 
 COMMANDS = settings.topic("commands")
@@ -129,7 +129,7 @@ class OrdersView(ApiView):
         if base is None:
             order = _local_order(account_id, order_id)
             return None if order is None else (order.public(), order.terms_digest)
-        headers = {"X-API-Key": request.headers["X-API-Key"]}
+        headers = {"X-API-Key": request.headers["X-API-Key"], FORWARDED_HEADER: "1"}
         async with app.http_client.get(f"{base}/api/v1/orders/{order_id}", headers=headers) as response:
             if response.status == 404:
                 return None

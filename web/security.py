@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 import logging
 import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from cachetools import TTLCache
 
 from atlas.app import app
+from atlas.core.accounts import signature
 from atlas.runtime.reference import directory
 from atlas.settings import settings
 from atlas.web.common import FORWARDED_HEADER, is_worker
@@ -89,6 +92,10 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         if not verdict.allowed:
             return problem_response(Problem(429, "RATE_LIMITED", f"too many {limited} requests: retry in "
                                             f"{verdict.retry_after_s} s", headers=verdict.headers()), request)
+        if caller is not None and caller.signs and not forwarded:  # a worker verified what it forwards
+            refused = await _unsigned(request, directory().signing_secret(caller.key_id))
+            if refused is not None:
+                return problem_response(refused, request)
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -102,6 +109,29 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
                         (time.perf_counter() - started) * 1000,
                         request.get(_ACCOUNT) or ("-" if verdict is None else "anonymous"))
     return response
+
+
+TIMESTAMP_HEADER, SIGNATURE_HEADER = "X-Atlas-Timestamp", "X-Atlas-Signature"
+_SEEN_SIGNATURES: TTLCache = TTLCache(maxsize=200_000, ttl=2 * settings.signature_window_ms / 1000)
+
+
+async def _unsigned(request: web.Request, secret: str | None) -> Problem | None:
+    """Why a request with a signing key is refused (no signature, too old or new, wrong, or sent before), or None."""
+    stamp, sent = request.headers.get(TIMESTAMP_HEADER, ""), request.headers.get(SIGNATURE_HEADER, "")
+    if secret is None or not stamp or not sent:
+        return Problem(401, "SIGNATURE_REQUIRED", f"this key signs its requests: send {TIMESTAMP_HEADER} (ms since "
+                                                  f"the epoch) and {SIGNATURE_HEADER}", headers={"WWW-Authenticate": "ApiKey"})
+    if not (stamp.isdigit() and len(stamp) <= 16) or abs(time.time() * 1000 - int(stamp)) > settings.signature_window_ms:
+        return Problem(401, "SIGNATURE_EXPIRED", f"{TIMESTAMP_HEADER} must be within "
+                                                 f"{settings.signature_window_ms} ms of the worker's clock")
+    expected = signature(secret, stamp, request.method, request.path_qs, await request.read())
+    if not hmac.compare_digest(expected, sent.lower()):
+        return Problem(401, "SIGNATURE_INVALID", "the signature does not match the request (timestamp, method, "
+                                                 "path and query, body)")
+    if expected in _SEEN_SIGNATURES:
+        return Problem(401, "SIGNATURE_REPLAYED", "this signed request was received before")
+    _SEEN_SIGNATURES[expected] = True
+    return None
 
 
 def install(aiohttp_app: web.Application) -> None:

@@ -79,6 +79,7 @@ class Principal(BaseModel):
     role: Role
     scopes: frozenset[Scope] = frozenset({Scope.READ})
     key_id: str | None = None  # None for a demo key
+    signs: bool = False  # its requests must be signed (a key made with --signing)
 
     @property
     def is_admin(self) -> bool:
@@ -101,10 +102,20 @@ class KeyEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the salt's bytes followed by the key")
     created_at: int = Field(ge=0, description="ms since the epoch")
     revoked_at: int | None = Field(None, ge=0)
+    signing_secret: str | None = Field(None, pattern=r"^[A-Za-z0-9_\-]{43}$",
+                                       description="A key made with --signing: every request with it is signed with "
+                                                   "this (HMAC-SHA256), so the key alone is not enough")
 
     def matches(self, api_key: str) -> bool:
         """True when `api_key` is this entry's key (compared in constant time)."""
         return hmac.compare_digest(salted_digest(self.salt, api_key), self.sha256)
+
+
+def signature(secret: str, timestamp_ms: str, method: str, path_qs: str, body: bytes) -> str:
+    """The request signature a key made with --signing sends: hex HMAC-SHA256 of timestamp, method, path and query,
+    and the body's SHA-256, one per line."""
+    message = f"{timestamp_ms}\n{method.upper()}\n{path_qs}\n{hashlib.sha256(body).hexdigest()}"
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def hash_key(api_key: str) -> str:
@@ -144,6 +155,11 @@ class Directory:
         """Accounts whose key is an unsalted digest (the demo accounts): allowed in demo mode on loopback only."""
         return sorted(self._by_hash[digest].account_id for digest in self._by_hash)
 
+    def signing_secret(self, key_id: str | None) -> str | None:
+        """The secret that signs the requests of a key made with --signing, or None."""
+        entry = self.keys.get(key_id) if key_id else None
+        return None if entry is None else entry.signing_secret
+
     def authenticate(self, api_key: str | None) -> Principal | None:
         """The principal for a clear API key, or None (unknown, revoked, its account gone, or a demo key outside demo mode)."""
         if not api_key or len(api_key) > MAX_KEY_LENGTH or not api_key.isascii():
@@ -157,7 +173,8 @@ class Directory:
             if account is None:
                 return None
             return Principal(account_id=account.account_id, role=account.role,
-                             scopes=entry.scopes & ROLE_SCOPES[account.role], key_id=entry.key_id)
+                             scopes=entry.scopes & ROLE_SCOPES[account.role], key_id=entry.key_id,
+                             signs=entry.signing_secret is not None)
         if not self.accept_demo:
             return None
         # A lookup by digest: the timing of a dict probe tells nothing useful about a key.

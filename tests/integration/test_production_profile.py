@@ -13,7 +13,8 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.live import Api, Cluster, free_port
+from atlas.core.accounts import signature
+from tests.live import ROOT, Api, Cluster, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,51 @@ def test_revoking_a_key_closes_its_open_streams(production):
             assert ws.close_code == 4401
 
     asyncio.run(run())
+
+
+README_SIGNATURE = """sig=$(printf '%s\\n%s\\n%s\\n%s' "$ts" "$method" "$path" "$(printf '%s' "$body" | sha256sum | cut -d' ' -f1)" \\
+  | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.*= //')
+printf '%s' "$sig"
+"""
+
+
+def signed(api: Api, secret: str, method: str, path: str, body: bytes = b"", *, stamp: int | None = None,
+           send_body: bytes | None = None) -> tuple:
+    stamp = str(stamp if stamp is not None else int(time.time() * 1000))
+    headers = {"X-Atlas-Timestamp": stamp, "X-Atlas-Signature": signature(secret, stamp, method, path, body)}
+    return api.request(method, path, raw=send_body if send_body is not None else (body or None), headers=headers), headers
+
+
+def test_a_signing_key_needs_every_request_signed_once_and_fresh(production):
+    key, secret = keys_cli(production, "create", "--account", "trader-08", "--signing").splitlines()
+    api = Api(production.workers[0].url, key)
+    deadline = time.monotonic() + 15
+    while (refused := api.get("/api/v1/balances")).status == 401 and refused.body["code"] == "UNAUTHENTICATED":
+        assert time.monotonic() < deadline, "the new key never signed in"
+        time.sleep(0.2)
+    assert refused.status == 401 and refused.body["code"] == "SIGNATURE_REQUIRED"  # the key alone is not enough
+    answer, headers = signed(api, secret, "GET", "/api/v1/balances")
+    assert answer.status == 200 and answer.body["account_id"] == "trader-08"
+    again = api.get("/api/v1/balances", headers=headers)
+    assert again.status == 401 and again.body["code"] == "SIGNATURE_REPLAYED"
+    old, _ = signed(api, secret, "GET", "/api/v1/balances", stamp=int(time.time() * 1000) - 60_000)
+    assert old.status == 401 and old.body["code"] == "SIGNATURE_EXPIRED"
+    order = json.dumps({"client_order_id": "signed-1", "symbol": "BTC-USD", "side": "BUY", "type": "LIMIT",
+                        "quantity": "0.01", "price": "64000.00"}).encode()
+    tampered, _ = signed(api, secret, "POST", "/api/v1/orders", order, send_body=order.replace(b"0.01", b"0.02"))
+    assert tampered.status == 401 and tampered.body["code"] == "SIGNATURE_INVALID"
+    placed, _ = signed(api, secret, "POST", "/api/v1/orders", order)
+    assert placed.status == 202
+
+
+def test_the_readmes_shell_recipe_signs_as_the_worker_checks():
+    recipe = "\n".join(README_SIGNATURE.splitlines()[:2])
+    assert recipe in (ROOT / "README.md").read_text()
+    env = {**os.environ, "ts": "1700000000000", "method": "POST", "path": "/api/v1/orders",
+           "body": '{"symbol": "BTC-USD"}', "SECRET": "s" * 43}
+    done = subprocess.run(["bash", "-c", README_SIGNATURE], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == signature("s" * 43, "1700000000000", "POST", "/api/v1/orders", b'{"symbol": "BTC-USD"}')
 
 
 @pytest.mark.parametrize("env, reason", [
