@@ -159,7 +159,7 @@ async def on_owner(view: Any, request: Any, key: str, local: Callable[[], Awaita
 
 
 FORWARDED_HEADER = "X-Atlas-Forwarded"
-_FORWARDED_REQUEST_HEADERS = {"x-api-key", "accept", "idempotency-key"}
+_FORWARDED_REQUEST_HEADERS = {"x-api-key", "accept", "idempotency-key", "x-atlas-timestamp", "x-atlas-signature"}
 _FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-terms-digest", "www-authenticate",
                                "location", "x-atlas-worker"}
 

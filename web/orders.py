@@ -5,6 +5,7 @@ import re
 import uuid
 from typing import Any
 
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atlas.app import app
@@ -22,6 +23,7 @@ from atlas.web.problems import ApiView, Problem, not_found
 
 COMMANDS = settings.topic("commands")
 DIGEST_HEADER = "X-Atlas-Terms-Digest"
+SIGNATURE_HEADER = "X-Atlas-Signature"
 _ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
 
 
@@ -129,13 +131,21 @@ class OrdersView(ApiView):
         if base is None:
             order = _local_order(account_id, order_id)
             return None if order is None else (order.public(), order.terms_digest)
+        if request.headers.get(SIGNATURE_HEADER):
+            # The owner would want a signature of this GET, which the client never made: the command goes to
+            # Kafka, where the OMS applies a repeat of it once (a 202 instead of the 200 of a replayed order).
+            return None
         headers = {"X-API-Key": request.headers["X-API-Key"], FORWARDED_HEADER: "1"}
-        async with app.http_client.get(f"{base}/api/v1/orders/{order_id}", headers=headers) as response:
-            if response.status == 404:
-                return None
-            if response.status != 200:
-                raise Problem(503, "NOT_READY", "the account's owner did not answer", headers={"Retry-After": "2"})
-            return await response.json(), response.headers.get(DIGEST_HEADER, "")
+        try:
+            async with app.http_client.get(f"{base}/api/v1/orders/{order_id}", headers=headers) as response:
+                if response.status == 404:
+                    return None
+                if response.status != 200:
+                    raise Problem(503, "NOT_READY", "the account's owner did not answer", headers={"Retry-After": "2"})
+                return await response.json(), response.headers.get(DIGEST_HEADER, "")
+        except aiohttp.ClientError:
+            raise Problem(503, "NOT_READY", f"the worker that owns this account ({base}) does not answer",
+                          headers={"Retry-After": "2"}) from None
 
     async def get(self, request: Any) -> Any:
         caller = principal(request)

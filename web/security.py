@@ -15,7 +15,7 @@ from atlas.app import app
 from atlas.core.accounts import signature
 from atlas.runtime.reference import directory
 from atlas.settings import settings
-from atlas.web.common import FORWARDED_HEADER, is_worker
+from atlas.web.common import FORWARDED_HEADER, is_worker, log_failed_sign_in
 from atlas.web.problems import PROBLEM_TYPE, Problem, http_problem
 from atlas.web.ratelimit import Limits, route_class
 
@@ -80,6 +80,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         return problem_response(Problem(421, "MISDIRECTED_REQUEST",
                                         "this worker does not answer for that Host (see ATLAS_ALLOWED_HOSTS)"), request)
     limited = route_class(request.method, request.path)
+    caller = None
     if limited is not None:
         key = request.headers.get("X-API-Key")
         caller = directory().authenticate(key) if key else None
@@ -92,12 +93,16 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         if not verdict.allowed:
             return problem_response(Problem(429, "RATE_LIMITED", f"too many {limited} requests: retry in "
                                             f"{verdict.retry_after_s} s", headers=verdict.headers()), request)
-        if caller is not None and caller.signs and not forwarded:  # a worker verified what it forwards
-            refused = await _unsigned(request, directory().signing_secret(caller.key_id))
-            if refused is not None:
-                return problem_response(refused, request)
     started = time.perf_counter()
     try:
+        if limited is not None and caller is not None and caller.signs:
+            # Checked on every worker, forwarded requests too (they carry the client's signature): a header
+            # or an address cannot stand in for it.
+            refused = await _unsigned(request, directory().signing_secret(caller.key_id))
+            if refused is not None:
+                log_failed_sign_in(f"{request.method} {request.path} from {request.remote}: {refused.code}",
+                                   request.headers.get("X-API-Key", ""))
+                return problem_response(refused, request)
         response = await handler(request)
     except web.HTTPException as exc:  # an unknown route, a method a route lacks
         if exc.status < 400:
@@ -121,11 +126,12 @@ async def _unsigned(request: web.Request, secret: str | None) -> Problem | None:
     if secret is None or not stamp or not sent:
         return Problem(401, "SIGNATURE_REQUIRED", f"this key signs its requests: send {TIMESTAMP_HEADER} (ms since "
                                                   f"the epoch) and {SIGNATURE_HEADER}", headers={"WWW-Authenticate": "ApiKey"})
-    if not (stamp.isdigit() and len(stamp) <= 16) or abs(time.time() * 1000 - int(stamp)) > settings.signature_window_ms:
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 16) \
+            or abs(time.time() * 1000 - int(stamp)) > settings.signature_window_ms:
         return Problem(401, "SIGNATURE_EXPIRED", f"{TIMESTAMP_HEADER} must be within "
                                                  f"{settings.signature_window_ms} ms of the worker's clock")
     expected = signature(secret, stamp, request.method, request.path_qs, await request.read())
-    if not hmac.compare_digest(expected, sent.lower()):
+    if not (sent.isascii() and hmac.compare_digest(expected, sent.lower())):
         return Problem(401, "SIGNATURE_INVALID", "the signature does not match the request (timestamp, method, "
                                                  "path and query, body)")
     if expected in _SEEN_SIGNATURES:

@@ -367,9 +367,9 @@ def _stateless(account: AccountState, outcome: Outcome) -> Outcome:
     return Outcome(account, reports=reports, dead_letter=outcome.dead_letter, replayed=True)
 
 
-# Refused cancels and replaces of a closed order that its history keeps; later ones are sent and stored nowhere
-# (seq 0), so a client repeating a DELETE cannot grow the order's state (issue 14).
-MAX_LATE_REJECTS = 8
+# Refused cancels and replaces an order's history keeps (too late, already pending); later ones are sent and
+# stored nowhere (seq 0), so a client repeating a DELETE cannot grow the order's state (issue 14).
+MAX_REFUSALS_KEPT = 8
 
 
 def _command_reject(step: _Step, order: Order | None, cmd: CancelOrder | ReplaceOrder, exec_type: ExecType,
@@ -377,17 +377,16 @@ def _command_reject(step: _Step, order: Order | None, cmd: CancelOrder | Replace
     if order is None:
         step.reports.append(unknown_order_report(cmd.account_id, cmd.order_id, "", exec_type, cmd.command_id, str(reject), ts))
         return step.done()
-    if order.status.is_closed:
-        if order.late_rejects >= MAX_LATE_REJECTS:
-            step.reports.append(_unstored_report(order, exec_type, cmd.command_id, str(reject), ts))
-            return step.done()
-        order = order.model_copy(update={"late_rejects": order.late_rejects + 1})
+    if order.refusals >= MAX_REFUSALS_KEPT:
+        step.reports.append(_unstored_report(order, exec_type, cmd.command_id, str(reject), ts))
+        return step.done()
+    order = order.model_copy(update={"refusals": order.refusals + 1})
     _report(step, _mark(order, cmd), exec_type, cmd.command_id, ts, reason=str(reject))
     return step.done()
 
 
 def _unstored_report(order: Order, exec_type: ExecType, cause_id: str, reason: str, ts: int) -> ExecutionReport:
-    """A reject about a closed order that leaves it as it is: seq 0, like a reject about an unknown order."""
+    """A refusal past MAX_REFUSALS_KEPT, which leaves the order as it is: seq 0, like a reject about an unknown order."""
     return ExecutionReport(
         exec_id=f"{order.order_id}-x-{cause_id}", seq=0, cause_id=cause_id, order_id=order.order_id,
         client_order_id=order.client_order_id, account_id=order.account_id, symbol=order.symbol,

@@ -87,8 +87,8 @@ class Order(BaseModel):
     closed_no: int = 0
     # Number of execution reports so far: the seq of the latest.
     exec_seq: int = 0
-    # Cancels and replaces refused since the order closed that its history keeps (at most MAX_LATE_REJECTS).
-    late_rejects: int = 0
+    # Refused cancels and replaces that its history keeps (at most MAX_REFUSALS_KEPT).
+    refusals: int = 0
     # The latest ids applied: "c:<command_id>", and "r:<report_id>" for a venue report without a venue position.
     recent_ids: tuple[str, ...] = ()
     # (offset, index) of the latest venue report applied: the venue numbers its reports in its

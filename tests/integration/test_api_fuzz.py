@@ -2,6 +2,7 @@
 get no 5xx and answers that conform to the document."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -24,8 +25,8 @@ EXAMPLES = 30  # per operation and key: bounded, so the run stays under a minute
 @pytest.fixture(scope="module")
 def fuzzed(kafka_bootstrap, tmp_path_factory):
     cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("fuzz"), f"fz-{uuid.uuid4().hex[:8]}", venue=True,
-                      extra_env={"ATLAS_RATE_LIMITS": '{"address": {"per_second": 10000, "burst": 10000}, '
-                                                      '"reads": {"per_second": 10000, "burst": 10000}}'})
+                      extra_env={"ATLAS_RATE_LIMITS": json.dumps({name: {"per_second": 10_000, "burst": 10_000} for name in
+                                                                  ("address", "reads", "orders", "amends", "admin")})})
     cluster.start_worker()
     yield cluster
     cluster.stop()

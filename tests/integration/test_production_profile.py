@@ -40,6 +40,7 @@ def production(kafka_bootstrap, tmp_path_factory):
     cluster.keys = {"trade": keys_cli(cluster, "create", "--account", "trader-05"),
                     "read": keys_cli(cluster, "create", "--account", "trader-05", "--scope", "read")}
     cluster.start_worker()
+    cluster.start_worker()  # a second: reads of the accounts it does not own are forwarded, signatures and all
     yield cluster
     cluster.stop()
 
@@ -118,6 +119,16 @@ def test_a_signing_key_needs_every_request_signed_once_and_fresh(production):
     assert tampered.status == 401 and tampered.body["code"] == "SIGNATURE_INVALID"
     placed, _ = signed(api, secret, "POST", "/api/v1/orders", order)
     assert placed.status == 202
+    # A header a client can set is no signature, and odd ones are refused, not errors.
+    spoofed = api.get("/api/v1/balances", headers={"X-Atlas-Forwarded": "1"})
+    assert spoofed.status == 401 and spoofed.body["code"] == "SIGNATURE_REQUIRED"
+    for stamp, sig in (("\u00b2", "0" * 64), (str(int(time.time() * 1000)), "\u00e9" * 64)):
+        odd = api.get("/api/v1/balances", headers={"X-Atlas-Timestamp": stamp, "X-Atlas-Signature": sig})
+        assert odd.status == 401 and odd.body["code"] in ("SIGNATURE_EXPIRED", "SIGNATURE_INVALID"), odd
+    # Each worker answers, the one that does not own the account by forwarding the client's signature.
+    for worker in production.workers:
+        answer, _ = signed(Api(worker.url, key), secret, "GET", "/api/v1/orders?limit=5")
+        assert answer.status == 200 and [o["client_order_id"] for o in answer.body["orders"]][:1] in ([], ["signed-1"])
 
 
 def test_the_readmes_shell_recipe_signs_as_the_worker_checks():

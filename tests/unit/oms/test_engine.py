@@ -13,7 +13,7 @@ from atlas.core.accounts import Directory
 from atlas.core.events import ExecType, OrdStatus, VenueReportKind
 from atlas.core.values import OrderType, Side, order_id_for
 from atlas.oms.engine import (
-    MAX_LATE_REJECTS, apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, replay_requests,
+    MAX_REFUSALS_KEPT, apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, replay_requests,
 )
 from atlas.oms.risk import RejectCode
 from tests.helpers import (
@@ -444,20 +444,43 @@ def test_a_fill_worse_than_the_limit_is_a_dead_letter_and_changes_nothing(side, 
 @pytest.mark.parametrize("refused", ["cancel", "replace"])
 def test_refused_cancels_and_replaces_of_a_closed_order_stop_growing_its_history(refused):
     # Issue 14: 1,200 DELETEs of a filled order grew its stored value to 1.24 MB. Now its history keeps
-    # the first MAX_LATE_REJECTS refusals; later ones are sent (seq 0) and change no stored order.
+    # the first MAX_REFUSALS_KEPT refusals; later ones are sent (seq 0) and change no stored order.
     book = Book()
     order = book.place(quantity="0.5")
     book.fill(order.order_id, "0.5", "64000")
     seq = book.order(order.order_id).exec_seq
     command = (lambda: cancel(order.order_id)) if refused == "cancel" else (lambda: replace(order.order_id, price="63000"))
-    outcomes = [book.command(command()) for _ in range(MAX_LATE_REJECTS + 50)]
+    outcomes = [book.command(command()) for _ in range(MAX_REFUSALS_KEPT + 50)]
     assert all(len(o.reports) == 1 and o.reports[0].reason.startswith(RejectCode.TOO_LATE.value) for o in outcomes)
-    assert [o.reports[0].seq for o in outcomes] == [seq + n for n in range(1, MAX_LATE_REJECTS + 1)] + [0] * 50
-    assert all(not o.orders and not o.venue for o in outcomes[MAX_LATE_REJECTS:])
-    assert book.order(order.order_id).exec_seq == seq + MAX_LATE_REJECTS
-    assert len(book.executions(order.order_id)) == seq + MAX_LATE_REJECTS
+    assert [o.reports[0].seq for o in outcomes] == [seq + n for n in range(1, MAX_REFUSALS_KEPT + 1)] + [0] * 50
+    assert all(not o.orders and not o.venue for o in outcomes[MAX_REFUSALS_KEPT:])
+    assert book.order(order.order_id).exec_seq == seq + MAX_REFUSALS_KEPT
+    assert len(book.executions(order.order_id)) == seq + MAX_REFUSALS_KEPT
     late = outcomes[-1].reports[0]
     assert (late.order_id, late.symbol, late.status, late.cum_qty) == (order.order_id, "BTC-USD", OrdStatus.FILLED, D("0.5"))
+
+
+def test_refusals_of_an_order_with_a_request_pending_stop_growing_its_history_too():
+    # A venue that never answers a cancel: every DELETE after it is refused ALREADY_PENDING.
+    book = Book()
+    order = book.place(quantity="0.5")
+    book.command(cancel(order.order_id))
+    seq = book.order(order.order_id).exec_seq
+    outcomes = [book.command(cancel(order.order_id)) for _ in range(MAX_REFUSALS_KEPT + 20)]
+    assert all(o.reports[0].reason.startswith(RejectCode.ALREADY_PENDING.value) for o in outcomes)
+    assert [o.reports[0].seq for o in outcomes][MAX_REFUSALS_KEPT:] == [0] * 20
+    assert book.order(order.order_id).exec_seq == seq + MAX_REFUSALS_KEPT
+
+
+def test_a_refusal_past_the_cap_read_again_is_the_same_report():
+    book = Book()
+    order = book.place(quantity="0.5")
+    book.fill(order.order_id, "0.5", "64000")
+    for _ in range(MAX_REFUSALS_KEPT):
+        book.command(cancel(order.order_id))
+    late = cancel(order.order_id)
+    first, again = book.command(late).reports[0], book.command(late).reports[0]
+    assert first.seq == 0 and first.exec_id == again.exec_id  # a consumer drops the copy by its id
 
 
 def test_replaced_below_the_filled_quantity_is_a_dead_letter():
