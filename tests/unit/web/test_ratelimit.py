@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from atlas.settings import RateLimit
+from atlas.settings import RateLimit, RateLimits, settings
 from atlas.web import ratelimit
 from atlas.web.ratelimit import Bucket, Limits, route_class
 
@@ -37,12 +37,16 @@ def test_buckets_of_clients_gone_quiet_are_dropped(monkeypatch):
     assert len(bucket._storage._buckets) <= ratelimit.MAX_BUCKETS
 
 
+def limits_of(monkeypatch, **buckets: RateLimit) -> Limits:
+    """The gateway's buckets as the settings would give them, each class not named holding 5 (1 a second)."""
+    configured = RateLimits(**{name: buckets.get(name, RateLimit(per_second=1, burst=5))
+                               for name in ("address", "orders", "amends", "reads", "admin")})
+    monkeypatch.setattr(ratelimit, "settings", settings.model_copy(update={"rate_limits": configured}))
+    return Limits()
+
+
 def test_limits_charge_the_address_and_the_accounts_class(monkeypatch):
-    monkeypatch.setattr(ratelimit, "settings", type("S", (), {"rate_limits": type("R", (), {
-        "address": RateLimit(per_second=1, burst=3), "orders": RateLimit(per_second=1, burst=2),
-        "amends": RateLimit(per_second=1, burst=5), "reads": RateLimit(per_second=1, burst=5),
-        "admin": RateLimit(per_second=1, burst=5)})()})())
-    limits = Limits()
+    limits = limits_of(monkeypatch, address=RateLimit(per_second=1, burst=3), orders=RateLimit(per_second=1, burst=2))
     assert limits.check("orders", "10.0.0.1", "alice").allowed
     assert limits.check("orders", "10.0.0.2", "alice").allowed
     refused = limits.check("orders", "10.0.0.3", "alice")  # alice's orders bucket is empty, whatever the address
@@ -56,11 +60,8 @@ def test_limits_charge_the_address_and_the_accounts_class(monkeypatch):
 
 
 def test_a_request_refused_by_its_address_leaves_the_accounts_bucket_alone(monkeypatch):
-    monkeypatch.setattr(ratelimit, "settings", type("S", (), {"rate_limits": type("R", (), {
-        "address": RateLimit(per_second=0.001, burst=1), "orders": RateLimit(per_second=0.001, burst=1),
-        "amends": RateLimit(per_second=1, burst=1), "reads": RateLimit(per_second=1, burst=1),
-        "admin": RateLimit(per_second=1, burst=1)})()})())
-    limits = Limits()
+    limits = limits_of(monkeypatch, address=RateLimit(per_second=0.001, burst=1),
+                       orders=RateLimit(per_second=0.001, burst=1))
     assert limits.check("reads", "10.0.0.1", None).allowed  # the address's one token
     refused = limits.check("orders", "10.0.0.1", "alice")
     assert not refused.allowed and refused.limit == 1
