@@ -48,7 +48,8 @@ from atlas.web.common import FORWARDED_HEADER, log_failed_sign_in, owner_url
 from atlas.web.problems import ApiView, Problem
 
 log = logging.getLogger(__name__)
-SUBSCRIBE_TIMEOUT_S = 5.0
+SUBSCRIBE_TIMEOUT_S = 5.0  # for the first message, which holds a handshake slot until it comes
+JOIN_TIMEOUT_S = 10.0  # for the executions feed to take a subscriber (it may first seek to the topic's end)
 MAX_HANDSHAKES = 128  # connections not subscribed yet, per worker
 MAX_HANDSHAKES_PER_ADDRESS = 8
 KEY_RECHECK_S = 1.0  # how often an open stream checks that its key still signs in (revocation)
@@ -178,6 +179,7 @@ class ExecutionsFeed(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self._wanted = asyncio.Event()  # set while anyone subscribes
         self._lock = asyncio.Lock()
+        self._catching_up: asyncio.Future | None = None  # the seek to the end a join started
 
     async def on_start(self) -> None:
         # No group: every partition of the topic.
@@ -197,7 +199,14 @@ class ExecutionsFeed(Service):
         """Subscribe to an account's reports: its queue and `live_from` (see `FanOut.subscribe`)."""
         async with self._lock:
             if not self._wanted.is_set():
-                await self._to_the_end()
+                # Shielded: a subscriber that gives up (its timeout) leaves the seek running for the next one,
+                # which a slow broker would otherwise restart from scratch each time, and never finish.
+                stale = self._catching_up is not None and self._catching_up.done() and (
+                    self._catching_up.cancelled() or self._catching_up.exception() is not None)
+                if self._catching_up is None or stale:
+                    self._catching_up = asyncio.ensure_future(self._to_the_end())
+                await asyncio.shield(self._catching_up)
+                self._catching_up = None
                 self._wanted.set()
             return self.fan_out.subscribe(partition, key)
 
@@ -354,7 +363,7 @@ class Session:
             return await _refuse(self.ws, 1013, "UNAVAILABLE", "the worker is starting or stopping: try again")
         wanted = self.account_id.encode()
         try:
-            reports, live_from = await asyncio.wait_for(feed.join(self.partition.partition, wanted), SUBSCRIBE_TIMEOUT_S)
+            reports, live_from = await asyncio.wait_for(feed.join(self.partition.partition, wanted), JOIN_TIMEOUT_S)
         except asyncio.TimeoutError:
             return await _refuse(self.ws, 1013, "UNAVAILABLE", "the executions topic is not readable yet: try again")
         market: asyncio.Queue = asyncio.Queue(MARKET_QUEUE)
