@@ -22,6 +22,8 @@ from atlas.web.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
 auth_log = logging.getLogger("atlas.auth")
+CALLER = "atlas.caller"  # the request's principal (or None), as the guard found it from its X-API-Key
+_UNSEEN = object()
 RETRY_AFTER = {"Retry-After": "2"}
 
 
@@ -31,7 +33,9 @@ def principal(request: Any, scope: Scope = Scope.READ) -> Principal:
     if not key:
         raise Problem(401, "UNAUTHENTICATED", "send your API key in the X-API-Key header",
                       headers={"WWW-Authenticate": "ApiKey"})
-    found = directory().authenticate(key)
+    found = request.get(CALLER, _UNSEEN)  # the guard signed the key in already (web.security)
+    if found is _UNSEEN:
+        found = directory().authenticate(key)
     if found is None:
         log_failed_sign_in(f"{request.method} {request.path} from {request.remote}", key)
         raise Problem(401, "UNAUTHENTICATED", "the API key is not valid", headers={"WWW-Authenticate": "ApiKey"})
@@ -49,13 +53,13 @@ def admin(request: Any) -> Principal:
 
 
 _FAILED = [0]  # failed sign-ins since the worker started: logged at the 1st, 2nd, 4th, 8th...
-_POWERS_OF_TWO = frozenset(2 ** n for n in range(64))
+POWERS_OF_TWO = frozenset(2 ** n for n in range(64))  # sampled warnings: at the 1st, 2nd, 4th, 8th... occurrence
 
 
 def log_failed_sign_in(what: str, key: str) -> None:
     """A WARNING for a failed sign-in, sampled (an address can send hundreds a second), never with the key."""
     _FAILED[0] += 1
-    if _FAILED[0] in _POWERS_OF_TWO:
+    if _FAILED[0] in POWERS_OF_TWO:
         auth_log.warning("authentication failed (%d so far): %s with %s", _FAILED[0], what, key_hint(key))
 
 

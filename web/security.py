@@ -13,16 +13,15 @@ from cachetools import TTLCache
 
 from atlas.app import app
 from atlas.core.accounts import signature
-from atlas.runtime.reference import directory
+from atlas.runtime.reference import LOOPBACK, directory
 from atlas.settings import settings
-from atlas.web.common import FORWARDED_HEADER, is_worker, log_failed_sign_in
+from atlas.web.common import CALLER, FORWARDED_HEADER, is_worker, log_failed_sign_in
 from atlas.web.problems import PROBLEM_TYPE, Problem, http_problem
 from atlas.web.ratelimit import Limits, route_class
 
 LIMITS = Limits()
 _PROBES = frozenset({"/healthz", "/readyz"})
 _VERDICT = "atlas.rate_limit"  # the request's verdict, whose headers its response carries
-_ACCOUNT = "atlas.account"  # the account its key signs in, for the access log
 access_log = logging.getLogger("atlas.access")
 
 # The console loads its scripts, styles and data from the worker itself, and nothing may frame it.
@@ -54,7 +53,7 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
 @functools.cache
 def allowed_hosts() -> frozenset[str]:
     """Host names a request may be addressed to: loopback, the bind address, and `ATLAS_ALLOWED_HOSTS`."""
-    names = {"127.0.0.1", "localhost", "::1", settings.web_host.lower()}
+    names = {*LOOPBACK, settings.web_host.lower()}
     names.update(h.strip().lower() for h in settings.allowed_hosts.split(",") if h.strip())
     return frozenset(names)
 
@@ -89,7 +88,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         verdict = LIMITS.check(limited, request.remote or "", caller.account_id if caller else None,
                                forwarded=forwarded)
         request[_VERDICT] = verdict
-        request[_ACCOUNT] = caller.account_id if caller else None
+        request[CALLER] = caller
         if not verdict.allowed:
             return problem_response(Problem(429, "RATE_LIMITED", f"too many {limited} requests: retry in "
                                             f"{verdict.retry_after_s} s", headers=verdict.headers()), request)
@@ -112,7 +111,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         verdict = request.get(_VERDICT)
         access_log.info("%s %s %s %d %.1f ms %s", request.remote, request.method, request.path, response.status,
                         (time.perf_counter() - started) * 1000,
-                        request.get(_ACCOUNT) or ("-" if verdict is None else "anonymous"))
+                        getattr(request.get(CALLER), "account_id", None) or ("-" if verdict is None else "anonymous"))
     return response
 
 

@@ -44,7 +44,7 @@ from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
 from atlas.web.account import balances_doc
-from atlas.web.common import FORWARDED_HEADER, log_failed_sign_in, owner_url
+from atlas.web.common import FORWARDED_HEADER, POWERS_OF_TWO, log_failed_sign_in, owner_url
 from atlas.web.problems import ApiView, Problem
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,6 @@ KEY_RECHECK_S = 1.0  # how often an open stream checks that its key still signs 
 BALANCE_DEBOUNCE_S = 0.05
 MARKET_QUEUE = 1_000  # a slow client loses old market data (the next tick replaces it), never reports
 MAX_BACKLOG = 10_000  # reports waiting for one client before it is told to resume
-_POWERS_OF_TWO = frozenset(2 ** n for n in range(64))  # a warning at the 1st, 2nd, 4th... skipped message
 
 
 class MarketFeed(Service):
@@ -99,7 +98,7 @@ class MarketFeed(Service):
                     item = (m.key.decode(errors="replace") if m.key else "", m.value.decode(errors="replace"))
                     if not self.history.record(*item):  # only what the venue writes reaches a browser
                         self.refused += 1
-                        if self.refused in _POWERS_OF_TWO:
+                        if self.refused in POWERS_OF_TWO:
                             log.warning("market feed: %d messages that are not the venue's market data skipped, "
                                         "the latest at %s/%d offset %d", self.refused, m.topic, m.partition, m.offset)
                         continue

@@ -108,18 +108,25 @@ def terms_digest(cmd: SubmitOrder) -> str:
 def _report(step: _Step, order: Order, exec_type: ExecType, cause_id: str, ts: int, *,
             last_qty: Decimal = ZERO, last_px: Decimal | None = None, reason: str | None = None) -> Order:
     seq = order.exec_seq + 1
-    report = ExecutionReport(
-        exec_id=f"{order.order_id}-{seq}", seq=seq, cause_id=cause_id, order_id=order.order_id,
+    report = _order_report(order, exec_type, cause_id, ts, seq=seq, exec_id=f"{order.order_id}-{seq}",
+                           last_qty=last_qty, last_px=last_px, reason=reason)
+    order = order.model_copy(update={"exec_seq": seq, "updated_at": ts})
+    step.reports.append(report)
+    step.orders[order.order_id] = order
+    return order
+
+
+def _order_report(order: Order, exec_type: ExecType, cause_id: str, ts: int, *, seq: int, exec_id: str,
+                  last_qty: Decimal = ZERO, last_px: Decimal | None = None, reason: str | None = None) -> ExecutionReport:
+    """A report of the order as it is now."""
+    return ExecutionReport(
+        exec_id=exec_id, seq=seq, cause_id=cause_id, order_id=order.order_id,
         client_order_id=order.client_order_id, account_id=order.account_id, symbol=order.symbol,
         side=order.side, type=order.type, time_in_force=order.time_in_force, exec_type=exec_type,
         status=order.status, quantity=order.quantity, price=order.price, last_qty=last_qty, last_px=last_px,
         cum_qty=order.filled_quantity, leaves_qty=order.leaves_quantity, avg_px=order.avg_price,
         reason=reason, ts=ts,
     )
-    order = order.model_copy(update={"exec_seq": seq, "updated_at": ts})
-    step.reports.append(report)
-    step.orders[order.order_id] = order
-    return order
 
 
 def _venue(step: _Step, order: Order, request: str, ts: int, quantity: Decimal, price: Decimal | None) -> None:
@@ -387,14 +394,7 @@ def _command_reject(step: _Step, order: Order | None, cmd: CancelOrder | Replace
 
 def _unstored_report(order: Order, exec_type: ExecType, cause_id: str, reason: str, ts: int) -> ExecutionReport:
     """A refusal past MAX_REFUSALS_KEPT, which leaves the order as it is: seq 0, like a reject about an unknown order."""
-    return ExecutionReport(
-        exec_id=f"{order.order_id}-x-{cause_id}", seq=0, cause_id=cause_id, order_id=order.order_id,
-        client_order_id=order.client_order_id, account_id=order.account_id, symbol=order.symbol,
-        side=order.side, type=order.type, time_in_force=order.time_in_force, exec_type=exec_type,
-        status=order.status, quantity=order.quantity, price=order.price, last_qty=ZERO, last_px=None,
-        cum_qty=order.filled_quantity, leaves_qty=order.leaves_quantity, avg_px=order.avg_price,
-        reason=reason, ts=ts,
-    )
+    return _order_report(order, exec_type, cause_id, ts, seq=0, exec_id=f"{order.order_id}-x-{cause_id}", reason=reason)
 
 
 def _cancel(step: _Step, order: Order | None, cmd: CancelOrder, market: Market, ts: int) -> Outcome:
