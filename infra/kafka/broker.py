@@ -3,12 +3,14 @@
 Standard library only: this runs before any virtualenv exists. The broker's
 jars come from Maven Central through ``pom.xml`` beside this file.
 
-CLI: ``python infra/kafka/broker.py {fetch,up,down,status}``
-(env: ATLAS_KAFKA_PORT, ATLAS_KAFKA_DATA, ATLAS_KAFKA_CACHE).
+CLI: ``python infra/kafka/broker.py {fetch,up,down,status} [--secure [--app ID]]``
+(env: ATLAS_KAFKA_PORT, ATLAS_KAFKA_DATA, ATLAS_KAFKA_CACHE). ``--secure`` runs the
+secure profile of ``secure.py`` (SASL_SSL, SCRAM users, ACLs) on port 19094 by default.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import fcntl
@@ -18,13 +20,21 @@ import secrets
 import shutil
 import signal
 import socket
-import struct
+import ssl
 import subprocess
 import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import Iterator
+
+if __package__:
+    from . import secure
+    from .wire import Connection, probe
+else:  # run as a script (or loaded as a file): the sibling modules
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import secure  # type: ignore[no-redef]
+    from wire import Connection, probe  # type: ignore[no-redef]
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -36,10 +46,6 @@ DEFAULT_VERSION = "4.1.1"
 NODE_ID = 1
 MARKER = ".complete"
 JVM_OPTS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true")
-
-API_METADATA = 3
-API_VERSIONS = 18
-METADATA_VERSION = 4
 
 _EXCEPTION = re.compile(r"[\w.$]+(Exception|Error): .*")
 
@@ -164,78 +170,6 @@ def _is_kafka_process(pid: int) -> bool:
     return b"kafka.Kafka" in cmdline.split(b"\0")
 
 
-# --- Kafka wire protocol, just enough to probe readiness -------------------
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ConnectionError("broker closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
-def _request(sock: socket.socket, api_key: int, version: int, body: bytes, correlation_id: int) -> bytes:
-    client_id = b"atlas-probe"
-    # Request header v1: api_key, api_version, correlation_id, client_id.
-    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
-    payload = header + body
-    sock.sendall(struct.pack(">i", len(payload)) + payload)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    response = _recv_exact(sock, size)
-    (got,) = struct.unpack_from(">i", response)
-    if got != correlation_id:
-        raise ConnectionError(f"correlation id mismatch: sent {correlation_id}, got {got}")
-    return response[4:]
-
-
-def _parse_api_versions(data: bytes) -> dict[int, tuple[int, int]]:
-    error_code, count = struct.unpack_from(">hi", data)
-    if error_code != 0:
-        raise ConnectionError(f"ApiVersions error_code {error_code}")
-    entries = struct.iter_unpack(">hhh", data[6 : 6 + 6 * count])
-    return {key: (low, high) for key, low, high in entries}
-
-
-def _read_string(data: bytes, offset: int) -> tuple[str | None, int]:
-    (length,) = struct.unpack_from(">h", data, offset)
-    offset += 2
-    if length < 0:
-        return None, offset
-    return data[offset : offset + length].decode(), offset + length
-
-
-def _parse_metadata_brokers(data: bytes) -> list[tuple[int, str, int]]:
-    # Metadata response v4: throttle_time_ms, brokers[node_id, host, port, rack], ...
-    _throttle, count = struct.unpack_from(">ii", data)
-    offset, brokers = 8, []
-    for _ in range(count):
-        (node_id,) = struct.unpack_from(">i", data, offset)
-        host, offset = _read_string(data, offset + 4)
-        (port,) = struct.unpack_from(">i", data, offset)
-        _rack, offset = _read_string(data, offset + 4)
-        brokers.append((node_id, host or "", port))
-    return brokers
-
-
-def probe(host: str, port: int, timeout: float = 2.0) -> bool:
-    """True if the broker answers ApiVersions and lists itself in Metadata."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            versions = _parse_api_versions(_request(sock, API_VERSIONS, 0, b"", 1))
-            low, high = versions.get(API_METADATA, (1, 0))
-            if not low <= METADATA_VERSION <= high:
-                raise BrokerError(f"broker does not support Metadata v{METADATA_VERSION} ({low}..{high})")
-            # No topics (empty array, not null), no auto-creation.
-            body = struct.pack(">ib", 0, 0)
-            brokers = _parse_metadata_brokers(_request(sock, API_METADATA, METADATA_VERSION, body, 2))
-    except (OSError, ConnectionError, struct.error):
-        return False
-    return any(b_port == port for _node, _host, b_port in brokers)
-
-
 # --- The broker --------------------------------------------------------------
 
 
@@ -249,9 +183,12 @@ class LocalBroker:
         controller_port: int | None = None,
         version: str = DEFAULT_VERSION,
         cache_dir: Path | None = None,
+        secure: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port = port
+        # The secure profile (infra/kafka/secure.py): SASL_SSL with SCRAM users and ACLs.
+        self.secure = secure
         self.controller_port = controller_port if controller_port is not None else port + 1
         self.version = version
         # Resolved because java runs with cwd=data_dir and gets "-cp cache_dir/*".
@@ -259,7 +196,8 @@ class LocalBroker:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
-        return f"LocalBroker({str(self.data_dir)!r}, port={self.port}, controller_port={self.controller_port})"
+        return (f"LocalBroker({str(self.data_dir)!r}, port={self.port}, controller_port={self.controller_port}, "
+                f"secure={self.secure})")
 
     def __enter__(self) -> "LocalBroker":
         self.start()
@@ -294,6 +232,11 @@ class LocalBroker:
     def pid_file(self) -> Path:
         """File holding the pid of the running broker."""
         return self.data_dir / "broker.pid"
+
+    @property
+    def security(self) -> secure.Material:
+        """The secure profile's CA, certificate and passwords (made at the first format)."""
+        return secure.Material(self.data_dir / "security")
 
     @property
     def server_log(self) -> Path:
@@ -371,6 +314,7 @@ class LocalBroker:
             # The cleaner allocates this buffer up front; 128 MB of a 1 GB heap
             # is wasted on the handful of compacted topics a dev broker has.
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+            **(self.security.properties(self.port, self.controller_port) if self.secure else {}),
         }
 
     def is_formatted(self) -> bool:
@@ -380,12 +324,26 @@ class LocalBroker:
     def format(self) -> None:
         """Write server.properties and format the storage if not done yet."""
         self._check_controller_port()
+        self._check_profile()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
+        if self.secure:
+            self.security.ensure()
+            self.security.write_env_files(self.bootstrap)
         lines = [f"{key}={value}" for key, value in self.properties().items()]
-        self.config_path.write_text("# Written by atlas infra/kafka/broker.py\n" + "\n".join(lines) + "\n")
+        # The secure profile's properties hold the broker's password: readable by its owner only.
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("# Written by atlas infra/kafka/broker.py\n" + "\n".join(lines) + "\n")
         if not self.is_formatted():
             self._run_storage_format()
+
+    def _check_profile(self) -> None:
+        # The SCRAM users are written into the storage when it is formatted.
+        if self.is_formatted() and self.secure != self.security.users_file.is_file():
+            wanted, made = ("secure", "plaintext") if self.secure else ("plaintext", "secure")
+            raise BrokerError(f"{self.data_dir} was formatted for a {made} broker, not a {wanted} one: "
+                              "use another data dir or wipe this one")
 
     def _check_controller_port(self) -> None:
         # --standalone records the controller endpoint in the formatted
@@ -405,6 +363,7 @@ class LocalBroker:
             *self._java_cmd(),
             "kafka.tools.StorageTool", "format", "--standalone",
             "-t", _new_cluster_id(), "-c", str(self.config_path),
+            *(self.security.scram_arguments() if self.secure else []),
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
@@ -443,7 +402,26 @@ class LocalBroker:
 
     def is_ready(self) -> bool:
         """True if the broker is running and serving requests."""
-        return self.is_running() and probe("127.0.0.1", self.port)
+        return self.is_running() and self._probe()
+
+    def _probe(self, timeout: float = 2.0) -> bool:
+        if not self.secure:
+            return probe("127.0.0.1", self.port, timeout)
+        return probe("127.0.0.1", self.port, timeout, tls=self.tls_context(),
+                     credentials=(secure.SUPER_USER, self.security.passwords()[secure.SUPER_USER]))
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the secure profile's CA."""
+        return ssl.create_default_context(cafile=str(self.security.ca_file))
+
+    def grant(self, app_id: str = "atlas", topic_prefix: str | None = None) -> None:
+        """Create the secure profile's ACLs for an app (see secure.grants); adding them again changes nothing."""
+        if not self.secure:
+            raise BrokerError("ACLs need the secure profile: this broker lets every client do everything")
+        password = self.security.passwords()[secure.SUPER_USER]
+        with Connection("127.0.0.1", self.port, timeout=10.0, tls=self.tls_context()) as conn:
+            conn.sign_in(secure.SUPER_USER, password, secure.MECHANISM)
+            conn.create_acls(secure.grants(app_id, topic_prefix or app_id))
 
     def start(self, timeout: float = 90) -> None:
         """Start the broker (fetching and formatting first) and wait until it is ready."""
@@ -480,7 +458,7 @@ class LocalBroker:
                 tail = self._log_tail()
                 summary = _with_reason("Kafka broker exited during start-up", tail)
                 raise BrokerError(f"{summary} (logs: {self.log_dir})", tail)
-            if probe("127.0.0.1", self.port, timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
+            if self._probe(timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
                 return
             time.sleep(0.2)
         raise BrokerError(f"Kafka broker not ready after {timeout:g}s, see {self.log_dir}", self._log_tail())
@@ -539,36 +517,44 @@ def _read_properties(path: Path) -> dict[str, str]:
 # --- CLI ---------------------------------------------------------------------
 
 
-def broker_from_env() -> LocalBroker:
-    """A LocalBroker configured from ATLAS_KAFKA_PORT and ATLAS_KAFKA_DATA."""
-    port = int(os.environ.get("ATLAS_KAFKA_PORT", DEFAULT_PORT))
-    data = Path(os.environ.get("ATLAS_KAFKA_DATA", REPO_ROOT / ".atlas" / "kafka"))
-    return LocalBroker(data, port=port)
+def broker_from_env(secure_profile: bool = False) -> LocalBroker:
+    """A LocalBroker configured from ATLAS_KAFKA_PORT and ATLAS_KAFKA_DATA (the secure one on the next ports)."""
+    port = int(os.environ.get("ATLAS_KAFKA_PORT", DEFAULT_PORT + 2 * secure_profile))
+    default_data = REPO_ROOT / ".atlas" / ("kafka-secure" if secure_profile else "kafka")
+    data = Path(os.environ.get("ATLAS_KAFKA_DATA", default_data))
+    return LocalBroker(data, port=port, secure=secure_profile)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI: fetch, up, down or status."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in {"fetch", "up", "down", "status"}:
-        print("usage: broker.py {fetch,up,down,status}", file=sys.stderr)
-        return 2
+    """Run the CLI: fetch, up, down or status, of the plaintext broker or (--secure) the secure one."""
+    parser = argparse.ArgumentParser(prog="broker.py", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("fetch", "up", "down", "status"))
+    parser.add_argument("--secure", action="store_true",
+                        help="the secure profile: SASL_SSL, SCRAM users, ACLs (its own data dir and port)")
+    parser.add_argument("--app", default="atlas", help="with --secure: the app id (and topic prefix) the ACLs "
+                                                       "grant (default atlas)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        broker = broker_from_env()
-        return _run_command(args[0], broker)
+        broker = broker_from_env(args.secure)
+        return _run_command(args.command, broker, args.app)
     except BrokerError as exc:
-        print(f"broker.py {args[0]}: {exc.summary}", file=sys.stderr)
+        print(f"broker.py {args.command}: {exc.summary}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
-        print(f"broker.py {args[0]}: {exc}", file=sys.stderr)
+    except (OSError, ValueError, secure.SecurityError) as exc:
+        print(f"broker.py {args.command}: {exc}", file=sys.stderr)
         return 1
 
 
-def _run_command(command: str, broker: LocalBroker) -> int:
+def _run_command(command: str, broker: LocalBroker, app_id: str) -> int:
     if command == "fetch":
         print(broker.fetch())
     elif command == "up":
         broker.start()
         print(broker.bootstrap)
+        if broker.secure:
+            broker.grant(app_id)
+            for user in ("worker", "producer", "admin"):
+                print(f"{user}: . {broker.security.env_file(user)}", file=sys.stderr)
     elif command == "down":
         broker.stop()
     elif broker.is_running():
