@@ -33,6 +33,7 @@ from atlas.app import app
 from atlas.audit import trail
 from atlas.audit.format import AuditRecord, Batch, Batcher, Manifest
 from atlas.audit.sinks import open_sink
+from atlas.runtime.kafka import client_options
 from atlas.settings import settings
 from atlas.topics import ALL
 
@@ -80,7 +81,7 @@ class AuditExporter(Service):
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, group_id=settings.audit_group,
+            **client_options(), group_id=settings.audit_group,
             # Every position is set by a seek to the sink's end; "none": a position retention deleted raises,
             # and is resumed with the gap recorded, instead of silently skipping to the earliest offset.
             client_id=f"{settings.app_id}-audit", enable_auto_commit=False, auto_offset_reset="none",

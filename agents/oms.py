@@ -20,7 +20,7 @@ from atlas.agents.faults import checkpoint
 from atlas.agents.outputs import Send, emit, possible_duplicates
 from atlas.analytics.telemetry import process_telemetry
 from atlas.app import app
-from atlas.core.commands import SubmitOrder, decode_command
+from atlas.core.commands import SubmitOrder, decode_admin_command, decode_command
 from atlas.core.events import DeadLetter, ExecType, venue_reports_in
 from atlas.core.values import order_id_for
 from atlas.oms.engine import (
@@ -35,10 +35,11 @@ from atlas.tables.oms import (
 )
 from atlas.tables.oms_migrate import migrate
 from atlas.tables.write_behind import processing
-from atlas.topics import commands, deadletter, executions, oms_input, venue_orders, venue_reports
+from atlas.topics import admin, commands, deadletter, executions, oms_input, venue_orders, venue_reports
 
 log = logging.getLogger(__name__)
 COMMANDS_TOPIC = settings.topic("commands")
+ADMIN_TOPIC = settings.topic("admin")
 
 
 # Accounts this worker has written since its partitions were last assigned: the first write
@@ -113,9 +114,16 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     several, applied in order. It is read again (after a crash) when the account has
     recorded its offset, which it does with the message's last event.
     """
-    is_command = topic == COMMANDS_TOPIC
+    # A trader's command on `commands`, an operator's on `admin` (where ACLs let only the admin path
+    # write): a SetLimits on `commands` is refused, whoever could write it there.
+    is_command = topic in (COMMANDS_TOPIC, ADMIN_TOPIC)
     try:
-        events = (decode_command(value),) if is_command else venue_reports_in(value)
+        if topic == COMMANDS_TOPIC:
+            events = (decode_command(value),)
+        elif topic == ADMIN_TOPIC:
+            events = (decode_admin_command(value),)
+        else:
+            events = venue_reports_in(value)
     except ValidationError as exc:
         return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
     account_id = events[0].account_id
@@ -124,7 +132,8 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         # A producer that keyed or hashed differently: move the message to its account's
         # partition rather than apply it where that account's state does not live.
         log.warning("re-keying %s message at %s/%s to account %s", topic, partition, offset, account_id)
-        return [Send(commands if is_command else venue_reports, wanted_key, value, partition_for(wanted_key))]
+        moved_to = {COMMANDS_TOPIC: commands, ADMIN_TOPIC: admin}.get(topic, venue_reports)
+        return [Send(moved_to, wanted_key, value, partition_for(wanted_key))]
     account = load_account(account_id, cached=True)
     if account is None:
         if directory().get(account_id) is None:

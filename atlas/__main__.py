@@ -12,6 +12,7 @@ def _submit(argv: list[str]) -> int:
     from aiokafka import AIOKafkaProducer
 
     from atlas.core.commands import SubmitOrder
+    from atlas.runtime.kafka import client_options
     from atlas.settings import settings
 
     parser = argparse.ArgumentParser(prog="python -m atlas submit", description="Produce a SubmitOrder to Kafka.")
@@ -30,7 +31,7 @@ def _submit(argv: list[str]) -> int:
                       price=args.price, time_in_force=args.tif)
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(**client_options(), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             await producer.send_and_wait(settings.topic("commands"), cmd.model_dump_json().encode(),

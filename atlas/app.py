@@ -10,6 +10,7 @@ import ssl
 import faust
 
 from atlas.runtime import faust_fixes  # noqa: F401  (must patch Faust before the app exists)
+from atlas.runtime.kafka import client_options, faust_credentials
 from atlas.runtime.reference import InsecureProfile, check_profile
 from atlas.settings import Guarantee, settings
 
@@ -114,7 +115,7 @@ class AtlasApp(faust.App):
         # the first table write ("PartitionsMismatch ... changelog topic has 0 partitions").
         changelogs = [table.changelog_topic.get_topic_name() for table in self.tables.values()]
         compacted = changelog_configs()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")
+        admin = AIOKafkaAdminClient(**client_options(), client_id=f"{settings.app_id}-admin")
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -171,6 +172,7 @@ class AtlasApp(faust.App):
 app = AtlasApp(
     settings.app_id,
     broker=settings.broker_url,
+    broker_credentials=faust_credentials(),
     store="rocksdb://",
     datadir=str(settings.data_dir),
     processing_guarantee=settings.processing_guarantee.value,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from atlas.core.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
+from atlas.core.commands import ADMIN_COMMAND, COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.core.control import GlobalKillSwitch, MidPrice, VenueControl
 from atlas.core.events import (
     VENUE_INPUT, DeadLetter, ExecutionReport, VenueParamsChange, VenueReport, VenueReports, VenueRequest, VenueTick,
@@ -28,6 +28,7 @@ def render() -> dict[str, str]:
     """File name -> schema text, for every message type, the command union and the venue's input union."""
     docs = {name: model.model_json_schema() for name, model in MODELS.items()}
     docs["Command"] = COMMAND.json_schema()
+    docs["AdminCommand"] = ADMIN_COMMAND.json_schema()
     docs["VenueInput"] = VENUE_INPUT.json_schema()
     out = {}
     for name, doc in docs.items():

@@ -5,7 +5,7 @@ import enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True, env_parse_none_str="none")
 
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        "PLAINTEXT", description="How every Kafka client of ATLAS connects (SASL_SSL for the broker's secure profile)")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism under SASL_SSL or SASL_PLAINTEXT")
+    kafka_username: str | None = Field(None, max_length=256, description="SASL principal's user name")
+    kafka_password: SecretStr | None = Field(None, description="SASL principal's password")
+    kafka_ca_file: Path | None = Field(None, description="PEM CA the broker's certificate chains to under SSL or "
+                                                         "SASL_SSL (the system's CAs by default)")
     app_id: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Faust app id: consumer group and changelog prefix")
     topic_prefix: str = Field("atlas", pattern=r"^[A-Za-z0-9._\-]+$", description="Prefix of every ATLAS topic")
     partitions: int = Field(8, ge=1, le=256, description="Partitions of every ATLAS topic (all must match)")
@@ -129,6 +137,13 @@ class Settings(BaseSettings):
     audit_lock_days: int = Field(1, ge=1, description="S3 Object Lock retention, in days")
     audit_versioning: bool = Field(False, description="Switch the S3 bucket's versioning on at start (Object Lock "
                                                       "needs it; a folder sink ignores this)")
+
+    @model_validator(mode="after")
+    def _kafka_sign_in_is_complete(self) -> "Settings":
+        if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_username and self.kafka_password):
+            raise ValueError(f"ATLAS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "ATLAS_KAFKA_USERNAME and ATLAS_KAFKA_PASSWORD")
+        return self
 
     @property
     def web_scheme(self) -> str:

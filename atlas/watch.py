@@ -8,6 +8,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
+from atlas.runtime.kafka import client_options
 from atlas.settings import settings
 
 
@@ -25,7 +26,7 @@ def line(doc: dict) -> str | None:
 
 async def watch(symbols: set[str], seconds: float | None, every_book: int = 4) -> None:
     """Print trades as they happen and every `every_book`-th book update per symbol, for `seconds` (or forever)."""
-    consumer = AIOKafkaConsumer(settings.topic("marketdata"), bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.topic("marketdata"), **client_options(),
                                 group_id=None, auto_offset_reset="latest")
     await consumer.start()
     books: dict[str, int] = {}

@@ -39,6 +39,7 @@ from bench.report import AUDIT_END, AUDIT_START, write_section
 from bench.runs import AtlasTarget, LatencyRun, latency_run
 from bench.stack import ROOT, CpuMeter, WorkerSpec, api_key, start_broker, warm_broker, write_accounts
 from atlas.infra.s3 import MotoServer
+from atlas.runtime.kafka import sign_in_options
 
 PARTITIONS = 8
 
@@ -75,7 +76,7 @@ def report_value(n: int) -> bytes:
 async def produce_backlog(bootstrap: str, topic: str, count: int) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **sign_in_options(), acks="all", linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
         # Spread evenly: with `count` a multiple of 8 × the batch size every batch is cut full, and
@@ -90,7 +91,7 @@ async def produce_backlog(bootstrap: str, topic: str, count: int) -> None:
 async def create_topic(bootstrap: str, topic: str) -> None:
     from aiokafka.admin import NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **sign_in_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
@@ -100,7 +101,7 @@ async def create_topic(bootstrap: str, topic: str) -> None:
 
 async def committed(bootstrap: str, group: str, topics: set[str] | None = None) -> int:
     """The sum of a group's committed offsets (over `topics`, or all)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **sign_in_options())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -133,7 +134,7 @@ async def exporter_drain(spec: WorkerSpec, bootstrap: str, records: int, label: 
 
 async def bare_drain(bootstrap: str, topic: str, records: int) -> Drain:
     """A bare aiokafka consumer reading the same backlog (read_committed, committing as it goes)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **sign_in_options(), group_id=f"bare-{uuid.uuid4().hex[:6]}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 isolation_level="read_committed")
     await consumer.start()
@@ -152,8 +153,8 @@ async def bare_drain(bootstrap: str, topic: str, records: int) -> Drain:
 
 
 async def sample_lag(bootstrap: str, prefix: str, group: str, lag: Lag, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **sign_in_options(), enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **sign_in_options())
     await consumer.start()
     await admin.start()
     try:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from atlas.runtime.kafka import sign_in_options
+
 
 async def run(args: argparse.Namespace) -> None:
-    consumer = AIOKafkaConsumer(args.source, bootstrap_servers=args.bootstrap, group_id=args.group,
+    consumer = AIOKafkaConsumer(args.source, bootstrap_servers=args.bootstrap, **sign_in_options(), group_id=args.group,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=args.linger_ms)
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, **sign_in_options(), acks="all", linger_ms=args.linger_ms)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

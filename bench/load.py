@@ -16,6 +16,8 @@ from typing import Awaitable, Callable
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from atlas.runtime.kafka import sign_in_options
 from hdrh.histogram import HdrHistogram
 from tqdm import tqdm
 
@@ -128,7 +130,7 @@ class Tracker:
 
     async def start(self, from_end: bool = True) -> None:
         """Assign every partition and start at the end (or the beginning) before anything is sent."""
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, isolation_level="read_committed",
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, **sign_in_options(), isolation_level="read_committed",
                                           enable_auto_commit=False, fetch_max_wait_ms=100)
         await self._consumer.start()
         await self._consumer._client.force_metadata_update()
@@ -248,7 +250,7 @@ class Schedule:
 
 def command_producer(bootstrap: str, linger_ms: int = 0) -> AIOKafkaProducer:
     """A client's producer: acks from all replicas, like the gateway's."""
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms,
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **sign_in_options(), acks="all", linger_ms=linger_ms,
                             max_batch_size=256 * 1024 if linger_ms else 16 * 1024)
 
 

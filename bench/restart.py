@@ -31,6 +31,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from atlas.runtime.kafka import sign_in_options
 from atlas.runtime.partitioning import partition_for
 from atlas.settings import Settings
 from bench.oms_state import Account
@@ -70,7 +71,7 @@ def history(closed: int) -> RecordingTable:
 
 
 async def produce(bootstrap: str, topic: str, partition: int, log: list[tuple[bytes, bytes | None]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **sign_in_options(), acks="all", linger_ms=20, max_batch_size=1 << 20,
                                 max_request_size=8 << 20)
     await producer.start()
     try:
@@ -108,7 +109,7 @@ def log_bytes(storage: Path, topic: str, partition: int) -> int:
 async def count_records(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
     """The records a restore of the partition reads now, and how many of them are deletes (a full read of it)."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **sign_in_options(), enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
     await consumer.start()
     try:
         consumer.assign([tp])

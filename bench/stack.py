@@ -19,6 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from atlas.infra.kafka.broker import BrokerError, LocalBroker, free_port
 from atlas.launch import WorkerProcess
+from atlas.runtime.kafka import sign_in_options
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
@@ -209,7 +210,7 @@ def _runqueue_wait(pid: int) -> float | None:
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="atlas-bench-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **sign_in_options(), client_id="atlas-bench-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -231,7 +232,7 @@ async def _cluster(consumer: AIOKafkaConsumer):
 
 async def wait_for_topics(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
     """Wait until every partition of the topics has a leader (it takes a moment after creation)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **sign_in_options())
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout
@@ -251,7 +252,7 @@ async def wait_for_topics(bootstrap: str, names: list[str], timeout: float = 30.
 
 async def high_watermarks(bootstrap: str, wanted: Callable[[str], bool]) -> dict[TopicPartition, int]:
     """End offsets (high watermarks, so transaction markers included) of every partition of the wanted topics."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **sign_in_options(), isolation_level="read_uncommitted")
     await consumer.start()
     try:
         cluster = await _cluster(consumer)
@@ -283,7 +284,7 @@ async def count_records(bootstrap: str, before: dict[TopicPartition, int], after
     sizes: dict[str, int] = {tp.topic: 0 for tp in ranges}
     if not ranges:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted",
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **sign_in_options(), isolation_level="read_uncommitted",
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
     await consumer.start()
     try:
@@ -325,7 +326,7 @@ async def warm_broker(bootstrap: str, payloads: list[tuple[bytes, bytes]], topic
     """Push messages through the broker and read them back, so its JIT warm-up is not in the first scenario."""
     await create_topics(bootstrap, [topic], 8)
     before = await high_watermarks(bootstrap, lambda t: t == topic)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **sign_in_options(), acks="all", linger_ms=5)
     await producer.start()
     try:
         for key, value in payloads:

@@ -60,6 +60,9 @@ class Cluster:
     audit_sink: str | None = None  # by default a folder in `root`
     audit_max_age: float = 1.0
     extra_env: dict[str, str] | None = None  # e.g. the AWS settings of an S3 sink
+    # How the test's own clients sign in (aiokafka options), when the broker wants it; the workers
+    # get theirs as ATLAS_KAFKA_* settings in `extra_env`.
+    kafka_auth: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.accounts_file = self.root / "accounts.json"
@@ -86,6 +89,11 @@ class Cluster:
 
     def topic(self, name: str) -> str:
         return f"{self.app_id}.{name}"
+
+    @property
+    def kafka(self) -> dict[str, Any]:
+        """aiokafka options of the test's own clients: the broker and how to sign in."""
+        return {"bootstrap_servers": [self.bootstrap], **(self.kafka_auth or {})}
 
     def trader(self, n: int) -> "Api":
         """A client for account `trader-NN` on the first worker."""
@@ -189,12 +197,13 @@ def _response(status: int, headers: Any, payload: bytes) -> Response:
 class Kafka:
     """Produce and consume raw messages on the test broker."""
 
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, **auth: Any):
         self.bootstrap = bootstrap
+        self.auth = auth  # aiokafka sign-in options (security_protocol, sasl_*, ssl_context)
 
     def produce(self, topic: str, messages: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
         async def run() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.auth)
             await producer.start()
             try:
                 for key, value in messages:
@@ -208,7 +217,8 @@ class Kafka:
         """Read `topic` from the start until `until(records)` holds; records are dicts with key/value/partition."""
         async def run() -> list[dict]:
             consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                        enable_auto_commit=False, group_id=None, isolation_level="read_committed")
+                                        enable_auto_commit=False, group_id=None, isolation_level="read_committed",
+                                        **self.auth)
             await consumer.start()
             records: list[dict] = []
             try:
@@ -270,7 +280,7 @@ def wait_exported(cluster: Cluster, topics: tuple[str, ...], timeout: float = 60
     wanted = {cluster.topic(t) for t in topics}
     deadline = time.monotonic() + timeout
     while True:
-        views = asyncio.run(broker_views([cluster.bootstrap], cluster.app_id, f"{cluster.app_id}-audit"))
+        views = asyncio.run(broker_views(cluster.kafka, cluster.app_id, f"{cluster.app_id}-audit"))
         behind = {tp: v for tp, v in views.items() if tp[0] in wanted and (v.committed or 0) < v.head}
         if not behind:
             return

@@ -58,7 +58,7 @@ class AccountLimitsView(ApiView):
         if directory().get(account_id) is None:
             raise not_found(f"account {account_id}")
         cmd = SetLimits(command_id=f"limits-{uuid.uuid4().hex}", account_id=account_id, limits=limits)
-        await produce(settings.topic("commands"), account_id, cmd)
+        await produce(settings.topic("admin"), account_id, cmd)
         return self.ok({"account_id": account_id, "command_id": cmd.command_id,
                         "limits": limits.model_dump(mode="json")}, status=202)
 
@@ -80,5 +80,5 @@ class KillSwitchView(ApiView):
                 raise not_found(f"account {req.account_id}")
             message = SetAccountKillSwitch(command_id=command_id, account_id=req.account_id,
                                            engaged=req.engaged, reason=req.reason)
-            await produce(settings.topic("commands"), req.account_id, message)
+            await produce(settings.topic("admin"), req.account_id, message)
         return self.ok({"scope": req.account_id or "global", "engaged": req.engaged, "command_id": command_id}, status=202)

@@ -129,13 +129,13 @@ def _message(error: dict) -> str:
     return error["msg"].removeprefix("Value error, ")
 
 
-async def produce(topic: str, key: str, value: BaseModel) -> None:
-    """Write a command to Kafka and wait for the ack, or answer 503 with Retry-After."""
+async def produce(topic: str, key: str, value: BaseModel) -> int:
+    """Write a command to Kafka and wait for the ack (returns its offset), or answer 503 with Retry-After."""
     producer = CommandProducer.current
     if producer is None:
         raise Problem(503, "NOT_READY", "the worker is starting", headers=RETRY_AFTER)
     try:
-        await producer.send(topic, key, value.model_dump_json().encode())
+        return await producer.send(topic, key, value.model_dump_json().encode())
     except BrokerUnavailable as exc:
         raise Problem(503, "BROKER_UNAVAILABLE", f"the command was not accepted: {exc}", headers=RETRY_AFTER) from None
 

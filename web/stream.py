@@ -40,6 +40,7 @@ from atlas.agents.outputs import POSS_DUP
 from atlas.analytics.market_history import MarketHistory
 from atlas.core.accounts import Scope
 from atlas.app import app
+from atlas.runtime.kafka import client_options
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
@@ -72,7 +73,7 @@ class MarketFeed(Service):
 
     async def on_start(self) -> None:
         # No group: every worker reads every partition, from now on.
-        self._consumer = AIOKafkaConsumer(settings.topic("marketdata"), bootstrap_servers=settings.bootstrap_servers,
+        self._consumer = AIOKafkaConsumer(settings.topic("marketdata"), **client_options(),
                                           group_id=None, auto_offset_reset="latest", enable_auto_commit=False,
                                           isolation_level="read_committed", client_id=f"{settings.app_id}-feed")
         await self._consumer.start()
@@ -182,7 +183,7 @@ class ExecutionsFeed(Service):
 
     async def on_start(self) -> None:
         # No group: every partition of the topic.
-        self.consumer = AIOKafkaConsumer(settings.topic("executions"), bootstrap_servers=settings.bootstrap_servers,
+        self.consumer = AIOKafkaConsumer(settings.topic("executions"), **client_options(),
                                          group_id=None, auto_offset_reset="latest", enable_auto_commit=False,
                                          isolation_level="read_committed", client_id=f"{settings.app_id}-executions")
         await self.consumer.start()
@@ -431,7 +432,7 @@ class Session:
                     self._balances_due.set()
 
     async def _catch_up(self, start: int, end: int) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**client_options(), group_id=None,
                                     enable_auto_commit=False, isolation_level="read_committed",
                                     client_id=f"{settings.app_id}-stream-resume")
         await consumer.start()

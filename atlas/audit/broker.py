@@ -7,13 +7,16 @@ from typing import Any
 from atlas.audit.verify import BrokerView
 
 
-async def broker_views(bootstrap: list[str], topic_prefix: str, group: str) -> dict[tuple[str, int], BrokerView]:
-    """Log start, head and the exporter's committed offset of every partition of every ATLAS topic."""
+async def broker_views(kafka: dict[str, Any], topic_prefix: str, group: str) -> dict[tuple[str, int], BrokerView]:
+    """Log start, head and the exporter's committed offset of every partition of every ATLAS topic.
+
+    `kafka` holds the clients' options: servers and sign-in (`atlas.runtime.kafka.client_options`).
+    """
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**kafka, isolation_level="read_committed", enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**kafka)
     await consumer.start()
     await admin.start()
     try:
@@ -48,14 +51,14 @@ async def _record_heads(consumer: Any, tps: list, starts: dict, window: int = 64
     return heads
 
 
-async def read_table(bootstrap: list[str], changelog: str) -> dict[bytes, bytes]:
+async def read_table(kafka: dict[str, Any], changelog: str) -> dict[bytes, bytes]:
     """A table's contents: its changelog topic read to the end, the last value of each key."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+    consumer = AIOKafkaConsumer(**kafka, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka)
     await consumer.start()
     await admin.start()
     table: dict[bytes, bytes] = {}

@@ -28,6 +28,7 @@ from atlas.audit.broker import broker_views, read_table
 from atlas.audit.format import AuditRecord, decode
 from atlas.audit.sinks import Sink, open_sink
 from atlas.audit.verify import PartitionReport, verify
+from atlas.runtime.kafka import client_options
 from atlas.settings import settings
 
 
@@ -129,7 +130,7 @@ async def wait_caught_up(topic: str, timeout: float) -> bool:
     """Wait until the exporter has committed everything the topic holds now (the trail is current)."""
     deadline = time.monotonic() + timeout
     while True:
-        views = await broker_views(settings.bootstrap_servers, settings.topic_prefix, settings.audit_group)
+        views = await broker_views(client_options(), settings.topic_prefix, settings.audit_group)
         behind = [v for (t, _), v in views.items() if t == topic and (v.committed or 0) < v.head]
         if not behind or time.monotonic() > deadline:
             return not behind
@@ -186,7 +187,7 @@ def main(argv: list[str]) -> int:
 
     if args.command == "verify":
         broker = None if args.offline else asyncio.run(
-            broker_views(settings.bootstrap_servers, settings.topic_prefix, settings.audit_group))
+            broker_views(client_options(), settings.topic_prefix, settings.audit_group))
         reports = verify(sink, args.prefix, broker)
         if not reports:
             print(f"no audit trail under {args.sink} (prefix {args.prefix!r}) and no ATLAS topics to compare with")
@@ -199,7 +200,7 @@ def main(argv: list[str]) -> int:
         if not asyncio.run(wait_caught_up(settings.topic("executions"), args.wait)):
             print(f"warning: the exporter is still behind the executions topic after {args.wait}s; "
                   "differences below may be reports not exported yet")
-        table = asyncio.run(read_table(settings.bootstrap_servers, f"{settings.app_id}-oms-changelog"))
+        table = asyncio.run(read_table(client_options(), f"{settings.app_id}-oms-changelog"))
         accounts, orders, problems = replay(sink, args.prefix, table)
         for line in problems:
             print(f"difference: {line}")

@@ -107,13 +107,19 @@ class SetAccountKillSwitch(_Command):
     reason: str = Field("", max_length=200)
 
 
-Command = Annotated[
-    Union[SubmitOrder, CancelOrder, ReplaceOrder, SetLimits, SetAccountKillSwitch],
-    Field(discriminator="command"),
-]
+# A trader's commands: what `atlas.commands` carries, which order producers may write.
+Command = Annotated[Union[SubmitOrder, CancelOrder, ReplaceOrder], Field(discriminator="command")]
 COMMAND = TypeAdapter(Command)
+# An operator's commands: what `atlas.admin` carries, which only the admin path may write (ACLs).
+AdminCommand = Annotated[Union[SetLimits, SetAccountKillSwitch], Field(discriminator="command")]
+ADMIN_COMMAND = TypeAdapter(AdminCommand)
 
 
-def decode_command(value: bytes) -> SubmitOrder | CancelOrder | ReplaceOrder | SetLimits | SetAccountKillSwitch:
+def decode_command(value: bytes) -> SubmitOrder | CancelOrder | ReplaceOrder:
     """A message of `atlas.commands`, validated as strictly as its schema (no "1" for a number)."""
     return COMMAND.validate_json(value, strict=True)
+
+
+def decode_admin_command(value: bytes) -> SetLimits | SetAccountKillSwitch:
+    """A message of `atlas.admin`, validated as strictly as its schema."""
+    return ADMIN_COMMAND.validate_json(value, strict=True)

@@ -46,8 +46,8 @@ _LIVE = {
 TRANSITIONS: dict[tuple[OrdStatus, LifecycleEvent], OrdStatus | _Target] = {
     (S.PENDING_NEW, E.ACKNOWLEDGE): S.NEW,
     (S.PENDING_NEW, E.REJECT): S.REJECTED,
-    # A fill before the ack implies the ack (FIX allows the venue to skip it).
-    (S.PENDING_NEW, E.FILL): AFTER_FILL,
+    # No (PENDING_NEW, FILL): the venue acknowledges every order before it fills it, so a fill of
+    # an order it never acknowledged is not true, and is refused (a forged or misrouted report).
     (S.PENDING_NEW, E.REQUEST_CANCEL): S.PENDING_CANCEL,
     (S.PENDING_NEW, E.CANCEL): S.CANCELED,
     (S.PENDING_NEW, E.EXPIRE): S.EXPIRED,

@@ -13,6 +13,7 @@ import mode
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from atlas.runtime.kafka import client_options
 from atlas.settings import settings
 
 
@@ -33,7 +34,7 @@ class CommandProducer(mode.Service):
 
     async def on_start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+            **client_options(), acks="all", enable_idempotence=True,
             linger_ms=0, request_timeout_ms=int(self.timeout * 1000), client_id=f"{settings.app_id}-gateway",
         )
         await self._producer.start()
@@ -44,12 +45,14 @@ class CommandProducer(mode.Service):
         if self._producer is not None:
             await self._producer.stop()
 
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        """Write one message and wait until the broker has it."""
+    async def send(self, topic: str, key: str, value: bytes) -> int:
+        """Write one message and wait until the broker has it; returns its offset."""
         if self._producer is None:
             raise BrokerUnavailable("the producer is not started")
         try:
-            await asyncio.wait_for(self._producer.send_and_wait(topic, value=value, key=key.encode()), self.timeout)
+            written = await asyncio.wait_for(self._producer.send_and_wait(topic, value=value, key=key.encode()),
+                                             self.timeout)
+            return written.offset
         except (KafkaError, asyncio.TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not accept the message: {exc!r}") from exc
 

@@ -43,7 +43,7 @@ def settle_and_check_the_trail(cluster: Cluster, commands: list[dict]) -> None:
     wait_exported(cluster, QUIET_TOPICS, timeout=120)
     verified = audit_cli(cluster, "verify")
     assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
-    assert verified.stdout.strip().splitlines()[-1] == "64 of 64 partitions complete, 0 problems"
+    assert verified.stdout.strip().splitlines()[-1] == "72 of 72 partitions complete, 0 problems"  # 9 topics of 8 partitions
     trail = cluster.root / "audit" / "audit" / f"topic={cluster.topic('commands')}"
     sent = [json.loads(r.value)["command_id"] for p in trail.rglob("*.jsonl.gz") for r in decode(p.read_bytes())]
     assert sorted(sent) == sorted(c["command_id"] for c in commands)

@@ -98,7 +98,7 @@ def test_verify_finds_every_partition_complete(traded):
     done = audit_cli(cluster, "verify")
     assert done.returncode == 0, done.stdout + done.stderr
     summary = done.stdout.strip().splitlines()[-1]
-    assert summary == "64 of 64 partitions complete, 0 problems"  # 8 topics of 8 partitions
+    assert summary == "72 of 72 partitions complete, 0 problems"  # 9 topics of 8 partitions
 
 
 def test_replay_rebuilds_the_live_orders_and_balances_exactly(traded):
@@ -162,10 +162,10 @@ def test_exporter_refuses_a_partition_whose_trail_is_ahead_of_the_topic(kafka_bo
     try:
         status = Api(worker.url).wait_for(
             # (ready comes before the exporter has started: its status has no partitions yet)
-            "/readyz", lambda r: r["audit"].get("partitions", 0) + len(r["audit"].get("refused", ())) == 64)["audit"]
+            "/readyz", lambda r: r["audit"].get("partitions", 0) + len(r["audit"].get("refused", ())) == 72)["audit"]
         assert status["ok"] is False
         assert list(status["refused"]) == [f"{cluster.topic('deadletter')}[0]"]
         assert "trail ends at offset 502" in status["refused"][f"{cluster.topic('deadletter')}[0]"]
-        assert status["partitions"] == 63
+        assert status["partitions"] == 71  # 9 topics of 8 partitions, but the one refused
     finally:
         cluster.stop()

@@ -53,7 +53,7 @@ def _trade(api: Api, n: int) -> list[str]:
 
 
 def _committed(cluster: Cluster) -> dict:
-    views = asyncio.run(broker_views([cluster.bootstrap], cluster.app_id, f"{cluster.app_id}-audit"))
+    views = asyncio.run(broker_views(cluster.kafka, cluster.app_id, f"{cluster.app_id}-audit"))
     return {tp: (v.committed, v.head) for tp, v in views.items() if tp[0] == cluster.topic("executions")}
 
 

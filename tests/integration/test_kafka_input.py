@@ -122,6 +122,21 @@ def test_fill_for_unknown_order_is_dead_lettered(kafka, cluster):
     assert letter["error"].startswith("UNKNOWN_ORDER")
 
 
+def test_fill_of_an_order_the_venue_never_acknowledged_is_dead_lettered_and_moves_nothing(kafka, cluster, trader):
+    # Issue 14: a fill the venue cannot have sent (it acknowledges every order first) used to count.
+    before = trader.get("/api/v1/balances").body["balances"]
+    order_id = trader.order(quantity="0.01", price="64000.00").body["order_id"]
+    trader.wait_for(f"/api/v1/orders/{order_id}", lambda o: o["status"] == "PENDING_NEW")
+    report = {"report_id": f"r-{uuid.uuid4().hex}", "kind": "FILL", "order_id": order_id,
+              "account_id": trader.account_id, "last_qty": "0.01", "last_px": "64000.00", "ts": 1}
+    kafka.produce(cluster.topic("venue.reports"), [(trader.account_id.encode(), json.dumps(report).encode())])
+    [letter] = dead_letters(kafka, cluster, lambda v: report["report_id"] in v["value"])
+    assert letter["error"].startswith("INVALID_TRANSITION") and "PENDING_NEW" in letter["error"]
+    order = trader.get(f"/api/v1/orders/{order_id}").body
+    assert order["status"] == "PENDING_NEW" and order["filled_quantity"] == "0"
+    assert trader.get("/api/v1/balances").body["balances"]["BTC"] == before["BTC"]
+
+
 def test_worker_keeps_serving_after_bad_input(alice):
     placed = alice.order()
     assert placed.status == 202

@@ -170,6 +170,7 @@ def test_cancel_goes_pending_then_canceled_and_releases_funds(trader, kafka, clu
 def test_cancel_of_filled_order_is_rejected_too_late(trader, kafka, cluster):
     order_id = trader.order(quantity="0.01", price="64000.00").body["order_id"]
     wait_status(trader, order_id, "PENDING_NEW")
+    report(kafka, cluster, trader.account_id, order_id, "ACCEPTED")
     report(kafka, cluster, trader.account_id, order_id, "FILL", last_qty="0.01", last_px="64000.00")
     wait_status(trader, order_id, "FILLED")
     assert trader.request("DELETE", f"/api/v1/orders/{order_id}").status == 202
@@ -190,8 +191,9 @@ def test_cancel_when_already_pending_is_rejected(trader):
     assert executions[-1]["reason"].startswith("ALREADY_PENDING")
 
 
-def test_cancel_of_unknown_order_yields_unknown_order_report(trader, kafka, cluster):
-    assert trader.request("DELETE", "/api/v1/orders/Onosuchorder").status == 202
+def test_cancel_of_unknown_order_is_404_and_reported_as_unknown_order(trader, kafka, cluster):
+    response = trader.request("DELETE", "/api/v1/orders/Onosuchorder")
+    assert response.status == 404 and response.body["code"] == "NOT_FOUND", response
     records = kafka.consume(cluster.topic("executions"), lambda rs: any(
         r["value"]["order_id"] == "Onosuchorder" and r["value"]["account_id"] == trader.account_id for r in rs))
     report_ = next(r["value"] for r in records if r["value"]["order_id"] == "Onosuchorder")

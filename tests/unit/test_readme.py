@@ -22,4 +22,4 @@ def test_architecture_diagram_names_every_declared_topic_and_no_other():
     declared = {name.removeprefix(f"{settings.topic_prefix}.") for name in app.declared_topics}
     drawn = {name.removeprefix("atlas.") for name in re.findall(r"\batlas\.[a-z]+(?:\.[a-z]+)?", _diagram())}
     assert declared == drawn
-    assert "commands" in declared and len(declared) == 8
+    assert "commands" in declared and len(declared) == 9

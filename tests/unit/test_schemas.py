@@ -99,9 +99,16 @@ def test_schema_rejects_a_broken_message(name):
         MODELS[name].model_validate_json(json.dumps(broken))
 
 
-@pytest.mark.parametrize("name", ["SubmitOrder", "CancelOrder", "ReplaceOrder", "SetLimits", "SetAccountKillSwitch"])
-def test_command_union_schema_accepts_every_command(name):
+@pytest.mark.parametrize("name", ["SubmitOrder", "CancelOrder", "ReplaceOrder"])
+def test_command_union_schema_accepts_every_trader_command_and_no_admin_command(name):
     assert list(_validator("Command.schema.json").iter_errors(INSTANCES[name])) == []
+    assert list(_validator("AdminCommand.schema.json").iter_errors(INSTANCES[name]))
+
+
+@pytest.mark.parametrize("name", ["SetLimits", "SetAccountKillSwitch"])
+def test_admin_command_union_schema_accepts_every_admin_command_and_no_trader_command(name):
+    assert list(_validator("AdminCommand.schema.json").iter_errors(INSTANCES[name])) == []
+    assert list(_validator("Command.schema.json").iter_errors(INSTANCES[name]))
 
 
 def test_command_union_schema_rejects_an_unknown_command():

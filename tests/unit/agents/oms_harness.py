@@ -10,7 +10,7 @@ from typing import Any
 
 from atlas.agents import oms as agent
 from atlas.agents.outputs import POSS_DUP, Send
-from atlas.core.commands import SubmitOrder
+from atlas.core.commands import SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.core.events import ExecutionReport, VenueReport, VenueReports
 from atlas.core.values import order_id_for
 from atlas.oms.state import AccountState, Order, Retention
@@ -21,6 +21,7 @@ from atlas.tables import oms_migrate
 from tests import helpers
 
 COMMANDS = settings.topic("commands")
+ADMIN = settings.topic("admin")
 REPORTS = settings.topic("venue.reports")
 EXECUTIONS = settings.topic("executions")
 
@@ -60,7 +61,7 @@ class Worker:
         self.account_id = account_id
         self.partition = partition_for(account_id.encode())
         self.log: list[tuple[str, int, int, bytes]] = []  # (topic, offset, ts, value) of every input so far
-        self.next_offset = {COMMANDS: 0, REPORTS: 0}
+        self.next_offset = {COMMANDS: 0, ADMIN: 0, REPORTS: 0}
         self.now = helpers.T0
         self._batch: Any = None  # the open `tables.batch()`, while inputs are processed as one batch
         self.batch_from = 0  # index in `log` of the open batch's first input
@@ -100,7 +101,9 @@ class Worker:
         return self._process(topic, offset, self.now, value)
 
     def command(self, cmd: Any, ts: int | None = None) -> list[Send]:
-        return self.send(COMMANDS, cmd.model_dump_json().encode(), ts)
+        """A command on its topic: an operator's (SetLimits, SetAccountKillSwitch) on `admin`, a trader's on `commands`."""
+        topic = ADMIN if isinstance(cmd, (SetLimits, SetAccountKillSwitch)) else COMMANDS
+        return self.send(topic, cmd.model_dump_json().encode(), ts)
 
     def report(self, report: VenueReport) -> list[Send]:
         return self.send(REPORTS, report.model_dump_json().encode())

@@ -10,10 +10,11 @@ import pytest
 from atlas.agents import oms as agent
 from atlas.core.events import ExecType, OrdStatus, VenueReportKind
 from atlas.oms.state import LAYOUT, Retention, StoredOrder
+from atlas.settings import settings
 from atlas.tables import oms as tables
 from atlas.topics import executions
-from tests.helpers import T0, cancel, kill_switch, submit, venue_report
-from tests.unit.agents.oms_harness import Worker, duplicates, keep, reports, submit_id
+from tests.helpers import T0, cancel, kill_switch, limits, set_limits, submit, venue_report
+from tests.unit.agents.oms_harness import ADMIN, COMMANDS, Worker, duplicates, keep, reports, submit_id
 
 RICH = {"USD": "1000000000", "BTC": "0"}
 
@@ -35,8 +36,15 @@ def _submit_small(worker: Worker, count: int) -> list[str]:
     return ids
 
 
-def _fill(order_id: str, qty: str, px: str = "64000", offset: int = 0):
-    return venue_report(order_id, VenueReportKind.FILL, last_qty=qty, last_px=px, venue_offset=offset, venue_index=1)
+def _fill(order_id: str, qty: str, px: str = "64000", offset: int = 0, index: int = 1):
+    return venue_report(order_id, VenueReportKind.FILL, last_qty=qty, last_px=px, venue_offset=offset,
+                        venue_index=index)
+
+
+def _accept_and_fill(worker: Worker, order_id: str, qty: str, px: str = "64000", offset: int = 0):
+    """What the venue sends about a marketable order: its ack, then a fill, in one message."""
+    ack = venue_report(order_id, VenueReportKind.ACCEPTED, venue_offset=offset, venue_index=1)
+    return worker.reports([ack, _fill(order_id, qty, px, offset, index=2)])
 
 
 # -- bounded cost per event ----------------------------------------------------------------
@@ -71,7 +79,7 @@ def test_account_with_10000_closed_orders_writes_the_same_bytes_per_order_as_wit
         cmd = submit(quantity="0.001", price="64000", client_order_id=f"c{n}")
         order_id = submit_id(cmd)
         return (_event_bytes(memory_table, worker, lambda: worker.command(cmd, ts=T0 + n * 1000))
-                + _event_bytes(memory_table, worker, lambda: worker.report(_fill(order_id, "0.001", offset=n))))
+                + _event_bytes(memory_table, worker, lambda: _accept_and_fill(worker, order_id, "0.001", offset=n)))
 
     first = [one_order(n) for n in range(20)]
     for n in range(20, 10_000):
@@ -91,7 +99,7 @@ def test_kill_switch_cancels_the_open_orders_without_reading_the_closed_ones(mem
     for n in range(300):
         cmd = submit(quantity="0.001", client_order_id=f"c{n}")
         worker.command(cmd)
-        worker.report(_fill(submit_id(cmd), "0.001", offset=n))
+        _accept_and_fill(worker, submit_id(cmd), "0.001", offset=n)
     open_ids = []
     for n in range(3):
         cmd = submit(quantity="0.001", client_order_id=f"open{n}")
@@ -162,7 +170,7 @@ def test_message_read_again_after_a_restart_changes_nothing_but_the_epoch(memory
     cmd = submit()
     worker.command(cmd)
     order_id = submit_id(cmd)
-    worker.report(_fill(order_id, "0.2"))
+    _accept_and_fill(worker, order_id, "0.2")
     order_before = worker.order(order_id)
     balances_before = worker.account().balances
     worker.restart()
@@ -170,7 +178,7 @@ def test_message_read_again_after_a_restart_changes_nothing_but_the_epoch(memory
     again = worker.reread(1)
 
     assert worker.order(order_id) == order_before and worker.account().balances == balances_before
-    assert [r.exec_type for r in reports(again)] == [ExecType.TRADE] and duplicates(again) == again
+    assert [r.exec_type for r in reports(again)] == [ExecType.NEW, ExecType.TRADE] and duplicates(again) == again
     assert len(worker.account().epochs) == 3
 
 
@@ -179,6 +187,7 @@ def test_venue_report_sent_again_at_a_new_offset_is_recognised_by_its_place_in_t
     cmd = submit()
     worker.command(cmd)
     order_id = submit_id(cmd)
+    worker.report(venue_report(order_id, "ACCEPTED", venue_offset=6, venue_index=1))
     fill = _fill(order_id, "0.2", offset=7)
     worker.report(fill)
     worker.report(_fill(order_id, "0.1", offset=8))
@@ -212,7 +221,7 @@ def test_closed_orders_past_the_count_are_archived_oldest_first_with_every_key(m
     worker = Worker(memory_table)
     ids = _submit_small(worker, 5)
     for n, order_id in enumerate(ids[:4]):
-        worker.report(_fill(order_id, "0.001", offset=n))
+        _accept_and_fill(worker, order_id, "0.001", offset=n)
     worker.command(cancel("nothing"))  # one more event: archiving trails the closes by one
 
     account = worker.account()
@@ -230,7 +239,7 @@ def test_closed_orders_older_than_the_age_are_archived_and_open_ones_never(memor
     done, working = submit(quantity="0.001"), submit(quantity="0.001")
     worker.command(done, ts=T0)
     worker.command(working, ts=T0 + 1)
-    worker.report(_fill(submit_id(done), "0.001"))
+    _accept_and_fill(worker, submit_id(done), "0.001")
     worker.command(cancel("nothing"), ts=T0 + 30_000)
     assert worker.order(submit_id(done)) is not None
 
@@ -246,7 +255,7 @@ def test_closed_orders_older_than_the_age_are_archived_and_open_ones_never(memor
 def test_orders_are_listed_newest_first_and_open_ones_from_their_index(memory_table):
     worker = Worker(memory_table)
     ids = _submit_small(worker, 6)
-    worker.report(_fill(ids[4], "0.001"))
+    _accept_and_fill(worker, ids[4], "0.001")
     account = worker.account()
 
     assert [o.order_id for o in tables.list_orders(account)] == ids[::-1]
@@ -263,8 +272,8 @@ def test_account_of_the_previous_layout_is_migrated_on_its_first_event(memory_ta
     buy, sell = submit(quantity="0.5"), submit(quantity="0.2", side="SELL", price="65000")
     worker.command(buy)
     worker.command(sell)
-    worker.report(_fill(submit_id(buy), "0.5", offset=1))
-    worker.report(_fill(submit_id(sell), "0.1", offset=2, px="65000"))
+    _accept_and_fill(worker, submit_id(buy), "0.5", offset=1)
+    _accept_and_fill(worker, submit_id(sell), "0.1", offset=2, px="65000")
     current = {oid: (worker.order(oid), worker.executions(oid)) for oid in (submit_id(buy), submit_id(sell))}
     positions = worker.account().positions
     _rewrite_in_previous_layout(memory_table, current)
@@ -308,7 +317,7 @@ def test_archiving_finishes_after_a_crash_kept_its_deletes_but_not_its_account_w
     worker = Worker(memory_table)
     done = submit(quantity="0.001")
     worker.command(done, ts=T0)
-    worker.report(_fill(submit_id(done), "0.001"))
+    _accept_and_fill(worker, submit_id(done), "0.001")
     account_before = memory_table[tables.account_key("alice").encode()]
     worker.command(cancel("nothing"), ts=T0 + 200_000)  # archives the order
     memory_table[tables.account_key("alice")] = account_before  # ...but its account write was lost
@@ -359,3 +368,28 @@ def test_a_batch_that_fails_stops_the_worker_at_once_and_sends_nothing(memory_ta
     assert exits == [agent.EXIT_BATCH_FAILED] and sent == []
     assert "a batch of 2 events (atlas.commands/0@41 to atlas.commands/0@42) failed" in caplog.text
     assert "RuntimeError: an invariant broke" in caplog.text
+
+
+def test_an_admin_command_on_the_commands_topic_is_dead_lettered_and_changes_nothing(memory_table):
+    worker = Worker(memory_table)
+    worker.command(submit(quantity="0.001", client_order_id="before"))
+    strict = set_limits(limits(max_order_notional="1"))
+
+    sends = worker.send(COMMANDS, strict.model_dump_json().encode())
+
+    letters = [json.loads(s.value) for s in sends if s.topic.get_topic_name().endswith("deadletter")]
+    assert len(sends) == 1 and len(letters) == 1
+    assert "SetLimits" in letters[0]["error"] and letters[0]["topic"] == COMMANDS
+    assert worker.account().limits.max_order_notional == limits().max_order_notional
+
+
+def test_an_admin_command_on_the_admin_topic_applies_and_an_order_there_is_rejected(memory_table):
+    worker = Worker(memory_table)
+    worker.command(set_limits(limits(max_order_notional="1")))  # the harness sends it on `admin`
+    assert worker.account().limits.max_order_notional == D("1")
+
+    sends = worker.send(ADMIN, submit(quantity="0.001", client_order_id="stray").model_dump_json().encode())
+
+    # Refused, and its sender told so: no order goes to the venue.
+    assert [s.topic.get_topic_name() for s in sends] == [settings.topic("deadletter"), settings.topic("executions")]
+    assert [(r.exec_type, r.client_order_id) for r in reports(sends)] == [(ExecType.REJECTED, "stray")]

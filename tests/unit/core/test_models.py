@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from atlas.core.accounts import Directory, Role, hash_key
-from atlas.core.commands import COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
+from atlas.core.commands import ADMIN_COMMAND, COMMAND, CancelOrder, ReplaceOrder, SetAccountKillSwitch, SetLimits, SubmitOrder
 from atlas.core.events import VenueReport, venue_reports_in
 from atlas.core.instruments import load_instruments
 from atlas.core.values import order_id_for, parse_decimal
@@ -141,14 +141,25 @@ def test_venue_fill_without_positive_quantity_and_price_is_refused():
     ({"command": "CancelOrder", "command_id": "c", "account_id": "alice", "order_id": "O1"}, CancelOrder),
     ({"command": "ReplaceOrder", "command_id": "c", "account_id": "alice", "order_id": "O1", "price": "1"},
      ReplaceOrder),
-    ({"command": "SetLimits", "command_id": "c", "account_id": "alice", "limits": {"max_order_notional": "5"}},
-     SetLimits),
-    ({"command": "SetAccountKillSwitch", "command_id": "c", "account_id": "alice", "engaged": True},
-     SetAccountKillSwitch),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_command_union_dispatches_on_command(doc, model):
     assert type(COMMAND.validate_python(doc)) is model
     assert type(COMMAND.validate_json(json.dumps(doc))) is model
+
+
+ADMIN_DOCS = [
+    ({"command": "SetLimits", "command_id": "c", "account_id": "alice", "limits": {"max_order_notional": "5"}},
+     SetLimits),
+    ({"command": "SetAccountKillSwitch", "command_id": "c", "account_id": "alice", "engaged": True},
+     SetAccountKillSwitch),
+]
+
+
+@pytest.mark.parametrize(("doc", "model"), ADMIN_DOCS, ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_admin_commands_decode_from_the_admin_union_only(doc, model):
+    assert type(ADMIN_COMMAND.validate_json(json.dumps(doc))) is model
+    with pytest.raises(ValidationError, match="does not match any of the expected tags"):
+        COMMAND.validate_json(json.dumps(doc))
 
 
 def test_command_union_refuses_an_unknown_command():

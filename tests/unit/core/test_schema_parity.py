@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from atlas.core.commands import decode_command
+from atlas.core.commands import decode_admin_command, decode_command
 from atlas.core.events import ExecutionReport, VenueReport, VenueReports, decode_venue_input, venue_reports_in
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
@@ -40,6 +40,8 @@ CODECS: dict[str, tuple[Callable[[bytes], Any], list[dict]]] = {
         {"command": "CancelOrder", "command_id": "c1", "account_id": "alice", "order_id": "O1"},
         {"command": "ReplaceOrder", "command_id": "c1", "account_id": "alice", "order_id": "O1", "quantity": "1",
          "price": "2"},
+    ]),
+    "AdminCommand": (decode_admin_command, [
         {"command": "SetAccountKillSwitch", "command_id": "c1", "account_id": "alice", "engaged": True, "reason": "x"},
         {"command": "SetLimits", "command_id": "c1", "account_id": "alice", "limits": LIMITS},
     ]),

@@ -105,11 +105,14 @@ def test_fill_of_the_rest_fills_the_order_and_releases_everything():
     assert book.order(order.order_id).reserved == 0
 
 
-def test_fill_before_ack_counts_as_the_ack():
+def test_fill_of_an_order_the_venue_never_acknowledged_is_a_dead_letter_and_changes_nothing():
+    # Issue 14: the venue acknowledges every order before it fills it; such a fill is not true.
     book = Book()
     order = book.submit()
+    balances = dict(book.account.balances)
     outcome = book.fill(order.order_id, "0.1", "64000")
-    assert outcome.reports[0].status is OrdStatus.PARTIALLY_FILLED
+    assert outcome.dead_letter.startswith("INVALID_TRANSITION") and outcome.reports == ()
+    assert book.order(order.order_id).status is OrdStatus.PENDING_NEW and book.account.balances == balances
 
 
 def test_sell_fill_moves_base_out_of_reservation_and_credits_quote():
