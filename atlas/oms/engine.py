@@ -532,6 +532,12 @@ def _venue_report(step: _Step, orders: Mapping[str, Order], report: VenueReport,
     if order is None:
         return step.done(dead_letter=f"{RejectCode.UNKNOWN_ORDER.value}: venue report for unknown order {report.order_id}")
     event = _REPORT_EVENT[report.kind]
+    if report.kind is VenueReportKind.FILL and order.venue_mark is None and venue_position(report) is not None:
+        # The venue acknowledges an order before it fills it, and numbers what it reports: a numbered
+        # fill of an order it has said nothing of cannot be true. (PENDING_NEW refuses any fill in the
+        # lifecycle; this catches an order whose cancel was requested before the ack.)
+        return step.done(dead_letter=f"INVALID_TRANSITION: order {order.order_id}: a fill before the venue "
+                                     "acknowledged the order")
     if event is LifecycleEvent.ACKNOWLEDGE and order.status is not OrdStatus.PENDING_NEW and allows(order.status, event):
         # A late ack changes nothing the client can see; remember it so a resend stays a no-op.
         step.orders[order.order_id] = _mark(order, report)

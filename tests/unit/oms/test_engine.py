@@ -115,6 +115,20 @@ def test_fill_of_an_order_the_venue_never_acknowledged_is_a_dead_letter_and_chan
     assert book.order(order.order_id).status is OrdStatus.PENDING_NEW and book.account.balances == balances
 
 
+def test_fill_of_an_order_canceled_before_the_venue_acknowledged_it_is_a_dead_letter_until_the_ack():
+    book = Book()
+    order = book.submit()
+    book.command(cancel(order.order_id))
+    assert book.order(order.order_id).status is OrdStatus.PENDING_CANCEL
+
+    early = book.venue(order.order_id, "FILL", last_qty="0.1", last_px="64000", venue_offset=3, venue_index=1)
+    assert early.dead_letter.endswith("a fill before the venue acknowledged the order") and early.reports == ()
+
+    book.venue(order.order_id, "ACCEPTED", venue_offset=4, venue_index=1)
+    fill = book.venue(order.order_id, "FILL", last_qty="0.1", last_px="64000", venue_offset=4, venue_index=2)
+    assert fill.dead_letter is None and book.order(order.order_id).filled_quantity == D("0.1")
+
+
 def test_sell_fill_moves_base_out_of_reservation_and_credits_quote():
     book = Book()
     order = book.place(side=Side.SELL, quantity="1", price="65000")
