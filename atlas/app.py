@@ -20,10 +20,8 @@ EXIT_INSECURE = 78  # EX_CONFIG: the settings would serve demo keys where they a
 
 def server_tls() -> ssl.SSLContext | None:
     """The web server's TLS context when it has a certificate (TLS 1.2 at least), else None: plain HTTP."""
-    if settings.web_tls_cert is None:
+    if settings.web_tls_cert is None or settings.web_tls_key is None:  # both or neither (Settings checks)
         return None
-    if settings.web_tls_key is None:
-        raise ValueError("ATLAS_WEB_TLS_CERT needs ATLAS_WEB_TLS_KEY")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.web_tls_cert, settings.web_tls_key)

@@ -139,10 +139,12 @@ class Settings(BaseSettings):
                                                       "needs it; a folder sink ignores this)")
 
     @model_validator(mode="after")
-    def _kafka_sign_in_is_complete(self) -> "Settings":
+    def _credentials_are_complete(self) -> "Settings":
         if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_username and self.kafka_password):
             raise ValueError(f"ATLAS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                              "ATLAS_KAFKA_USERNAME and ATLAS_KAFKA_PASSWORD")
+        if (self.web_tls_cert is None) != (self.web_tls_key is None):
+            raise ValueError("ATLAS_WEB_TLS_CERT and ATLAS_WEB_TLS_KEY go together: set both or neither")
         return self
 
     @property

@@ -49,3 +49,4 @@ def test_sasl_without_a_user_name_or_password_is_refused_at_start(missing):
 
 def test_the_password_never_shows_in_the_settings_repr():
     assert "s3cret" not in repr(Settings(**SCRAM))
+
