@@ -88,7 +88,9 @@ def replay(sink: Sink, prefix: str, table: dict[bytes, bytes]) -> tuple[int, int
 
 
 def order_story(sink: Sink, prefix: str, order_id: str) -> list:
-    """The order's execution reports in the trail, oldest first, each once (a repeat has the same exec_id)."""
+    """The order's execution reports in the trail, in the order the OMS sent them, each once (a repeat has the
+    same exec_id). That is the trail's offset order: an account's reports share a partition. Not by seq: the
+    refusals past an order's cap are sent with seq 0 (they are not stored), between its other reports."""
     found: dict[str, Any] = {}
     for record in trail_records(sink, prefix, settings.topic("executions"), "executions"):
         if order_id not in (record.value or ""):
@@ -96,7 +98,7 @@ def order_story(sink: Sink, prefix: str, order_id: str) -> list:
         report = _report(record.value)
         if report is not None and report.order_id == order_id:
             found.setdefault(report.exec_id, report)
-    return sorted(found.values(), key=lambda r: (r.seq, r.ts))
+    return list(found.values())
 
 
 def _report(value: str | None) -> Any:

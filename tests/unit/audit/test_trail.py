@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from atlas.audit import trail
-from atlas.audit.cli import export
+from atlas.audit.cli import export, order_story
 from atlas.audit.format import (
     GENESIS, AuditRecord, Batch, Batcher, Manifest, check_chain, decode, encode, manifest, manifest_key, object_key,
     object_time,
@@ -15,7 +15,9 @@ from atlas.audit.format import (
 from atlas.audit.sinks import FileSink
 from atlas.audit.trail import PartitionEnd, TrailConflict, find_end, resume, write_batch
 from atlas.audit.verify import BrokerView, verify, verify_partition
+from atlas.core.events import ExecType
 from tests.helpers import AUDIT_T0 as T0
+from tests.helpers import Book, cancel
 
 PREFIX = "audit"
 TOPIC = "atlas.executions"
@@ -429,3 +431,19 @@ def test_export_writes_each_partition_in_offset_order(sink, tmp_path):
     assert (dest / "atlas.venue.orders" / "partition=0.jsonl").read_bytes() == b"".join(r.line() for r in other)
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.jsonl")) == [
         f"{TOPIC}/partition=3.jsonl", "atlas.venue.orders/partition=0.jsonl"]
+
+
+def test_an_orders_story_keeps_the_order_the_oms_sent_its_reports_in_seq_0_refusals_included(sink):
+    book = Book()
+    order = book.place()
+    book.command(cancel(order.order_id))
+    sent = book.executions(order.order_id)  # PENDING_NEW, NEW, PENDING_CANCEL: seq 1, 2, 3
+    refused = sent[-1].model_copy(update={"exec_id": "past-the-cap", "seq": 0, "exec_type": ExecType.CANCEL_REJECTED})
+    story = [sent[0], sent[1], refused, sent[2], sent[1]]  # the last: a redelivered copy
+    recs = [AuditRecord.of(TOPIC, 3, n, T0 + n, b"alice", r.model_dump_json().encode(), []) for n, r in enumerate(story)]
+    write_chain(sink, recs)
+
+    told = order_story(sink, PREFIX, order.order_id)
+
+    assert [(r.seq, r.exec_id) for r in told] == [(1, sent[0].exec_id), (2, sent[1].exec_id), (0, "past-the-cap"),
+                                                   (3, sent[2].exec_id)]
