@@ -40,8 +40,10 @@ class RateLimits(BaseModel):
 class Settings(BaseSettings):
     """Everything a worker, the CLI and the benchmarks are configured with."""
 
-    # "none" unsets an optional setting (ATLAS_RETAIN_CLOSED_DAYS=none).
-    model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True, env_parse_none_str="none")
+    # "none" unsets an optional setting (ATLAS_RETAIN_CLOSED_DAYS=none). An error never quotes what it
+    # was given: that would print ATLAS_KAFKA_PASSWORD into the worker's log.
+    model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True, env_parse_none_str="none",
+                                      hide_input_in_errors=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = Field(

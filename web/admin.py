@@ -1,4 +1,10 @@
-"""Admin-only controls: account limits and the kill switches. Each travels as a Kafka command."""
+"""Admin-only controls: account limits and the kill switches. Each travels as a Kafka command.
+
+An account's limits and kill switch go on `atlas.admin`, which no order producer may write, and
+not in the account's order flow on `atlas.commands`: so the answer waits (2 s at most) until the
+OMS has applied the change, and says whether it has (`applied`). Orders sent after an applied
+kill switch are refused.
+"""
 from __future__ import annotations
 
 import time
@@ -14,8 +20,11 @@ from atlas.core.control import GlobalKillSwitch
 from atlas.runtime.reference import directory
 from atlas.settings import settings
 from atlas.web.account import limits_doc
-from atlas.web.common import admin, body, on_owner, produce
+from atlas.web.common import admin, applied_after, body, on_owner, probe_once_applied, produce, status_once_applied
 from atlas.web.problems import ApiView, not_found
+
+
+ADMIN = settings.topic("admin")
 
 
 class KillSwitchRequest(BaseModel):
@@ -46,6 +55,9 @@ class AccountLimitsView(ApiView):
         admin(request)
         if directory().get(account_id) is None:
             raise not_found(f"account {account_id}")
+        written = applied_after(request)
+        if written is not None:  # another worker asks whether a change of this account is applied
+            return await probe_once_applied(self, request, account_id, ADMIN, written, lambda: True)
 
         async def local() -> Any:
             return self.ok(limits_doc(account_id))
@@ -58,9 +70,9 @@ class AccountLimitsView(ApiView):
         if directory().get(account_id) is None:
             raise not_found(f"account {account_id}")
         cmd = SetLimits(command_id=f"limits-{uuid.uuid4().hex}", account_id=account_id, limits=limits)
-        await produce(settings.topic("admin"), account_id, cmd)
+        applied = await _applied(request, account_id, cmd)
         return self.ok({"account_id": account_id, "command_id": cmd.command_id,
-                        "limits": limits.model_dump(mode="json")}, status=202)
+                        "limits": limits.model_dump(mode="json"), "applied": applied}, status=202)
 
 
 @app.page("/api/v1/admin/kill-switch")
@@ -80,5 +92,14 @@ class KillSwitchView(ApiView):
                 raise not_found(f"account {req.account_id}")
             message = SetAccountKillSwitch(command_id=command_id, account_id=req.account_id,
                                            engaged=req.engaged, reason=req.reason)
-            await produce(settings.topic("admin"), req.account_id, message)
-        return self.ok({"scope": req.account_id or "global", "engaged": req.engaged, "command_id": command_id}, status=202)
+            applied = await _applied(request, req.account_id, message)
+            return self.ok({"scope": req.account_id, "engaged": req.engaged, "command_id": command_id,
+                            "applied": applied}, status=202)
+        return self.ok({"scope": "global", "engaged": req.engaged, "command_id": command_id}, status=202)
+
+
+async def _applied(request: Any, account_id: str, cmd: SetLimits | SetAccountKillSwitch) -> bool:
+    """Write an operator's command for the account, and wait until the OMS has applied it (False: not known in time)."""
+    written = await produce(ADMIN, account_id, cmd)
+    return await status_once_applied(request, account_id, ADMIN, written,
+                                     f"/api/v1/admin/accounts/{account_id}/limits", lambda: 204) == 204

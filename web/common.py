@@ -1,6 +1,7 @@
 """What every API view needs: the caller, a validated body, a routed read, a produced command."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,10 +14,10 @@ from yarl import URL
 from atlas.app import app
 from atlas.core.accounts import KEY_PATTERN, Principal, Scope
 from atlas.runtime.partitioning import partition_for
-from atlas.runtime.producer import BrokerUnavailable, CommandProducer
+from atlas.runtime.producer import BrokerUnavailable, CommandProducer, Written
 from atlas.runtime.reference import directory
 from atlas.settings import settings
-from atlas.tables.oms import oms_table
+from atlas.tables.oms import load_account, oms_table
 from atlas.tables.venue import venue_table
 from atlas.web.problems import Problem
 
@@ -129,8 +130,8 @@ def _message(error: dict) -> str:
     return error["msg"].removeprefix("Value error, ")
 
 
-async def produce(topic: str, key: str, value: BaseModel) -> int:
-    """Write a command to Kafka and wait for the ack (returns its offset), or answer 503 with Retry-After."""
+async def produce(topic: str, key: str, value: BaseModel) -> Written:
+    """Write a command to Kafka and wait for the ack (returns where it was put), or answer 503 with Retry-After."""
     producer = CommandProducer.current
     if producer is None:
         raise Problem(503, "NOT_READY", "the worker is starting", headers=RETRY_AFTER)
@@ -201,6 +202,96 @@ def partition_owner(partition: int, route: Route = ACCOUNTS) -> str | None:
         if partition in topics.get(changelog, ()):
             return url
     return None
+
+
+# Worker to worker: answer once the OMS has applied the account's message at "partition:offset" of
+# the route's topic (`commands` for an order, `admin` for an operator's change). What makes a cancel
+# of an order nobody holds a 404, and an operator's change take effect before its answer.
+APPLIED_HEADER = "X-Atlas-Applied-After"
+APPLIED_WAIT_S = 2.0
+_APPLIED = re.compile(r"^(\d{1,5}):(\d{1,18})$")
+SIGNATURE_HEADER = "X-Atlas-Signature"
+
+
+def applied_after(request: Any) -> Written | None:
+    """Where the message named by `X-Atlas-Applied-After` is, or None (absent or malformed: an ordinary request)."""
+    match = _APPLIED.match(request.headers.get(APPLIED_HEADER, ""))
+    return Written(int(match[1]), int(match[2])) if match else None
+
+
+class Fence:
+    """Waits, on an account's owner, until the OMS has applied a message the account was sent.
+
+    The account records the last offset it read of each topic partition, and the OMS writes it
+    with the state the message changed, so once it reaches the message everything before it is
+    applied too. At most `most` requests wait at once; past that, or past APPLIED_WAIT_S, the
+    answer is "not known" and the caller says so (a 202, not a verdict).
+    """
+
+    def __init__(self, most: int = 256) -> None:
+        self.most = most
+        self.waiting = 0
+
+    async def applied(self, account_id: str, topic: str, written: Written) -> bool:
+        """True once the account has read `written` of `topic`; False if that is not known in time."""
+        if self.waiting >= self.most:
+            return False
+        self.waiting += 1
+        try:
+            source = f"{topic}/{written.partition}"
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + APPLIED_WAIT_S
+            while True:
+                account = load_account(account_id)
+                if account is not None and account.has_read(source, written.offset):
+                    return True
+                if loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(0.02)
+        finally:
+            self.waiting -= 1
+
+
+FENCE = Fence()
+
+
+async def status_once_applied(request: Any, account_id: str, topic: str, written: Written, probe_path: str,
+                              local: Callable[[], int]) -> int | None:
+    """What `local()` says on the account's owner once the OMS has applied `written`, or None if not known in time.
+
+    On another worker it is asked with a GET of `probe_path` carrying APPLIED_HEADER, which the
+    owner answers 204 (or 404) once applied. A signed request is not asked: the owner would want
+    a signature of a GET the client never made.
+    """
+    try:
+        base = owner_url(account_id)
+    except Problem:
+        return None  # ownership is moving; the command is written all the same
+    if base is None:
+        return local() if await FENCE.applied(account_id, topic, written) else None
+    if request.headers.get(SIGNATURE_HEADER):
+        return None
+    headers = {"X-API-Key": request.headers["X-API-Key"], FORWARDED_HEADER: "1",
+               APPLIED_HEADER: f"{written.partition}:{written.offset}"}
+    try:
+        async with app.http_client.get(f"{base}{probe_path}", headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=APPLIED_WAIT_S + 1)) as response:
+            return response.status if response.status in (204, 404) else None
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+async def probe_once_applied(view: Any, request: Any, account_id: str, topic: str, written: Written,
+                             exists: Callable[[], bool]) -> Any:
+    """The owner's side of `status_once_applied`: 204 if `exists()` once the message is applied, else 404."""
+    async def local() -> Any:
+        if not await FENCE.applied(account_id, topic, written):
+            raise Problem(503, "NOT_READY", "the OMS has not applied the message yet", headers=RETRY_AFTER)
+        if not exists():
+            raise Problem(404, "NOT_FOUND", "not found once the message was applied")
+        return view.bytes(b"", status=204)
+
+    return await on_owner(view, request, account_id, local)
 
 
 app.service(CommandProducer)

@@ -1,7 +1,6 @@
 """Order entry and order queries: `/api/v1/orders`."""
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import Any
@@ -16,20 +15,18 @@ from atlas.core.values import Dec, OrderType, Side, TimeInForce, order_id_for
 from atlas.oms.engine import terms_digest
 from atlas.oms.risk import check_quantity_price
 from atlas.oms.state import Order
-from atlas.runtime.partitioning import partition_for
+from atlas.runtime.producer import Written
 from atlas.runtime.reference import instruments
 from atlas.settings import settings
 from atlas.tables.oms import executions, list_orders, load_account, load_order, open_orders
-from atlas.web.common import FORWARDED_HEADER, body, on_owner, owner_url, principal, produce, validation_problem
+from atlas.web.common import (
+    FORWARDED_HEADER, SIGNATURE_HEADER, applied_after, body, on_owner, owner_url, principal, probe_once_applied, produce,
+    status_once_applied, validation_problem,
+)
 from atlas.web.problems import ApiView, Problem, not_found
 
 COMMANDS = settings.topic("commands")
 DIGEST_HEADER = "X-Atlas-Terms-Digest"
-SIGNATURE_HEADER = "X-Atlas-Signature"
-# Worker to worker: answer a GET of an order once the OMS has applied the account's command at this
-# offset of `commands` (how a cancel or replace of an order nobody holds becomes a 404, not a 202).
-APPLIED_HEADER = "X-Atlas-Applied-After"
-APPLIED_WAIT_S = 2.0
 _ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
 
 
@@ -196,12 +193,14 @@ class OrderView(ApiView):
     """One order: read it, cancel it, replace it."""
 
     async def get(self, request: Any, order_id: str) -> Any:
+        written = applied_after(request)
+        if written is not None:  # another worker asks before it answers a cancel or replace: a TRADE key's question
+            caller = principal(request, Scope.TRADE)
+            return await probe_once_applied(self, request, caller.account_id, COMMANDS, written,
+                                            lambda: _local_order(caller.account_id, order_id) is not None)
         caller = principal(request)
-        after = _applied_after(request)
 
         async def local() -> Any:
-            if after is not None and not await _applied(caller.account_id, after):
-                raise Problem(503, "NOT_READY", "the OMS has not applied the command yet", headers={"Retry-After": "1"})
             order = _order_or_404(caller.account_id, order_id)
             return self.ok(order.public(), headers={DIGEST_HEADER: order.terms_digest})
 
@@ -211,9 +210,7 @@ class OrderView(ApiView):
         caller = principal(request, Scope.TRADE)
         _known_form(order_id)
         cmd = CancelOrder(command_id=_command_id(request, "cancel"), account_id=caller.account_id, order_id=order_id)
-        offset = await produce(COMMANDS, caller.account_id, cmd)
-        if await _unknown_after(request, caller.account_id, order_id, offset):
-            raise not_found(f"order {order_id}")
+        await _refuse_unknown(request, caller.account_id, order_id, await produce(COMMANDS, caller.account_id, cmd))
         return self.ok({"order_id": order_id, "command_id": cmd.command_id, "status": "PENDING_CANCEL_REQUESTED"}, status=202)
 
     async def patch(self, request: Any, order_id: str) -> Any:
@@ -227,54 +224,21 @@ class OrderView(ApiView):
                 raise Problem(422, "INVALID_QUANTITY" if name == "quantity" else "INVALID_PRICE", f"{name} must be positive")
         cmd = ReplaceOrder(command_id=_command_id(request, "replace"), account_id=caller.account_id,
                            order_id=order_id, quantity=change.quantity, price=change.price)
-        offset = await produce(COMMANDS, caller.account_id, cmd)
-        if await _unknown_after(request, caller.account_id, order_id, offset):
-            raise not_found(f"order {order_id}")
+        await _refuse_unknown(request, caller.account_id, order_id, await produce(COMMANDS, caller.account_id, cmd))
         return self.ok({"order_id": order_id, "command_id": cmd.command_id, "status": "PENDING_REPLACE_REQUESTED"}, status=202)
 
 
-def _applied_after(request: Any) -> int | None:
-    """The offset of `X-Atlas-Applied-After`, or None (absent or not an offset: an ordinary GET)."""
-    value = request.headers.get(APPLIED_HEADER, "")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+async def _refuse_unknown(request: Any, account_id: str, order_id: str, written: Written) -> None:
+    """A 404 when the OMS has applied the cancel or replace at `written` and holds no such order.
 
-
-async def _applied(account_id: str, offset: int) -> bool:
-    """Wait (on the owner, APPLIED_WAIT_S at most) until the account has read its message at `offset` of `commands`."""
-    source = f"{COMMANDS}/{partition_for(account_id.encode())}"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + APPLIED_WAIT_S
-    while True:
-        account = load_account(account_id)
-        if account is not None and account.has_read(source, offset):
-            return True
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.01)
-
-
-async def _unknown_after(request: Any, account_id: str, order_id: str, offset: int) -> bool:
-    """True when the OMS has applied the cancel or replace written at `offset` and holds no such order.
-
-    Only then is it a 404: the command is in Kafka already, so an order the client submitted a
-    moment ago is applied before it (one partition per account) and found. When the owner does
-    not answer in time, or cannot be asked (a signed request), it stays the 202 it always was:
-    the execution reports tell the outcome (CANCEL_REJECTED with UNKNOWN_ORDER).
+    The command is in Kafka first, so an order the client submitted a moment before it is applied
+    before it (one partition per account) and found. When that is not known in time (2 s), it
+    stays a 202: the execution reports tell the outcome (CANCEL_REJECTED with UNKNOWN_ORDER).
     """
-    try:
-        base = owner_url(account_id)
-    except Problem:
-        return False  # ownership is moving; the command is written all the same
-    if base is None:
-        return await _applied(account_id, offset) and _local_order(account_id, order_id) is None
-    if request.headers.get(SIGNATURE_HEADER):
-        return False  # the owner would want a signature of this GET, which the client never made
-    headers = {"X-API-Key": request.headers["X-API-Key"], FORWARDED_HEADER: "1", APPLIED_HEADER: str(offset)}
-    try:
-        async with app.http_client.get(f"{base}/api/v1/orders/{order_id}", headers=headers) as response:
-            return response.status == 404
-    except aiohttp.ClientError:
-        return False
+    status = await status_once_applied(request, account_id, COMMANDS, written, f"/api/v1/orders/{order_id}",
+                                       lambda: 404 if _local_order(account_id, order_id) is None else 204)
+    if status == 404:
+        raise not_found(f"order {order_id}")
 
 
 @app.page("/api/v1/orders/{order_id}/executions")

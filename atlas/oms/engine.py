@@ -354,7 +354,7 @@ def _submit(step: _Step, orders: Mapping[str, Order], cmd: SubmitOrder, market: 
         reserve_asset=reservation.asset if reservation else (instrument.quote if instrument else ""),
         reserve_price=reservation.unit_price if reservation else None,
         limit_guard=reservation.limit_guard if reservation else None,
-        terms_digest=digest, number=step.account.orders + 1, recent_ids=(event_id(cmd),),
+        terms_digest=digest, number=step.account.orders + 1, recent_ids=(event_id(cmd),), acknowledged=False,
     )
     step.account = step.account.model_copy(update={"orders": order.number})
     if reject:
@@ -532,15 +532,15 @@ def _venue_report(step: _Step, orders: Mapping[str, Order], report: VenueReport,
     if order is None:
         return step.done(dead_letter=f"{RejectCode.UNKNOWN_ORDER.value}: venue report for unknown order {report.order_id}")
     event = _REPORT_EVENT[report.kind]
-    if report.kind is VenueReportKind.FILL and order.venue_mark is None and venue_position(report) is not None:
-        # The venue acknowledges an order before it fills it, and numbers what it reports: a numbered
-        # fill of an order it has said nothing of cannot be true. (PENDING_NEW refuses any fill in the
-        # lifecycle; this catches an order whose cancel was requested before the ack.)
-        return step.done(dead_letter=f"INVALID_TRANSITION: order {order.order_id}: a fill before the venue "
+    if report.kind is VenueReportKind.FILL and not order.acknowledged:
+        # The venue acknowledges an order before it fills it, so such a fill cannot be true. The
+        # lifecycle refuses it on PENDING_NEW; this also covers an order whose cancel was requested
+        # before the ack (PENDING_CANCEL, where fills that race the cancel do count).
+        return step.done(dead_letter=f"UNACKNOWLEDGED_FILL: order {order.order_id}: a fill before the venue "
                                      "acknowledged the order")
     if event is LifecycleEvent.ACKNOWLEDGE and order.status is not OrdStatus.PENDING_NEW and allows(order.status, event):
         # A late ack changes nothing the client can see; remember it so a resend stays a no-op.
-        step.orders[order.order_id] = _mark(order, report)
+        step.orders[order.order_id] = _mark(order, report).model_copy(update={"acknowledged": True})
         return step.done()
     try:
         updated = _evolve(order, report, event)
@@ -591,6 +591,8 @@ def _evolve(order: Order, report: VenueReport, event: LifecycleEvent) -> Order:
     if status.is_closed:
         updates["pending_replace"] = None
     updates["status"] = status
+    if event is LifecycleEvent.ACKNOWLEDGE:
+        updates["acknowledged"] = True
     return _mark(order, report).model_copy(update=updates)
 
 

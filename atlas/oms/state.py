@@ -94,6 +94,10 @@ class Order(BaseModel):
     # (offset, index) of the latest venue report applied: the venue numbers its reports in its
     # symbol's log, so a report at or below this mark is one the OMS has already applied.
     venue_mark: tuple[int, int] | None = None
+    # False from the submission until the venue's ACCEPTED: no fill is true before it. (True by
+    # default: an order stored before this field existed was acknowledged, or is PENDING_NEW, where
+    # the lifecycle refuses fills anyway.)
+    acknowledged: bool = True
 
     @property
     def leaves_quantity(self) -> Decimal:

@@ -8,6 +8,7 @@ worker's transactions, so views behave the same under either processing guarante
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 import mode
 from aiokafka import AIOKafkaProducer
@@ -19,6 +20,13 @@ from atlas.settings import settings
 
 class BrokerUnavailable(Exception):
     """The command could not be written to Kafka in time."""
+
+
+class Written(NamedTuple):
+    """Where Kafka put a message."""
+
+    partition: int
+    offset: int
 
 
 class CommandProducer(mode.Service):
@@ -45,14 +53,14 @@ class CommandProducer(mode.Service):
         if self._producer is not None:
             await self._producer.stop()
 
-    async def send(self, topic: str, key: str, value: bytes) -> int:
-        """Write one message and wait until the broker has it; returns its offset."""
+    async def send(self, topic: str, key: str, value: bytes) -> Written:
+        """Write one message and wait until the broker has it; returns where it was put."""
         if self._producer is None:
             raise BrokerUnavailable("the producer is not started")
         try:
             written = await asyncio.wait_for(self._producer.send_and_wait(topic, value=value, key=key.encode()),
                                              self.timeout)
-            return written.offset
+            return Written(written.partition, written.offset)
         except (KafkaError, asyncio.TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not accept the message: {exc!r}") from exc
 

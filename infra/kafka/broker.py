@@ -332,9 +332,7 @@ class LocalBroker:
             self.security.write_env_files(self.bootstrap)
         lines = [f"{key}={value}" for key, value in self.properties().items()]
         # The secure profile's properties hold the broker's password: readable by its owner only.
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("# Written by atlas infra/kafka/broker.py\n" + "\n".join(lines) + "\n")
+        secure.write_private(self.config_path, "# Written by atlas infra/kafka/broker.py\n" + "\n".join(lines) + "\n")
         if not self.is_formatted():
             self._run_storage_format()
 
@@ -531,12 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("fetch", "up", "down", "status"))
     parser.add_argument("--secure", action="store_true",
                         help="the secure profile: SASL_SSL, SCRAM users, ACLs (its own data dir and port)")
-    parser.add_argument("--app", default="atlas", help="with --secure: the app id (and topic prefix) the ACLs "
-                                                       "grant (default atlas)")
+    parser.add_argument("--app", default="atlas", help="with --secure: the app id the ACLs grant (default atlas)")
+    parser.add_argument("--topic-prefix", help="with --secure: the app's topic prefix (default: the app id)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         broker = broker_from_env(args.secure)
-        return _run_command(args.command, broker, args.app)
+        return _run_command(args.command, broker, args.app, args.topic_prefix)
     except BrokerError as exc:
         print(f"broker.py {args.command}: {exc.summary}", file=sys.stderr)
         return 1
@@ -545,14 +543,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _run_command(command: str, broker: LocalBroker, app_id: str) -> int:
+def _run_command(command: str, broker: LocalBroker, app_id: str, topic_prefix: str | None) -> int:
     if command == "fetch":
         print(broker.fetch())
     elif command == "up":
         broker.start()
         print(broker.bootstrap)
         if broker.secure:
-            broker.grant(app_id)
+            broker.grant(app_id, topic_prefix)
             for user in ("worker", "producer", "admin"):
                 print(f"{user}: . {broker.security.env_file(user)}", file=sys.stderr)
     elif command == "down":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,7 +70,7 @@ class Material:
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         if not self.users_file.is_file():
-            _write_private(self.users_file, json.dumps({user: secrets.token_urlsafe(24) for user in USERS}, indent=2))
+            write_private(self.users_file, json.dumps({user: secrets.token_urlsafe(24) for user in USERS}, indent=2))
         if not (self.ca_file.is_file() and self.broker_pem.is_file()):
             self._make_certificates()
 
@@ -94,8 +95,8 @@ class Material:
         """One `<user>.env` per client principal, to source before a worker or a producer starts."""
         for user in USERS:
             if user != SUPER_USER:
-                lines = (f"export {name}={value}" for name, value in self.client_env(user, bootstrap).items())
-                _write_private(self.env_file(user), "\n".join(lines) + "\n")
+                lines = (f"export {name}={shlex.quote(value)}" for name, value in self.client_env(user, bootstrap).items())
+                write_private(self.env_file(user), "\n".join(lines) + "\n")
 
     def properties(self, port: int, controller_port: int) -> dict[str, str]:
         """The server.properties entries of the secure profile (they replace the plaintext listeners)."""
@@ -145,7 +146,7 @@ class Material:
             if result.returncode != 0:
                 raise SecurityError(f"openssl {step[0]} failed: {result.stderr.strip()[-500:]}")
         # Kafka's PEM key store: the private key (PKCS#8, as openssl writes it) and the chain.
-        _write_private(self.broker_pem, key.read_text() + (self.directory / "broker.crt").read_text())
+        write_private(self.broker_pem, key.read_text() + (self.directory / "broker.crt").read_text())
         for path in (ca_key, key, csr, ext):
             path.unlink()
 
@@ -156,8 +157,9 @@ def grants(app_id: str, topic_prefix: str) -> list[AclBinding]:
     rules = [
         AclBinding(TOPIC, f"{topic_prefix}.", True, worker, ALL),
         AclBinding(TOPIC, f"{app_id}-", True, worker, ALL),  # changelogs and Faust's assignor topic
-        AclBinding(GROUP, app_id, True, worker, ALL),  # the app's group and the exporter's
-        AclBinding(TRANSACTIONAL_ID, app_id, True, worker, ALL),  # exactly_once producers
+        AclBinding(GROUP, app_id, False, worker, ALL),  # the app's group
+        AclBinding(GROUP, f"{app_id}-", True, worker, ALL),  # the exporter's
+        AclBinding(TRANSACTIONAL_ID, f"{app_id}-", True, worker, ALL),  # exactly_once producers ("<app>-<group>-<n>")
         *(AclBinding(CLUSTER, "kafka-cluster", False, worker, op) for op in (DESCRIBE, DESCRIBE_CONFIGS, IDEMPOTENT_WRITE)),
         *(AclBinding(TOPIC, f"{topic_prefix}.commands", False, producer, op) for op in (WRITE, DESCRIBE)),
     ]
@@ -166,7 +168,9 @@ def grants(app_id: str, topic_prefix: str) -> list[AclBinding]:
     return rules
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (also when it exists already with a looser mode)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)

@@ -62,9 +62,11 @@ def test_account_kill_switch_cancels_open_orders_and_blocks_new_ones(trader, adm
     resting = placed_status(trader, quantity="0.01", price="63000.00")
     assert resting["status"] == "PENDING_NEW"
     response = admin.post("/api/v1/admin/kill-switch", {"engaged": True, "account_id": trader.account_id, "reason": "test"})
-    assert response.status == 202
-    trader.wait_for(f"/api/v1/orders/{resting['order_id']}", lambda o: o["status"] == "PENDING_CANCEL")
+    # The switch travels on atlas.admin, beside the account's orders: the answer waits until it is applied,
+    # so an order sent after it is refused (no wait here).
+    assert response.status == 202 and response.body["applied"] is True, response
     blocked = placed_status(trader)
+    trader.wait_for(f"/api/v1/orders/{resting['order_id']}", lambda o: o["status"] == "PENDING_CANCEL")
     assert blocked["status"] == "REJECTED" and blocked["reject_reason"].startswith("KILL_SWITCH")
     assert trader.get("/api/v1/limits").body["kill_switch"]["engaged"] is True
     admin.post("/api/v1/admin/kill-switch", {"engaged": False, "account_id": trader.account_id})

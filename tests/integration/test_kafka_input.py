@@ -131,7 +131,7 @@ def test_fill_of_an_order_the_venue_never_acknowledged_is_dead_lettered_and_move
               "account_id": trader.account_id, "last_qty": "0.01", "last_px": "64000.00", "ts": 1}
     kafka.produce(cluster.topic("venue.reports"), [(trader.account_id.encode(), json.dumps(report).encode())])
     [letter] = dead_letters(kafka, cluster, lambda v: report["report_id"] in v["value"])
-    assert letter["error"].startswith("INVALID_TRANSITION") and "PENDING_NEW" in letter["error"]
+    assert letter["error"].startswith("UNACKNOWLEDGED_FILL") and order_id in letter["error"]
     order = trader.get(f"/api/v1/orders/{order_id}").body
     assert order["status"] == "PENDING_NEW" and order["filled_quantity"] == "0"
     assert trader.get("/api/v1/balances").body["balances"]["BTC"] == before["BTC"]

@@ -67,6 +67,21 @@ def test_cancels_and_replaces_are_404_for_orders_the_caller_has_not_and_202_righ
             assert refused.status == 404 and refused.body["code"] == "NOT_FOUND", refused
 
 
+def test_an_operators_change_is_applied_before_it_is_answered_through_either_worker(pair):
+    accounts = [a for a in pair.keys if a.startswith("trader-")][24:28]
+    for n, account in enumerate(accounts):
+        for worker in pair.workers:
+            admin = Api(worker.url, pair.keys["admin"])
+            limits = admin.get(f"/api/v1/admin/accounts/{account}/limits").body["limits"]
+            notional = f"{7000 + n}{pair.workers.index(worker)}"
+            changed = admin.request("PUT", f"/api/v1/admin/accounts/{account}/limits",
+                                    {**limits, "max_order_notional": notional})
+            assert changed.status == 202 and changed.body["applied"] is True, changed
+            # Applied: the account's own read shows it at once, on either worker.
+            assert Api(worker.url, pair.keys[account]).get("/api/v1/limits").body["limits"]["max_order_notional"] \
+                == notional
+
+
 def test_a_read_for_an_account_whose_owner_died_is_a_503_to_retry(pair):
     # Runs last in this module: it kills the second worker.
     second_url = pair.workers[1].url

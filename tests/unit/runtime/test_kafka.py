@@ -50,3 +50,9 @@ def test_sasl_without_a_user_name_or_password_is_refused_at_start(missing):
 def test_the_password_never_shows_in_the_settings_repr():
     assert "s3cret" not in repr(Settings(**SCRAM))
 
+
+
+def test_a_settings_error_does_not_quote_the_password():
+    with pytest.raises(ValidationError) as refused:
+        Settings(kafka_security_protocol="SASL_SSL", kafka_password="hunter2-secret")
+    assert "hunter2-secret" not in str(refused.value)
