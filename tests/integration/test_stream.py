@@ -18,12 +18,27 @@ pytestmark = pytest.mark.integration
 def venue_cluster(kafka_bootstrap, tmp_path_factory):
     cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("stream"), f"st-{uuid.uuid4().hex[:8]}", venue=True)
     cluster.start_worker()
+    asyncio.run(_stream_ready(cluster))
     yield cluster
     cluster.stop()
 
 
 def ws_url(cluster: Cluster) -> str:
     return cluster.workers[0].url.replace("http://", "ws://") + "/api/v1/stream"
+
+
+async def _stream_ready(cluster: Cluster, timeout: float = 60.0) -> None:
+    """Subscribe until the worker says hello: the first subscription waits for the executions feed to reach
+    the topic's end, and on a loaded machine it may answer UNAVAILABLE (1013, "try again") first."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.ws_connect(ws_url(cluster)) as ws:
+                await ws.send_json({"op": "subscribe", "key": cluster.keys["trader-39"], "symbols": ["BTC-USD"]})
+                first = await ws.receive_json(timeout=30)
+            if first["type"] == "hello":
+                return
+            assert first.get("code") == "UNAVAILABLE" and time.monotonic() < deadline, first
 
 
 async def collect(ws, until, timeout: float = 20.0) -> list[dict]:
