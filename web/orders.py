@@ -271,11 +271,23 @@ def _known_form(order_id: str) -> None:
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._\-]{1,48}")
 
 
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def _command_id(request: Any, verb: str) -> str:
-    """The client's `Idempotency-Key` when it sends one (so a retry is applied once), else a fresh id."""
+    """The client's `Idempotency-Key` when it sends one (so a retry is applied once), else the request's
+    signature, else a fresh id.
+
+    A signed request's id is its signature (checked by the guard before the view runs): each worker
+    refuses a signature it has seen, but a replay to another worker within the window passes its
+    check, and is then the same command, which the OMS applies once.
+    """
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         if _IDEMPOTENCY_KEY.fullmatch(key) is None:  # ASCII only: str.isalnum() takes "é" and "١"
             raise Problem(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-48 letters, digits, '-', '_' or '.'")
         return f"{verb}-{key}"
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if _SIGNATURE.fullmatch(signature):  # (from a key that does not sign: unchecked, an idempotency key of sorts)
+        return f"{verb}-sig-{signature.lower()[:48]}"
     return f"{verb}-{uuid.uuid4().hex}"

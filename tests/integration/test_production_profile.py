@@ -129,6 +129,24 @@ def test_a_signing_key_needs_every_request_signed_once_and_fresh(production):
     for worker in production.workers:
         answer, _ = signed(Api(worker.url, key), secret, "GET", "/api/v1/orders?limit=5")
         assert answer.status == 200 and [o["client_order_id"] for o in answer.body["orders"]][:1] in ([], ["signed-1"])
+    # A signed cancel replayed to the other worker passes its check (it never saw the signature), and is the
+    # same command: the OMS applies it once.
+    order_id = placed.body["order_id"]
+    canceled, headers = signed(Api(production.workers[0].url, key), secret, "DELETE", f"/api/v1/orders/{order_id}")
+    assert canceled.status == 202, canceled
+    replayed = Api(production.workers[1].url, key).request("DELETE", f"/api/v1/orders/{order_id}", headers=headers)
+    assert replayed.status == 202, replayed
+
+    def kinds() -> list[str]:
+        history = signed(api, secret, "GET", f"/api/v1/orders/{order_id}/executions")[0].body
+        return [r["exec_type"] for r in history["executions"]]
+
+    deadline = time.monotonic() + 10
+    while kinds() != ["PENDING_NEW", "PENDING_CANCEL"]:
+        assert time.monotonic() < deadline, kinds()
+        time.sleep(0.2)
+    time.sleep(1.0)  # the replay, had it been a second cancel, would have been refused by now (ALREADY_PENDING)
+    assert kinds() == ["PENDING_NEW", "PENDING_CANCEL"]
 
 
 def test_the_readmes_shell_recipe_signs_as_the_worker_checks():
