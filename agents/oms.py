@@ -39,7 +39,14 @@ from atlas.topics import admin, commands, deadletter, executions, oms_input, ven
 
 log = logging.getLogger(__name__)
 COMMANDS_TOPIC = settings.topic("commands")
-ADMIN_TOPIC = settings.topic("admin")
+# Per input topic: how its messages decode into events, and the topic a misrouted one is moved
+# back onto. A trader's command on `commands`, an operator's on `admin` (where ACLs let only the
+# admin path write): a SetLimits on `commands` is refused, whoever could write it there.
+_INPUTS = {
+    COMMANDS_TOPIC: (lambda value: (decode_command(value),), commands),
+    settings.topic("admin"): (lambda value: (decode_admin_command(value),), admin),
+}
+_REPORTS = (venue_reports_in, venue_reports)
 
 
 # Accounts this worker has written since its partitions were last assigned: the first write
@@ -114,16 +121,10 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     several, applied in order. It is read again (after a crash) when the account has
     recorded its offset, which it does with the message's last event.
     """
-    # A trader's command on `commands`, an operator's on `admin` (where ACLs let only the admin path
-    # write): a SetLimits on `commands` is refused, whoever could write it there.
-    is_command = topic in (COMMANDS_TOPIC, ADMIN_TOPIC)
+    decode, home = _INPUTS.get(topic, _REPORTS)
+    is_command = home is not venue_reports
     try:
-        if topic == COMMANDS_TOPIC:
-            events = (decode_command(value),)
-        elif topic == ADMIN_TOPIC:
-            events = (decode_admin_command(value),)
-        else:
-            events = venue_reports_in(value)
+        events = decode(value)
     except ValidationError as exc:
         return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
     account_id = events[0].account_id
@@ -132,8 +133,7 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         # A producer that keyed or hashed differently: move the message to its account's
         # partition rather than apply it where that account's state does not live.
         log.warning("re-keying %s message at %s/%s to account %s", topic, partition, offset, account_id)
-        moved_to = {COMMANDS_TOPIC: commands, ADMIN_TOPIC: admin}.get(topic, venue_reports)
-        return [Send(moved_to, wanted_key, value, partition_for(wanted_key))]
+        return [Send(home, wanted_key, value, partition_for(wanted_key))]
     account = load_account(account_id, cached=True)
     if account is None:
         if directory().get(account_id) is None:
