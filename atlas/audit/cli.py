@@ -188,9 +188,10 @@ def main(argv: list[str]) -> int:
         return 2
 
     if args.command == "verify":
-        broker = None if args.offline else asyncio.run(
-            broker_views(client_options(), settings.topic_prefix, settings.audit_group))
-        reports = verify(sink, args.prefix, broker)
+        def broker() -> dict:
+            return asyncio.run(broker_views(client_options(), settings.topic_prefix, settings.audit_group))
+
+        reports = verify(sink, args.prefix, None if args.offline else broker)
         if not reports:
             print(f"no audit trail under {args.sink} (prefix {args.prefix!r}) and no ATLAS topics to compare with")
             return 1

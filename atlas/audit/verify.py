@@ -8,8 +8,8 @@ that runs past the topic's end (another incarnation of the topic).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -94,9 +94,21 @@ def _manifest(sink: Sink, key: str, label: str, report: PartitionReport) -> Mani
         return None
 
 
-def verify(sink: Sink, prefix: str, broker: dict[tuple[str, int], BrokerView] | None) -> list[PartitionReport]:
-    """Every partition of the trail (and every partition the broker has for ATLAS topics)."""
+Views = dict[tuple[str, int], BrokerView]
+
+
+def verify(sink: Sink, prefix: str, broker: Views | Callable[[], Views] | None) -> list[PartitionReport]:
+    """Every partition of the trail (and every partition the broker has for ATLAS topics).
+
+    Given a callable, the broker is asked twice, around the listing of the trail, because on live
+    topics the exporter keeps writing and committing: the committed offsets come from before
+    (they never pass what is listed) and the topics' heads from after (the listing never passes them).
+    """
+    before = broker() if callable(broker) else broker
     layout = {topic: trail.partitions(sink, prefix, topic) for topic in trail.topics(sink, prefix)}
+    if callable(broker):
+        broker = {tp: replace(view, committed=before[tp].committed if tp in before else None)
+                  for tp, view in broker().items()}
     wanted = set((t, p) for t, parts in layout.items() for p in parts) | set(broker or ())
     total = sum(len([k for k in keys if k.endswith(trail.OBJECT_SUFFIX)])
                 for parts in layout.values() for keys in parts.values())

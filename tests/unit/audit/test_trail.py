@@ -394,6 +394,23 @@ def test_verify_broker_partition_never_committed_and_empty_reports_no_problem(si
     assert [(r.partition, r.problems, r.objects) for r in reports] == [(0, [], 0)]
 
 
+def test_verify_takes_the_brokers_view_after_listing_the_trail_so_a_live_exporter_is_lag_not_a_problem(sink, three):
+    # A fresh-clone run failed `audit verify` so: the exporter wrote past the head the view had read.
+    asked: list[int] = []
+
+    def view() -> dict:
+        asked.append(1)
+        if len(asked) == 1:  # before the listing: the trail as committed so far
+            return {(TOPIC, 3): BrokerView(100, 109, 109)}
+        # After it: the exporter has meanwhile produced, written (too late to be listed) and committed 109..111.
+        write_batch(sink, PREFIX, batch(records(109, 3)), three[-1])
+        return {(TOPIC, 3): BrokerView(100, 112, 112)}
+
+    [report] = verify(sink, PREFIX, view)
+
+    assert report.problems == [] and report.notes == ["exporter lag: 3 offsets not in the trail yet"]
+
+
 # -- listing, reading and export ---------------------------------------------------------------
 
 
