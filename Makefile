@@ -4,15 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | sha1sum | cut -c1-12)
 
-.PHONY: setup chromium demo demo-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
+.PHONY: setup chromium prometheus demo demo-down observe observe-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHARTS := web/static/vendor/lightweight-charts.standalone.production.js
 
-## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium,
-## and the console's chart library from npm (console/package-lock.json)
-setup: $(STAMP) chromium $(CHARTS)
+## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium
+## and prometheus, and the console's chart library from npm (console/package-lock.json)
+setup: $(STAMP) chromium prometheus $(CHARTS)
 
 $(CHARTS): console/package.json console/package-lock.json
 	cd console && npm ci --no-audit --no-fund --loglevel=error
@@ -23,6 +23,11 @@ $(CHARTS): console/package.json console/package-lock.json
 chromium:
 	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
 		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+## prometheus: Debian's Prometheus and promtool (the metrics tests scrape a worker with it; make observe runs it)
+prometheus:
+	@command -v promtool >/dev/null || $(SUDO) apt-get install -y -q prometheus \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }

@@ -33,6 +33,7 @@ from atlas.app import app
 from atlas.audit import trail
 from atlas.audit.format import AuditRecord, Batch, Batcher, Manifest
 from atlas.audit.sinks import open_sink
+from atlas.runtime import metrics, tracing
 from atlas.runtime.kafka import client_options
 from atlas.settings import settings
 from atlas.topics import ALL
@@ -71,6 +72,7 @@ class AuditExporter(Service):
         self.last_error: str | None = None
         self.refused: dict[str, str] = {}  # partitions not exported, and why
         self.versioning: str | None = None  # an S3 bucket's versioning state
+        self._in_flight_ms: int | None = None  # when the batch being written got its first record
 
     def status(self) -> dict[str, Any]:
         return {"sink": settings.audit_sink.split("://", 1)[0], "ok": self.failing_since is None and not self.refused,
@@ -78,6 +80,19 @@ class AuditExporter(Service):
                 "last_error": self.last_error, "objects_written": self.objects_written,
                 "records_written": self.records_written, "partitions": len(self._last), "refused": self.refused,
                 "versioning": self.versioning}
+
+    def lag_seconds(self, now_ms: int) -> float:
+        """How long the oldest record read but not yet in the sink has waited (0 when every record read is written)."""
+        pending = [ms for ms in (self._in_flight_ms, self.batcher.oldest_opened_ms()) if ms is not None]
+        return max(0.0, (now_ms - min(pending)) / 1000) if pending else 0.0
+
+    def exported(self) -> dict[TopicPartition, tuple[int | None, int]]:
+        """Per partition this exporter holds: (the broker's end offset as last fetched, the end of what the sink has)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: (consumer.highwater(tp), manifest.end if manifest is not None else 0)
+                for tp, manifest in list(self._last.items())}
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -185,10 +200,14 @@ class AuditExporter(Service):
         tp = TopicPartition(batch.topic, batch.partition)
         if tp not in self._last:
             return  # the partition left this exporter since the batch was cut: its next owner rereads it
+        self._in_flight_ms = batch.opened_ms
         try:
-            async for attempt in self._retrying():
-                with attempt:
-                    made = await asyncio.to_thread(trail.write_batch, self.sink, self.prefix, batch, self._last[tp])
+            if tracing.ENABLED:
+                with tracing.writing_batch(batch.topic, batch.partition, batch.start, batch.end,
+                                           (r.headers for r in batch.records)):
+                    made = await self._write_retrying(batch, tp)
+            else:
+                made = await self._write_retrying(batch, tp)
         except trail.TrailConflict as exc:
             # Another exporter wrote this partition past what we knew: start it again from the sink.
             log.warning("audit: %s; resuming %s from the sink", exc, tp)
@@ -199,16 +218,27 @@ class AuditExporter(Service):
                 raise  # only while stopping: the next start rereads the batch
             self._refuse(tp, f"writing offsets {batch.start}..{batch.end - 1} failed: {exc!r}")
             return
+        finally:
+            self._in_flight_ms = None
         if self.failing_since is not None:
             log.info("audit: the sink is back after %.1f s", time.monotonic() - self.failing_since)
         self.failing_since = None
         self._last[tp] = made
         self.objects_written += 1
         self.records_written += made.records
+        metrics.AUDIT_OBJECTS.inc()
+        metrics.AUDIT_RECORDS.inc(made.records)
         await self._commit({tp: made.end})
+
+    async def _write_retrying(self, batch: Batch, tp: TopicPartition) -> Manifest:
+        async for attempt in self._retrying():
+            with attempt:
+                return await asyncio.to_thread(trail.write_batch, self.sink, self.prefix, batch, self._last[tp])
+        raise AssertionError("unreachable: the retrying loop returns or raises")
 
     def _failed(self, state: Any) -> None:
         error = state.outcome.exception()
+        metrics.AUDIT_ERRORS.inc()
         if self.failing_since is None:
             self.failing_since = time.monotonic()
             log.error("audit: the sink failed (%r); retrying with backoff, reading nothing meanwhile", error)

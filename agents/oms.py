@@ -26,6 +26,8 @@ from atlas.core.values import order_id_for
 from atlas.oms.engine import (
     apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
 )
+from atlas.runtime import metrics, tracing
+from atlas.runtime.logs import CURRENT as LOG_IDS, NO_IDS
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
@@ -47,6 +49,9 @@ _INPUTS = {
     settings.topic("admin"): (lambda value: (decode_admin_command(value),), admin),
 }
 _REPORTS = (venue_reports_in, venue_reports)
+_EVENTS = metrics.AGENT_EVENTS.labels("oms")
+_BATCH_SECONDS = metrics.AGENT_BATCH_SECONDS.labels("oms")
+_DEAD_LETTERS = metrics.DEAD_LETTERS.labels("oms")
 
 
 # Accounts this worker has written since its partitions were last assigned: the first write
@@ -75,22 +80,36 @@ async def oms(stream):
 async def handle(events: list) -> None:
     """Process one batch: its state written once per key, then its outputs in event order; a failure stops the worker."""
     try:
+        started = time.perf_counter()
         done = []
         with batch():
             for event in events:
                 message = event.message
                 with processing(event):
-                    done.append((message, process(message.topic, message.partition, message.offset,
-                                                  int(message.timestamp * 1000), message.key, message.value)))
+                    if tracing.ENABLED:
+                        with tracing.consuming("oms", message.topic, message.partition, message.offset,
+                                               message.headers):
+                            sends = tracing.stamp(_process(message))
+                    else:
+                        sends = _process(message)
+                    done.append((message, sends))
+                LOG_IDS.set(NO_IDS)
         await checkpoint("oms-state-written", len(events))
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
         await checkpoint("oms-outputs-sent", len(events))
+        _EVENTS.inc(len(events))
+        _BATCH_SECONDS.observe(time.perf_counter() - started)
     except BaseException as exc:
         _touched.clear()  # the batch's epochs may never have been written: start new ones
         if isinstance(exc, Exception):
             _stop_at_once(exc, events)
         raise
+
+
+def _process(message) -> list[Send]:
+    return process(message.topic, message.partition, message.offset, int(message.timestamp * 1000), message.key,
+                   message.value)
 
 
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
@@ -128,6 +147,7 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     except ValidationError as exc:
         return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
     account_id = events[0].account_id
+    LOG_IDS.set((account_id, getattr(events[0], "order_id", None)))
     wanted_key = account_id.encode()
     if key != wanted_key or partition != partition_for(wanted_key):
         # A producer that keyed or hashed differently: move the message to its account's
@@ -148,6 +168,10 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
         outcome, encoded = _apply(account_id, event, is_command, reread, read_at, ts)
         outputs = [_dead_letter(topic, partition, offset, ts, key, value, outcome.dead_letter)] \
             if outcome.dead_letter else []
+        if tracing.ENABLED:
+            tracing.describe(outcome.reports)
+            if outcome.dead_letter:
+                tracing.dead_lettered(outcome.dead_letter)
         outputs += [Send(executions, wanted_key, raw) for raw in encoded]
         outputs.extend(Send(venue_orders, v.symbol.encode(), v.model_dump_json().encode()) for v in outcome.venue)
         sends.extend(possible_duplicates(outputs) if outcome.replayed else outputs)
@@ -197,7 +221,9 @@ def _measure(outcome) -> None:
     if outcome.replayed:
         return  # counted when it was first applied
     try:
-        process_telemetry.observe(outcome.reports, outcome.orders, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        process_telemetry.observe(outcome.reports, outcome.orders, now_ms)
+        metrics.observe_reports(outcome.reports, outcome.orders, now_ms)
     except Exception:
         log.exception("telemetry failed; the event is unaffected")
 
@@ -212,12 +238,15 @@ def _dead_letter(topic, partition, offset, ts, key, value, error) -> Send:
                         key=key.decode(errors="replace") if key is not None else None,
                         value=value.decode(errors="replace") if isinstance(value, bytes) else str(value),
                         error=error, ts=ts)
+    _DEAD_LETTERS.inc()
     return Send(deadletter, key, letter.model_dump_json().encode())
 
 
 def _invalid(topic, partition, offset, ts, key, value, error, is_command) -> list[Send]:
     """A dead letter, plus a REJECTED report when the message names an account and a new order."""
     sends = [_dead_letter(topic, partition, offset, ts, key, value, error)]
+    if tracing.ENABLED:
+        tracing.dead_lettered(error)
     named = _named_submission(value) if is_command else None
     if named is not None:
         account_id, client_order_id, command_id = named
@@ -226,6 +255,9 @@ def _invalid(topic, partition, offset, ts, key, value, error, is_command) -> lis
         if account is None or load_order(account, order_id) is None:
             report = unknown_order_report(account_id, order_id, client_order_id, ExecType.REJECTED,
                                           command_id or f"{topic}-{partition}-{offset}", error, ts)
+            metrics.observe_reports((report,), (), ts)
+            if tracing.ENABLED:
+                tracing.describe((report,))
             sends.append(Send(executions, account_id.encode(), report.model_dump_json().encode()))
     return sends
 

@@ -24,6 +24,7 @@ from atlas.core.events import (
     decode_venue_input,
 )
 from atlas.core.values import decimal_text
+from atlas.runtime import metrics, tracing
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.producer import BrokerUnavailable, CommandProducer
 from atlas.runtime.reference import instruments
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 VENUE_ORDERS = settings.topic("venue.orders")
 BOOK_LEVELS = 10
 _TOPICS = {t.get_topic_name(): t for t in (venue_reports, marketdata, deadletter, venue_orders)}
+_EVENTS = metrics.AGENT_EVENTS.labels("venue")
+_DEAD_LETTERS = metrics.DEAD_LETTERS.labels("venue")
 
 
 @app.on_partitions_revoked.connect
@@ -56,8 +59,18 @@ async def venue(stream):
         if not settings.venue_enabled:
             continue
         message = event.message
-        sends = process(message.partition, message.offset, int(message.timestamp * 1000), message.key, message.value)
+        if tracing.ENABLED and tracing.from_headers(message.headers) is not None:
+            # A request the OMS (or a traced producer) sent; the market's own ticks start no trace.
+            with tracing.consuming("venue", message.topic, message.partition, message.offset, message.headers):
+                sends = tracing.stamp(_process(message))
+        else:
+            sends = _process(message)
         await emit(sends, message.topic, message.partition)
+        _EVENTS.inc()
+
+
+def _process(message) -> list[Send]:
+    return process(message.partition, message.offset, int(message.timestamp * 1000), message.key, message.value)
 
 
 def process(partition: int, offset: int, ts: int, key: bytes | None, value: bytes) -> list[Send]:
@@ -82,6 +95,9 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
         # Read again after a restart: applied already; its outputs may not have gone out.
         return possible_duplicates([_decode_send(raw) for raw in outbox(message.symbol, offset) or []])
     if isinstance(message, VenueRequest):
+        if tracing.ENABLED:
+            tracing.annotate(account_id=message.account_id, order_id=message.order_id, symbol=message.symbol,
+                             venue_request=message.request)
         out = symbol_venue.handle(message)
     elif isinstance(message, VenueTick):
         out = symbol_venue.tick(message.ts)
@@ -156,6 +172,9 @@ def _dead_letter(partition: int, offset: int, ts: int, key: bytes | None, value:
     letter = DeadLetter(topic=VENUE_ORDERS, partition=partition, offset=offset,
                         key=key.decode(errors="replace") if key is not None else None,
                         value=value.decode(errors="replace"), error=error, ts=ts)
+    _DEAD_LETTERS.inc()
+    if tracing.ENABLED:
+        tracing.dead_lettered(error)
     return Send(deadletter, key, letter.model_dump_json().encode())
 
 

@@ -10,7 +10,9 @@ import ssl
 import faust
 
 from atlas.runtime import faust_fixes  # noqa: F401  (must patch Faust before the app exists)
+from atlas.runtime import tracing
 from atlas.runtime.kafka import client_options, faust_credentials
+from atlas.runtime.logs import logging_config
 from atlas.runtime.reference import InsecureProfile, check_profile
 from atlas.settings import Guarantee, settings
 
@@ -151,6 +153,7 @@ class AtlasApp(faust.App):
             log.warning("no clean stop recorded in %s: wiping local tables to restore them from changelogs", tabledir)
             shutil.rmtree(tabledir)
         self.clean_stop_marker.unlink(missing_ok=True)
+        tracing.configure()
         await super().on_first_start()
         await self.ensure_topics()
 
@@ -163,6 +166,7 @@ class AtlasApp(faust.App):
     async def on_shutdown(self) -> None:
         # After the children (consumer, producer, tables) have stopped and flushed.
         await super().on_shutdown()
+        tracing.shutdown()  # what is buffered goes to the receiver (a few seconds at most)
         if self.conf.tabledir.exists():
             self.clean_stop_marker.write_text("stopped cleanly\n")
 
@@ -198,6 +202,9 @@ app = AtlasApp(
     web_metrics_enabled=False,
     autodiscover=["atlas.agents", "atlas.web"],
     origin="atlas",
+    logging_config=logging_config(),
+    # Faust's monitor, which also feeds the commit latency histogram of /metrics.
+    Monitor="atlas.runtime.metrics:AtlasMonitor",
 )
 
 EXACTLY_ONCE = settings.processing_guarantee is Guarantee.EXACTLY_ONCE

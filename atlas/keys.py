@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
     create = verbs.add_parser("create", help="make a key for an account and print it (once)")
     create.add_argument("--account", required=True)
     create.add_argument("--scope", action="append", choices=[s.value for s in Scope],
-                        help="read, trade, admin (repeat; default: what the account's role allows)")
+                        help="read, trade, admin, metrics (repeat; default: what the account's role allows; "
+                             "a Prometheus server's key: --scope metrics alone)")
     create.add_argument("--signing", action="store_true",
                         help="also make a signing secret (printed on a second line): every request with the key "
                              "must then be signed with it")

@@ -5,7 +5,7 @@ import enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +42,9 @@ class Settings(BaseSettings):
 
     # "none" unsets an optional setting (ATLAS_RETAIN_CLOSED_DAYS=none). An error never quotes what it
     # was given: that would print ATLAS_KAFKA_PASSWORD into the worker's log.
+    # The tracing settings also answer to OpenTelemetry's standard variables (OTEL_EXPORTER_OTLP_ENDPOINT, ...).
     model_config = SettingsConfigDict(env_prefix="ATLAS_", extra="ignore", frozen=True, env_parse_none_str="none",
-                                      hide_input_in_errors=True)
+                                      hide_input_in_errors=True, populate_by_name=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = Field(
@@ -111,6 +112,19 @@ class Settings(BaseSettings):
                                                                       "tables (deleted keys would stay in them)")
     producer_linger_ms: int = Field(5, ge=0, description="Worker producer linger: batches its writes (0 sends each at once)")
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="text for a terminal; json: one object per line "
+                                                                     "with the active span's trace and span ids")
+    otel_endpoint: str | None = Field(
+        None, pattern=r"^https?://[^\s]+$", max_length=2048,
+        validation_alias=AliasChoices("ATLAS_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP receiver the worker sends its spans to (http://host:4318); unset: tracing off")
+    otel_sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, validation_alias=AliasChoices("ATLAS_OTEL_SAMPLE_RATIO", "OTEL_TRACES_SAMPLER_ARG"),
+        description="Share of traces started here that are recorded (parent-based: a sampled parent is followed)")
+    otel_service_name: str = Field(
+        "atlas", pattern=r"^[A-Za-z0-9._\-]+$", max_length=128,
+        validation_alias=AliasChoices("ATLAS_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
+        description="service.name of the worker's spans")
     event_loop: Literal["uvloop", "aio"] = Field("uvloop", description="The worker's asyncio event loop: uvloop, or "
                                                                        "the standard library's (aio)")
     batch_max: int = Field(500, ge=1, le=10_000, description="Events an agent processes as one batch at most "

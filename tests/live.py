@@ -201,13 +201,14 @@ class Kafka:
         self.bootstrap = bootstrap
         self.auth = auth  # aiokafka sign-in options (security_protocol, sasl_*, ssl_context)
 
-    def produce(self, topic: str, messages: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
+    def produce(self, topic: str, messages: list[tuple[bytes | None, bytes]], partition: int | None = None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
         async def run() -> None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.auth)
             await producer.start()
             try:
                 for key, value in messages:
-                    await producer.send_and_wait(topic, value, key=key, partition=partition)
+                    await producer.send_and_wait(topic, value, key=key, partition=partition, headers=headers)
             finally:
                 await producer.stop()
 

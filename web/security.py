@@ -13,6 +13,7 @@ from cachetools import TTLCache
 
 from atlas.app import app
 from atlas.core.accounts import signature
+from atlas.runtime import metrics, tracing
 from atlas.runtime.reference import LOOPBACK, directory
 from atlas.settings import settings
 from atlas.web.common import CALLER, FORWARDED_HEADER, is_worker, log_failed_sign_in
@@ -115,6 +116,37 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     return response
 
 
+def route_of(request: web.Request) -> str:
+    """The route a request matched, as declared ("/api/v1/orders/{order_id}"): a label of few values, never an id."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observed(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """Count and time every request by route, method and status; trace API requests when tracing is on."""
+    started = time.perf_counter()
+    route = route_of(request)
+    status = 500
+    try:
+        if tracing.ENABLED and request.path.startswith("/api/"):
+            with tracing.serving(request.method, route, request.path, request.headers, request.remote) as span:
+                response = await handler(request)
+                span.set_attribute("http.response.status_code", response.status)
+        else:
+            response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+        if request.headers.get("Upgrade", "").lower() != "websocket":  # a stream lasts its session, not an answer
+            metrics.HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+
+
 TIMESTAMP_HEADER, SIGNATURE_HEADER = "X-Atlas-Timestamp", "X-Atlas-Signature"
 _SEEN_SIGNATURES: TTLCache = TTLCache(maxsize=200_000, ttl=2 * settings.signature_window_ms / 1000)
 
@@ -141,6 +173,7 @@ async def _unsigned(request: web.Request, secret: str | None) -> Problem | None:
 
 def install(aiohttp_app: web.Application) -> None:
     """Put the guard in front of every route and the headers on every response (before the server starts)."""
+    aiohttp_app.middlewares.append(observed)
     aiohttp_app.middlewares.append(guard)
     aiohttp_app.on_response_prepare.append(add_security_headers)
 

@@ -294,6 +294,10 @@ class StreamSlots:
             return "too many connections waiting to subscribe: subscribe within the first message, then connect more"
         return None
 
+    def pending_count(self) -> int:
+        """Connections that have not subscribed yet."""
+        return self.handshaking.total()
+
     @contextlib.contextmanager
     def pending(self, address: str) -> Iterator[None]:
         with self._held(self.handshaking, address):

@@ -254,6 +254,10 @@ class Batcher:
             return self._cut(tp)
         return None
 
+    def oldest_opened_ms(self) -> int | None:
+        """When the oldest open batch got its first record (the caller's clock), or None when none is open."""
+        return min((batch.opened_ms for batch in self._open.values()), default=None)
+
     def due(self, now_ms: int) -> list[Batch]:
         """Batches older than the maximum age, to write now."""
         return [self._cut(tp) for tp, batch in list(self._open.items()) if now_ms - batch.opened_ms >= self.max_age_ms]

@@ -25,16 +25,17 @@ class Role(str, enum.Enum):
 
 
 class Scope(str, enum.Enum):
-    """What a key may do: read the account, trade for it, administer (admin accounts only)."""
+    """What a key may do: read the account, trade for it, administer, or be scraped for metrics (admin accounts only)."""
 
     READ = "read"
     TRADE = "trade"
     ADMIN = "admin"
+    METRICS = "metrics"  # GET /metrics and nothing else: the key a Prometheus server holds
 
 
 # The scopes a role allows a key of its accounts; a demo key (no scopes of its own) has them all.
 ROLE_SCOPES = {Role.TRADER: frozenset({Scope.READ, Scope.TRADE}),
-               Role.ADMIN: frozenset({Scope.READ, Scope.TRADE, Scope.ADMIN})}
+               Role.ADMIN: frozenset({Scope.READ, Scope.TRADE, Scope.ADMIN, Scope.METRICS})}
 MAX_KEY_LENGTH = 256
 KEY_PATTERN = re.compile(r"atlas_(?P<key_id>[0-9a-f]{12})_[A-Za-z0-9_\-]{43}")
 

@@ -14,6 +14,7 @@ import mode
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from atlas.runtime import tracing
 from atlas.runtime.kafka import client_options
 from atlas.settings import settings
 
@@ -54,12 +55,24 @@ class CommandProducer(mode.Service):
             await self._producer.stop()
 
     async def send(self, topic: str, key: str, value: bytes) -> Written:
-        """Write one message and wait until the broker has it; returns where it was put."""
+        """Write one message and wait until the broker has it; returns where it was put.
+
+        Inside a traced request the message carries the request's trace in a `traceparent` header.
+        """
         if self._producer is None:
             raise BrokerUnavailable("the producer is not started")
+        if tracing.ENABLED and tracing.active():
+            with tracing.producing(topic, key) as span:
+                written = await self._send(topic, key, value, list(tracing.context_headers(span)))
+                span.set_attribute("messaging.destination.partition.id", str(written.partition))
+                span.set_attribute("messaging.kafka.offset", written.offset)
+                return written
+        return await self._send(topic, key, value, None)
+
+    async def _send(self, topic: str, key: str, value: bytes, headers: list | None) -> Written:
         try:
-            written = await asyncio.wait_for(self._producer.send_and_wait(topic, value=value, key=key.encode()),
-                                             self.timeout)
+            written = await asyncio.wait_for(
+                self._producer.send_and_wait(topic, value=value, key=key.encode(), headers=headers), self.timeout)
             return Written(written.partition, written.offset)
         except (KafkaError, asyncio.TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not accept the message: {exc!r}") from exc

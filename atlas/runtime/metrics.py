@@ -1,0 +1,126 @@
+"""The worker's Prometheus metrics: what the agents and the gateway count as they go.
+
+Everything here is updated in place (a counter's `inc`, a histogram's `observe`) and read by
+`GET /metrics` (`atlas.web.prometheus`), which adds what is cheaper to read at scrape time:
+consumer lag, table sizes, open orders, sessions. Names carry the `atlas_` prefix and their
+unit. Labels take values from small fixed sets only (order types, outcomes, reason codes,
+symbols of the instruments file, routes of the router), never ids.
+
+Amounts are counted as floats: these are measurements for dashboards, not money; the
+order path keeps its exact decimals.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from faust.sensors import Monitor
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.process_collector import ProcessCollector
+
+disable_created_metrics()  # the `_created` series only double what a scrape holds
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(namespace="atlas", registry=REGISTRY)  # atlas_process_cpu_seconds_total, ..._resident_memory_bytes
+
+# Seconds: from a millisecond to a minute, dense where the order path lives.
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+ORDERS = Counter("atlas_orders", "Orders by type and what happened to them (submitted, accepted, rejected, "
+                 "filled, canceled, expired)", ["type", "outcome"], registry=REGISTRY)
+REJECTS = Counter("atlas_order_rejects", "Rejected orders and requests by reason code", ["reason"], registry=REGISTRY)
+FILLS = Counter("atlas_fills", "Fills applied by the OMS", ["symbol"], registry=REGISTRY)
+NOTIONAL = Counter("atlas_traded_notional", "Traded notional (price x quantity of fills) in the symbol's quote "
+                   "currency", ["symbol"], registry=REGISTRY)
+ACK_LATENCY = Histogram("atlas_order_ack_latency_seconds", "Submit (the SubmitOrder's Kafka timestamp) to the "
+                        "order's first NEW report", buckets=LATENCY_BUCKETS, registry=REGISTRY)
+FILL_LATENCY = Histogram("atlas_order_fill_latency_seconds", "Submit to the order's first fill",
+                         buckets=LATENCY_BUCKETS, registry=REGISTRY)
+DEAD_LETTERS = Counter("atlas_dead_letters", "Input messages set aside on atlas.deadletter", ["agent"],
+                       registry=REGISTRY)
+AGENT_EVENTS = Counter("atlas_agent_events", "Kafka records each agent has processed", ["agent"], registry=REGISTRY)
+AGENT_BATCH_SECONDS = Histogram("atlas_agent_batch_duration_seconds", "Time an agent takes over one batch of "
+                                "records, sends included", ["agent"], buckets=FAST_BUCKETS, registry=REGISTRY)
+HTTP_REQUESTS = Counter("atlas_http_requests", "HTTP requests answered, by route, method and status",
+                        ["route", "method", "status"], registry=REGISTRY)
+HTTP_LATENCY = Histogram("atlas_http_request_duration_seconds", "Time to answer an HTTP request, by route and method",
+                         ["route", "method"], buckets=FAST_BUCKETS, registry=REGISTRY)
+COMMIT_LATENCY = Histogram("atlas_commit_latency_seconds", "Time the worker's consumer takes to commit its offsets",
+                           buckets=FAST_BUCKETS, registry=REGISTRY)
+LOOP_LAG = Histogram("atlas_event_loop_lag_seconds", "How late the worker's event loop runs a callback that was due",
+                     buckets=FAST_BUCKETS, registry=REGISTRY)
+AUDIT_OBJECTS = Counter("atlas_audit_objects_written", "Objects the audit exporter wrote to its sink",
+                        registry=REGISTRY)
+AUDIT_RECORDS = Counter("atlas_audit_records_written", "Records the audit exporter wrote to its sink",
+                        registry=REGISTRY)
+AUDIT_ERRORS = Counter("atlas_audit_sink_errors", "Failed writes to the audit sink (each retry counts)",
+                       registry=REGISTRY)
+WORKER_INFO = Gauge("atlas_worker_info", "1, labelled with the worker's app id and processing guarantee",
+                    ["app_id", "guarantee"], registry=REGISTRY)
+
+_OUTCOMES = {"PENDING_NEW": "submitted", "NEW": "accepted", "REJECTED": "rejected", "CANCELED": "canceled",
+             "EXPIRED": "expired"}
+UNKNOWN = "unknown"
+
+
+def reason_code(reason: str | None) -> str:
+    """The stable code a reason starts with ("UNKNOWN_SYMBOL: ..." -> "UNKNOWN_SYMBOL"), else OTHER."""
+    code = (reason or "").split(":", 1)[0].strip()
+    return code if 0 < len(code) <= 40 and code.replace("_", "").isalnum() and code.isupper() else "OTHER"
+
+
+def observe_reports(reports: Iterable[Any], orders: Sequence[Any], now_ms: int) -> None:
+    """Count what one OMS event reported (its execution reports and the orders it wrote)."""
+    for report in reports:
+        kind = report.exec_type.value
+        order_type = report.type.value if report.type is not None else UNKNOWN
+        outcome = _OUTCOMES.get(kind)
+        if outcome is not None:
+            ORDERS.labels(order_type, outcome).inc()
+            if outcome == "rejected":
+                REJECTS.labels(reason_code(report.reason)).inc()
+            elif outcome == "accepted":
+                _latency(ACK_LATENCY, orders, report.order_id, now_ms)
+        elif kind == "TRADE":
+            symbol = report.symbol or UNKNOWN
+            FILLS.labels(symbol).inc()
+            if report.last_px is not None:
+                NOTIONAL.labels(symbol).inc(float(report.last_qty * report.last_px))
+            if report.status.value == "FILLED":
+                ORDERS.labels(order_type, "filled").inc()
+            if report.cum_qty == report.last_qty:  # the order's first fill
+                _latency(FILL_LATENCY, orders, report.order_id, now_ms)
+
+
+def _latency(histogram: Histogram, orders: Sequence[Any], order_id: str, now_ms: int) -> None:
+    for order in orders:
+        if order.order_id == order_id:
+            if now_ms >= order.created_at:  # the SubmitOrder's timestamp
+                histogram.observe((now_ms - order.created_at) / 1000)
+            return
+
+
+class Timer:
+    """Measures a span of wall-clock time into a histogram: `with Timer(h.labels(...)):`."""
+
+    __slots__ = ("histogram", "started")
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+        self.started = 0.0
+
+    def __enter__(self) -> "Timer":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.histogram.observe(time.perf_counter() - self.started)
+
+
+class AtlasMonitor(Monitor):
+    """Faust's monitor (the app's sensor of consumer, producer and tables), which also times commits here."""
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        super().on_commit_completed(consumer, state)
+        COMMIT_LATENCY.observe(self.time() - state)

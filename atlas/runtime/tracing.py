@@ -1,0 +1,239 @@
+"""Traces: one per order, across every Kafka hop, in W3C `traceparent` record headers.
+
+With no `ATLAS_OTEL_ENDPOINT` tracing is off and costs the agents one flag test (`ENABLED`) per
+message. On, the worker records spans through the OpenTelemetry SDK and exports them over
+OTLP/HTTP from a background thread. Sampling is parent-based: a record or request whose
+`traceparent` says sampled is traced wherever it goes, and one without starts a trace at
+`ATLAS_OTEL_SAMPLE_RATIO`. A trace that is not sampled still travels, so every hop agrees.
+
+Faust's producer and consumer know nothing of the context, so the agents carry it themselves:
+`consuming` opens a message's span under the context in its headers, and `stamp` puts the
+current span's context on what the message causes to be sent.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+
+from atlas.runtime.metrics import reason_code
+from atlas.settings import settings
+
+log = logging.getLogger(__name__)
+ENABLED = settings.otel_endpoint is not None
+TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
+MAX_LINKS = 128  # the SDK's default limit of links per span
+_HEX = frozenset("0123456789abcdef")
+_provider = None
+
+
+def configure() -> None:
+    """Install the SDK's tracer provider with its OTLP exporter (once, at worker start; nothing when off)."""
+    if not ENABLED or _provider is not None:
+        return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    resource = Resource.create({"service.name": settings.otel_service_name, "service.instance.id":
+                                f"{settings.web_host}:{settings.web_port}"})
+    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)))
+    endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5)))
+    install(provider)
+    trace.set_tracer_provider(provider)  # for any library that traces through the global provider
+    log.info("tracing: spans go to %s, %.4g of new traces sampled", endpoint, settings.otel_sample_ratio)
+
+
+def install(provider: Any) -> None:
+    """The tracer provider ATLAS's spans come from (None: the global one); the tests install one of their own."""
+    global _provider
+    _provider = provider
+
+
+def shutdown() -> None:
+    """Export what is buffered and stop the exporter (at worker stop)."""
+    if _provider is not None:
+        _provider.shutdown()
+        install(None)
+
+
+def tracer() -> trace.Tracer:
+    return (_provider or trace.get_tracer_provider()).get_tracer("atlas")
+
+
+def active() -> bool:
+    """True inside a valid span (sampled or not): what is sent now belongs to a trace."""
+    return trace.get_current_span().get_span_context().is_valid
+
+
+def parse_traceparent(value: str | bytes | None, state: str | bytes | None = None) -> SpanContext | None:
+    """The remote span context a W3C `traceparent` value names, or None when it is absent or malformed."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff" or len(parts[1]) != 32 or len(parts[2]) != 16 \
+            or len(parts[3]) != 2 or not _HEX.issuperset("".join(parts[:4])) or (parts[0] == "00" and len(parts) != 4):
+        return None
+    trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
+    if trace_id == 0 or span_id == 0:
+        return None
+    if isinstance(state, bytes):
+        state = state.decode("ascii", errors="replace")
+    try:
+        trace_state = TraceState.from_header([state]) if state else None
+    except ValueError:
+        trace_state = None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16) & 0x01),
+                       trace_state=trace_state)
+
+
+def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> SpanContext | None:
+    """The span context in a Kafka record's headers (the last `traceparent` wins), or None."""
+    parent = state = None
+    for name, value in headers or ():
+        if name == TRACEPARENT:
+            parent = value
+        elif name == TRACESTATE:
+            state = value
+    return parse_traceparent(parent, state)
+
+
+def traceparent(context: SpanContext) -> str:
+    """The W3C `traceparent` value of a span context."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def context_headers(span: trace.Span | None = None) -> tuple[tuple[str, bytes], ...]:
+    """The record headers that carry a span's context (the current span's by default); none outside a span."""
+    context = (span or trace.get_current_span()).get_span_context()
+    if not context.is_valid:
+        return ()
+    headers = ((TRACEPARENT, traceparent(context).encode()),)
+    if context.trace_state:
+        headers += ((TRACESTATE, context.trace_state.to_header().encode()),)
+    return headers
+
+
+def stamp(sends: list) -> list:
+    """The same sends (`atlas.agents.outputs.Send`), carrying the current span's context in their headers."""
+    carried = context_headers()
+    if not carried or not sends:
+        return sends
+    return [send._replace(headers=_replaced(send.headers, carried)) for send in sends]
+
+
+def _replaced(headers: Sequence[tuple[str, bytes]] | None, carried: tuple[tuple[str, bytes], ...]) -> tuple:
+    kept = tuple(h for h in headers or () if h[0] not in (TRACEPARENT, TRACESTATE))
+    return kept + carried
+
+
+def _remote(parent: SpanContext | None) -> Any:
+    return trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+
+
+@contextmanager
+def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any) -> Iterator[trace.Span]:
+    """The current span, while one agent processes one Kafka record: a child of the context in its headers."""
+    attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
+                  "messaging.destination.name": topic, "messaging.destination.partition.id": str(partition),
+                  "messaging.kafka.offset": offset, "messaging.consumer.group.name": settings.app_id,
+                  "atlas.agent": agent}
+    with tracer().start_as_current_span(f"{agent} process {topic}", context=_remote(from_headers(headers)),
+                                        kind=SpanKind.CONSUMER, attributes=attributes) as span:
+        yield span
+
+
+@contextmanager
+def serving(method: str, route: str, path: str, headers: Any, remote: str | None) -> Iterator[trace.Span]:
+    """The current span while the gateway answers one HTTP request (a child of the caller's `traceparent`)."""
+    parent = parse_traceparent(headers.get(TRACEPARENT), headers.get(TRACESTATE))
+    attributes = {"http.request.method": method, "http.route": route, "url.path": path,
+                  "client.address": remote or ""}
+    with tracer().start_as_current_span(f"{method} {route}", context=_remote(parent), kind=SpanKind.SERVER,
+                                        attributes=attributes) as span:
+        yield span
+
+
+@contextmanager
+def producing(topic: str, key: str) -> Iterator[trace.Span]:
+    """The current span while the gateway writes one command to Kafka."""
+    attributes = {"messaging.system": "kafka", "messaging.operation.type": "send",
+                  "messaging.destination.name": topic, "messaging.kafka.message.key": key}
+    with tracer().start_as_current_span(f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes) as span:
+        yield span
+
+
+@contextmanager
+def writing_batch(topic: str, partition: int, start: int, end: int,
+                  headers_of_records: Iterable[Iterable[tuple[str, str | None]]]) -> Iterator[trace.Span]:
+    """The span of one audit object being written: a root of its own, linked to the spans that sent its records."""
+    attributes = {"messaging.system": "kafka", "messaging.destination.name": topic,
+                  "messaging.destination.partition.id": str(partition), "atlas.audit.first_offset": start,
+                  "atlas.audit.end_offset": end}
+    with tracer().start_as_current_span(f"audit write {topic}", kind=SpanKind.CONSUMER, attributes=attributes,
+                                        links=links(headers_of_records)) as span:
+        yield span
+
+
+def describe(reports: Sequence[Any]) -> None:
+    """Name the current span after the trade its execution reports are about; an event per reject, with its code."""
+    span = trace.get_current_span()
+    if not span.is_recording() or not reports:
+        return
+    first = reports[0]
+    span.set_attribute("atlas.account_id", first.account_id)
+    span.set_attribute("atlas.order_id", first.order_id)
+    if first.symbol:
+        span.set_attribute("atlas.symbol", first.symbol)
+    span.set_attribute("atlas.exec_types", [report.exec_type.value for report in reports])
+    for report in reports:
+        if report.exec_type.value == "REJECTED":
+            span.add_event("rejected", {"atlas.reason_code": reason_code(report.reason),
+                                        "atlas.order_id": report.order_id})
+
+
+def dead_lettered(error: str) -> None:
+    """An event on the current span: its message went to the dead-letter topic, with the reason's code."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event("dead_lettered", {"atlas.reason_code": reason_code(error)})
+
+
+def annotate(**attributes: Any) -> None:
+    """Set `atlas.<name>` attributes on the current span, when it records."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        for name, value in attributes.items():
+            if value is not None:
+                span.set_attribute(f"atlas.{name}", value)
+
+
+def links(headers_of_records: Iterable[Iterable[tuple[str, str | None]]]) -> list[Link]:
+    """Links to the sampled spans that sent the records (headers as the audit keeps them: base64 values), at most 128."""
+    found: list[Link] = []
+    seen: set[tuple[int, int]] = set()
+    for headers in headers_of_records:
+        for name, value in headers:
+            if name != TRACEPARENT or value is None:
+                continue
+            try:
+                context = parse_traceparent(base64.b64decode(value))
+            except ValueError:
+                continue
+            if context is None or not context.trace_flags.sampled or (context.trace_id, context.span_id) in seen:
+                continue
+            seen.add((context.trace_id, context.span_id))
+            found.append(Link(context))
+            if len(found) == MAX_LINKS:
+                return found
+    return found

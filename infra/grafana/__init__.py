@@ -1,0 +1,1 @@
+"""Grafana: provisioning files and the dashboards (written by dashboards.py)."""

@@ -1,0 +1,69 @@
+"""What the OMS's reports count in the Prometheus metrics."""
+from __future__ import annotations
+
+from decimal import Decimal as D
+from types import SimpleNamespace
+
+import pytest
+
+from atlas.core.events import ExecType, ExecutionReport, OrdStatus
+from atlas.runtime import metrics
+
+
+def report(exec_type: ExecType, status: OrdStatus, *, order_id: str = "O1", last_qty: str = "0",
+           last_px: str | None = None, cum_qty: str = "0", reason: str | None = None,
+           order_type: str | None = "LIMIT") -> ExecutionReport:
+    return ExecutionReport(exec_id=f"{order_id}/{exec_type.value}", seq=1, cause_id="c", order_id=order_id,
+                           client_order_id="c1", account_id="alice", symbol="BTC-USD", side="BUY", type=order_type,
+                           time_in_force="GTC", exec_type=exec_type, status=status, quantity=D("2"),
+                           price=D("100"), last_qty=D(last_qty), last_px=D(last_px) if last_px else None,
+                           cum_qty=D(cum_qty), leaves_qty=D("2") - D(cum_qty), avg_px=None, reason=reason, ts=1)
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize("reason, code", [
+    ("UNKNOWN_SYMBOL: no instrument XYZ", "UNKNOWN_SYMBOL"), ("INSUFFICIENT_BALANCE", "INSUFFICIENT_BALANCE"),
+    ("not a code: at all", "OTHER"), (None, "OTHER"), ("", "OTHER"), ("A" * 41, "OTHER"), ("lower_case: x", "OTHER"),
+])
+def test_reason_code_is_the_leading_code_or_other(reason, code):
+    assert metrics.reason_code(reason) == code
+
+
+def test_reports_count_orders_by_type_and_outcome_rejects_by_reason_and_fills_by_symbol():
+    before = {"submitted": sample("atlas_orders_total", type="LIMIT", outcome="submitted"),
+              "rejected": sample("atlas_orders_total", type="MARKET", outcome="rejected"),
+              "reason": sample("atlas_order_rejects_total", reason="MAX_NOTIONAL"),
+              "filled": sample("atlas_orders_total", type="LIMIT", outcome="filled"),
+              "fills": sample("atlas_fills_total", symbol="BTC-USD"),
+              "notional": sample("atlas_traded_notional_total", symbol="BTC-USD"),
+              "acks": sample("atlas_order_ack_latency_seconds_count"),
+              "first_fills": sample("atlas_order_fill_latency_seconds_count"),
+              "ack_sum": sample("atlas_order_ack_latency_seconds_sum")}
+    order = SimpleNamespace(order_id="O1", created_at=1_000)
+    metrics.observe_reports([report(ExecType.PENDING_NEW, OrdStatus.PENDING_NEW)], [order], 1_010)
+    metrics.observe_reports([report(ExecType.NEW, OrdStatus.NEW)], [order], 1_250)
+    metrics.observe_reports([report(ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, last_qty="1", last_px="100.5",
+                                    cum_qty="1")], [order], 1_500)
+    metrics.observe_reports([report(ExecType.TRADE, OrdStatus.FILLED, last_qty="1", last_px="101", cum_qty="2")],
+                            [order], 1_600)
+    metrics.observe_reports([report(ExecType.REJECTED, OrdStatus.REJECTED, order_id="O2", order_type="MARKET",
+                                    reason="MAX_NOTIONAL: over 1000000")], [], 1_700)
+
+    assert sample("atlas_orders_total", type="LIMIT", outcome="submitted") == before["submitted"] + 1
+    assert sample("atlas_orders_total", type="MARKET", outcome="rejected") == before["rejected"] + 1
+    assert sample("atlas_order_rejects_total", reason="MAX_NOTIONAL") == before["reason"] + 1
+    assert sample("atlas_orders_total", type="LIMIT", outcome="filled") == before["filled"] + 1
+    assert sample("atlas_fills_total", symbol="BTC-USD") == before["fills"] + 2
+    assert sample("atlas_traded_notional_total", symbol="BTC-USD") == pytest.approx(before["notional"] + 201.5)
+    assert sample("atlas_order_ack_latency_seconds_count") == before["acks"] + 1
+    assert sample("atlas_order_ack_latency_seconds_sum") == pytest.approx(before["ack_sum"] + 0.25)
+    assert sample("atlas_order_fill_latency_seconds_count") == before["first_fills"] + 1  # the first fill only
+
+
+def test_a_latency_needs_the_order_it_times():
+    before = sample("atlas_order_ack_latency_seconds_count")
+    metrics.observe_reports([report(ExecType.NEW, OrdStatus.NEW, order_id="O9")], [], 2_000)
+    assert sample("atlas_order_ack_latency_seconds_count") == before

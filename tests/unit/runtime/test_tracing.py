@@ -1,0 +1,108 @@
+"""Trace context on Kafka records: parsing `traceparent`, stamping sends, spans with the right parents."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from atlas.agents.outputs import POSS_DUP, Send
+from atlas.runtime import tracing
+
+TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def exporter():
+    """ATLAS's spans from an SDK provider recording into memory."""
+    found = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(found))
+    tracing.install(provider)
+    yield found
+    tracing.install(None)
+
+
+@pytest.mark.parametrize("value", [
+    f"00-{TRACE}-{SPAN}-01", f"00-{TRACE}-{SPAN}-01".encode(), f" 00-{TRACE}-{SPAN}-01 ",
+    f"01-{TRACE}-{SPAN}-01-future-fields",
+])
+def test_a_valid_traceparent_names_a_sampled_remote_parent(value):
+    context = tracing.parse_traceparent(value)
+    assert context is not None and context.is_remote and context.trace_flags.sampled
+    assert f"{context.trace_id:032x}" == TRACE and f"{context.span_id:016x}" == SPAN
+
+
+@pytest.mark.parametrize("value", [
+    None, "", "garbage", f"00-{TRACE}-{SPAN}", f"ff-{TRACE}-{SPAN}-01", f"00-{'0' * 32}-{SPAN}-01",
+    f"00-{TRACE}-{'0' * 16}-01", f"00-{TRACE.upper()}-{SPAN}-01", f"00-{TRACE}-{SPAN}-01-extra",
+    f"00-{TRACE[:-1]}-{SPAN}-01", b"\xff\xfe", "00-" + "g" * 32 + f"-{SPAN}-01",
+])
+def test_a_malformed_traceparent_is_no_parent(value):
+    assert tracing.parse_traceparent(value) is None
+
+
+def test_the_unsampled_flag_is_kept():
+    context = tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-00")
+    assert context is not None and not context.trace_flags.sampled
+
+
+def test_the_last_traceparent_header_wins():
+    headers = [("traceparent", f"00-{'1' * 32}-{SPAN}-01".encode()), ("other", b"x"),
+               ("traceparent", f"00-{TRACE}-{SPAN}-01".encode())]
+    assert f"{tracing.from_headers(headers).trace_id:032x}" == TRACE
+    assert tracing.from_headers(None) is None and tracing.from_headers([("other", None)]) is None
+
+
+def test_a_consuming_span_is_a_child_of_the_records_context_and_stamps_what_it_sends(exporter):
+    headers = [("traceparent", f"00-{TRACE}-{SPAN}-01".encode())]
+    sends = [Send("topic", b"k", b"v"), Send("topic", b"k", b"w", headers=POSS_DUP + (("traceparent", b"old"),))]
+    with tracing.consuming("oms", "atlas.commands", 3, 42, headers) as span:
+        stamped = tracing.stamp(sends)
+    [finished] = exporter.get_finished_spans()
+    assert finished.parent.span_id == int(SPAN, 16) and finished.context.trace_id == int(TRACE, 16)
+    assert finished.kind is trace.SpanKind.CONSUMER and finished.name == "oms process atlas.commands"
+    assert finished.attributes["messaging.kafka.offset"] == 42
+    assert finished.attributes["messaging.destination.partition.id"] == "3"
+    expected = f"00-{TRACE}-{span.get_span_context().span_id:016x}-01".encode()
+    assert stamped[0].headers == (("traceparent", expected),)
+    assert stamped[1].headers == POSS_DUP + (("traceparent", expected),)  # replaced, the other header kept
+
+
+def test_a_record_without_context_starts_a_trace(exporter):
+    with tracing.consuming("venue", "atlas.venue.orders", 0, 1, None):
+        pass
+    [finished] = exporter.get_finished_spans()
+    assert finished.parent is None
+
+
+def test_outside_a_span_nothing_is_stamped():
+    sends = [Send("topic", b"k", b"v")]
+    assert tracing.stamp(sends) is sends and not tracing.active()
+
+
+def test_describe_names_the_trade_and_records_a_reject_with_its_code(exporter):
+    from tests.unit.runtime.test_metrics import report
+    from atlas.core.events import ExecType, OrdStatus
+
+    with tracing.consuming("oms", "atlas.commands", 0, 1, None):
+        tracing.describe([report(ExecType.REJECTED, OrdStatus.REJECTED, reason="MAX_NOTIONAL: over the limit")])
+        tracing.dead_lettered("INVALID_MESSAGE: quantity: bad")
+    [finished] = exporter.get_finished_spans()
+    assert finished.attributes["atlas.order_id"] == "O1" and finished.attributes["atlas.account_id"] == "alice"
+    assert finished.attributes["atlas.exec_types"] == ("REJECTED",)
+    assert [(e.name, e.attributes["atlas.reason_code"]) for e in finished.events] == [
+        ("rejected", "MAX_NOTIONAL"), ("dead_lettered", "INVALID_MESSAGE")]
+
+
+def test_links_go_to_the_sampled_senders_of_records_once_each_and_at_most_128():
+    def header(trace_id: int, flags: str = "01") -> tuple[str, str]:
+        return ("traceparent", base64.b64encode(f"00-{trace_id:032x}-{SPAN}-{flags}".encode()).decode())
+    records = [[header(1)], [header(1)], [header(2, "00")], [("traceparent", None)], [("traceparent", "!!")],
+               [("other", "eA==")], *([header(n)] for n in range(3, 300))]
+    found = tracing.links(records)
+    assert len(found) == tracing.MAX_LINKS
+    assert [link.context.trace_id for link in found[:2]] == [1, 3]
