@@ -45,6 +45,17 @@ demo-down:
 	-$(PY) -m atlas.demo --stop
 	$(PY) infra/kafka/broker.py down
 
+## observe: the demo worker with tracing on, beside Prometheus (the repository's alert rules), Jaeger and
+## Zipkin; prints their URLs (README: Observability). make observe-down stops the three.
+observe: setup broker-up
+	$(PY) infra/observe.py up
+	-$(PY) -m atlas.demo --stop
+	ATLAS_OTEL_ENDPOINT=http://127.0.0.1:4318 $(PY) -m atlas.demo
+	$(PY) infra/observe.py urls
+
+observe-down:
+	$(PY) infra/observe.py down
+
 ## test: every test, live broker included (what CI runs)
 test: setup
 	$(PY) -m pytest
@@ -65,6 +76,7 @@ bench: setup
 	$(PY) -m bench.oms_state
 	$(PY) -m bench.restart
 	$(PY) -m bench.codecs
+	$(PY) -m bench.tracing
 
 broker-up: setup
 	$(PY) infra/kafka/broker.py up

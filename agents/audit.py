@@ -81,18 +81,29 @@ class AuditExporter(Service):
                 "records_written": self.records_written, "partitions": len(self._last), "refused": self.refused,
                 "versioning": self.versioning}
 
-    def lag_seconds(self, now_ms: int) -> float:
+    def lag_seconds(self) -> float:
         """How long the oldest record read but not yet in the sink has waited (0 when every record read is written)."""
         pending = [ms for ms in (self._in_flight_ms, self.batcher.oldest_opened_ms()) if ms is not None]
-        return max(0.0, (now_ms - min(pending)) / 1000) if pending else 0.0
+        return max(0.0, (_now_ms() - min(pending)) / 1000) if pending else 0.0  # the batcher's clock: monotonic
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        """Ask the broker for the end of every partition this exporter holds (the last stable offset: read_committed)."""
+        wanted = list(self._last)
+        return dict(await self._consumer.end_offsets(wanted)) if wanted and self._consumer is not None else {}
 
     def exported(self) -> dict[TopicPartition, tuple[int | None, int]]:
         """Per partition this exporter holds: (the broker's end offset as last fetched, the end of what the sink has)."""
         consumer = self._consumer
         if consumer is None:
             return {}
-        return {tp: (consumer.highwater(tp), manifest.end if manifest is not None else 0)
-                for tp, manifest in list(self._last.items())}
+        found = {}
+        for tp, manifest in list(self._last.items()):
+            try:
+                end = consumer.highwater(tp)
+            except Exception:  # revoked under the scrape
+                continue
+            found[tp] = (end, manifest.end if manifest is not None else 0)
+        return found
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ from atlas.oms.engine import (
     apply_command, apply_venue_report, needs_open_orders, new_account, orders_needed, unknown_order_report,
 )
 from atlas.runtime import metrics, tracing
-from atlas.runtime.logs import CURRENT as LOG_IDS, NO_IDS
+from atlas.runtime.logs import CURRENT as LOG_IDS, JSON as JSON_LOGS, NO_IDS
 from atlas.runtime.partitioning import partition_for
 from atlas.runtime.reference import DEFAULT_LIMITS, directory, instruments
 from atlas.settings import settings
@@ -88,12 +89,13 @@ async def handle(events: list) -> None:
                 with processing(event):
                     if tracing.ENABLED:
                         with tracing.consuming("oms", message.topic, message.partition, message.offset,
-                                               message.headers):
+                                               message.headers, _order_of(message)):
                             sends = tracing.stamp(_process(message))
                     else:
                         sends = _process(message)
                     done.append((message, sends))
-                LOG_IDS.set(NO_IDS)
+                if JSON_LOGS:
+                    LOG_IDS.set(NO_IDS)
         await checkpoint("oms-state-written", len(events))
         for message, sends in done:
             await emit(sends, message.topic, message.partition)
@@ -105,6 +107,17 @@ async def handle(events: list) -> None:
         if isinstance(exc, Exception):
             _stop_at_once(exc, events)
         raise
+
+
+_ORDER_ID = re.compile(rb'"order_id"\s*:\s*"([^"\\]{1,128})"')
+
+
+def _order_of(message) -> str | None:
+    """The order a venue report is about (the first one's, for several), read without decoding; None for a command."""
+    if message.topic in _INPUTS:
+        return None
+    found = _ORDER_ID.search(message.value) if isinstance(message.value, bytes) else None
+    return found.group(1).decode(errors="replace") if found else None
 
 
 def _process(message) -> list[Send]:
@@ -147,7 +160,8 @@ def process(topic: str, partition: int, offset: int, ts: int, key: bytes | None,
     except ValidationError as exc:
         return _invalid(topic, partition, offset, ts, key, value, _describe(exc), is_command)
     account_id = events[0].account_id
-    LOG_IDS.set((account_id, getattr(events[0], "order_id", None)))
+    if JSON_LOGS:
+        LOG_IDS.set((account_id, getattr(events[0], "order_id", None)))
     wanted_key = account_id.encode()
     if key != wanted_key or partition != partition_for(wanted_key):
         # A producer that keyed or hashed differently: move the message to its account's
@@ -228,6 +242,14 @@ def _measure(outcome) -> None:
         log.exception("telemetry failed; the event is unaffected")
 
 
+def _measure_refusal(report) -> None:
+    """Count the REJECTED report of a refused message; a failure there must never cost the message its sends."""
+    try:
+        metrics.observe_reports((report,), (), report.ts)
+    except Exception:
+        log.exception("metrics failed; the message is unaffected")
+
+
 def _describe(exc: ValidationError) -> str:
     problems = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()[:5]]
     return "INVALID_MESSAGE: " + "; ".join(problems)
@@ -255,7 +277,7 @@ def _invalid(topic, partition, offset, ts, key, value, error, is_command) -> lis
         if account is None or load_order(account, order_id) is None:
             report = unknown_order_report(account_id, order_id, client_order_id, ExecType.REJECTED,
                                           command_id or f"{topic}-{partition}-{offset}", error, ts)
-            metrics.observe_reports((report,), (), ts)
+            _measure_refusal(report)
             if tracing.ENABLED:
                 tracing.describe((report,))
             sends.append(Send(executions, account_id.encode(), report.model_dump_json().encode()))

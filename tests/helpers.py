@@ -318,3 +318,15 @@ def audit_records(first: int, count: int, topic: str = "atlas.executions", parti
     """`count` audit records of one partition from offset `first`, `step` apart, one ms apart in time."""
     return [AuditRecord.of(topic, partition, first + i * step, AUDIT_T0 + i, b"alice",
                            f'{{"n": {first + i}}}'.encode(), [("trace", b"\x01\x02")]) for i in range(count)]
+
+
+def execution_report(exec_type: str, status: str, *, order_id: str = "O1", last_qty: str = "0",
+                     last_px: str | None = None, cum_qty: str = "0", reason: str | None = None,
+                     order_type: str | None = "LIMIT") -> ExecutionReport:
+    """An execution report of alice's BUY 2 BTC-USD @ 100 (what the metrics and traces read of one)."""
+    return ExecutionReport(exec_id=f"{order_id}/{exec_type}", seq=1, cause_id="c", order_id=order_id,
+                           client_order_id="c1", account_id="alice", symbol="BTC-USD", side="BUY", type=order_type,
+                           time_in_force="GTC", exec_type=exec_type, status=status, quantity=Decimal("2"),
+                           price=Decimal("100"), last_qty=Decimal(last_qty),
+                           last_px=Decimal(last_px) if last_px else None, cum_qty=Decimal(cum_qty),
+                           leaves_qty=Decimal("2") - Decimal(cum_qty), avg_px=None, reason=reason, ts=1)

@@ -60,11 +60,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--count-only", action="store_true", help="write only the number of spans received so far")
     args = parser.parse_args()
     lock = threading.Lock()
+    received = [0]
 
     class Writer(RequestHandler):
         def handle_trace(self, request, headers):
+            if args.count_only:  # a benchmark's receiver: what it costs stays small
+                spans = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+                with lock:
+                    received[0] += spans
+                    args.out.write_text(str(received[0]))
+                return
             lines = "".join(json.dumps(span) + "\n" for span in spans_of(MessageToDict(request)))
             with lock, args.out.open("a") as out:
                 out.write(lines)
@@ -84,19 +92,28 @@ def main() -> None:
 class Receiver:
     """The receiver process for one test: its endpoint, and the spans it has received so far."""
 
-    def __init__(self, root: Path, port: int):
-        self.out = root / "spans.jsonl"
+    def __init__(self, root: Path, port: int, *, count_only: bool = False):
+        self.out = root / ("spans.count" if count_only else "spans.jsonl")
         self.endpoint = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.otlp_receiver", "--port", str(port),
-                                      "--out", str(self.out)], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+                                      "--out", str(self.out), *(["--count-only"] if count_only else [])],
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the OTLP receiver did not start")
+
+    def count(self) -> int:
+        """Spans received (a `count_only` receiver)."""
+        return int(self.out.read_text() or 0) if self.out.exists() else 0
+
+    def pid(self) -> int:
+        return self.proc.pid
 
     def spans(self) -> list[dict[str, Any]]:
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+        text = self.out.read_text()
+        complete = text[:text.rfind("\n") + 1]  # a line still being written is read next time
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def wait_for(self, predicate, timeout: float = 30.0) -> list[dict[str, Any]]:
         """The spans once `predicate(spans)` holds (AssertionError with what arrived when it never does)."""

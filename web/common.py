@@ -28,9 +28,18 @@ _UNSEEN = object()
 RETRY_AFTER = {"Retry-After": "2"}
 
 
-def principal(request: Any, scope: Scope = Scope.READ) -> Principal:
-    """The caller behind the `X-API-Key` header, whose key has `scope`: a 401 without a valid key, a 403 without the scope."""
+def presented_key(request: Any) -> str | None:
+    """The API key a request carries: its `X-API-Key` header, or `Authorization: Bearer <key>` (how Prometheus sends one)."""
     key = request.headers.get("X-API-Key")
+    if key:
+        return key
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() or None if header[:7].lower() == "bearer " else None
+
+
+def principal(request: Any, scope: Scope = Scope.READ) -> Principal:
+    """The caller behind the request's API key, whose key has `scope`: a 401 without a valid key, a 403 without the scope."""
+    key = presented_key(request)
     if not key:
         raise Problem(401, "UNAUTHENTICATED", "send your API key in the X-API-Key header",
                       headers={"WWW-Authenticate": "ApiKey"})
@@ -44,6 +53,7 @@ def principal(request: Any, scope: Scope = Scope.READ) -> Principal:
         auth_log.warning("forbidden: %s %s for %s with key %s, which lacks the %s scope", request.method, request.path,
                          found.account_id, found.key_id or "(demo)", scope.value)
         raise Problem(403, "FORBIDDEN", "this needs an admin key" if scope is Scope.ADMIN
+                      else "this needs a key with the metrics scope" if scope is Scope.METRICS
                       else f"this key may not {scope.value} (its scopes: {', '.join(sorted(s.value for s in found.scopes))})")
     return found
 

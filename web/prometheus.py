@@ -4,8 +4,8 @@ Prometheus sends the key as `Authorization: Bearer <key>` (its scrape config's `
 block); `X-API-Key` works too. What the agents count as they go lives in `atlas.runtime.metrics`;
 what is read at scrape time is collected here: consumer lag per group, topic and partition
 (the agents' group and the audit exporter's), the exporter's lag in seconds, table sizes (RocksDB's
-estimates: no scan), open orders and kill switches of the accounts this worker owns, and
-live-stream sessions. Every worker answers for itself: Prometheus scrapes each one.
+estimates: no scan), open orders and kill switches of the accounts this worker owns (the accounts
+file bounds them), the global kill switch, halts, and live-stream sessions. Every worker answers for itself: Prometheus scrapes each one.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from atlas.agents.audit import AuditExporter
+from atlas.agents.monitoring import END_OFFSETS
 from atlas.app import app
 from atlas.core.accounts import Scope
 from atlas.runtime import metrics
@@ -28,19 +29,12 @@ from atlas.runtime.reference import directory, instruments
 from atlas.settings import settings
 from atlas.tables.market import current_market
 from atlas.tables.oms import load_account
-from atlas.web.common import log_failed_sign_in
-from atlas.web.problems import ApiView, Problem
+from atlas.web.common import principal
+from atlas.web.problems import ApiView
 from atlas.web.stream import SLOTS
 
 log = logging.getLogger(__name__)
 CHANGELOG_SUFFIX = "-changelog"
-
-
-def _key(request: Any) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return request.headers.get("X-API-Key") or None
 
 
 @app.page("/metrics")
@@ -48,16 +42,7 @@ class MetricsView(ApiView):
     """The Prometheus text exposition of this worker's metrics."""
 
     async def get(self, request: Any) -> Any:
-        key = _key(request)
-        if key is None:
-            raise Problem(401, "UNAUTHENTICATED", "send a key with the metrics scope as Authorization: Bearer <key>",
-                          headers={"WWW-Authenticate": "Bearer"})
-        caller = directory().authenticate(key)
-        if caller is None:
-            log_failed_sign_in(f"GET /metrics from {request.remote}", key)
-            raise Problem(401, "UNAUTHENTICATED", "the key is not valid", headers={"WWW-Authenticate": "Bearer"})
-        if not caller.may(Scope.METRICS):
-            raise Problem(403, "FORBIDDEN", "this needs a key with the metrics scope")
+        principal(request, Scope.METRICS)
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -65,34 +50,25 @@ class ScrapeTime(Collector):
     """What a scrape reads from the running worker rather than counting as it goes."""
 
     def describe(self) -> list:
+        """Nothing ahead of a scrape."""
         return []  # read only at scrape time (a worker not started yet has no consumer to describe)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        lag = GaugeMetricFamily("atlas_consumer_lag_messages", "Records in a partition that the group has not "
-                                "committed yet (the end offset as last fetched, minus the committed offset)",
-                                labels=["group", "topic", "partition"])
-        for group, topic, partition, value in _consumer_lag():
-            lag.add_metric([group, topic, str(partition)], value)
-        yield lag
-        yield from _audit()
-        yield from _accounts()
-        yield _tables()
-        sessions = GaugeMetricFamily("atlas_stream_sessions", "Live streams (WebSockets) this worker serves",
-                                     labels=["state"])
-        sessions.add_metric(["subscribed"], SLOTS.subscribed.total())
-        sessions.add_metric(["pending"], SLOTS.pending_count())
-        yield sessions
-        market = current_market(instruments())
-        kill = GaugeMetricFamily("atlas_kill_switch_engaged", "1 while a kill switch is engaged: the global one, "
-                                 "and per account among those this worker owns", labels=["scope", "account_id"])
-        kill.add_metric(["global", ""], 1.0 if market.global_kill else 0.0)
-        for account_id in _killed_accounts():
-            kill.add_metric(["account", account_id], 1.0)
-        yield kill
-        halted = GaugeMetricFamily("atlas_symbol_halted", "1 while a symbol's trading is halted", labels=["symbol"])
-        for symbol in instruments():
-            halted.add_metric([symbol], 1.0 if symbol in market.halted else 0.0)
-        yield halted
+        """Each family on its own: one that fails (a consumer stopping under the scrape) leaves the others."""
+        for family in (_lag, _audit, _accounts, _tables, _sessions, _market):
+            try:
+                yield from family()
+            except Exception:
+                log.exception("metrics: %s failed in this scrape", family.__name__)
+
+
+def _lag() -> Iterator[GaugeMetricFamily]:
+    lag = GaugeMetricFamily("atlas_consumer_lag_messages", "Records in a partition that the group has not "
+                            "committed yet (its end offset, refreshed every few seconds, minus the committed offset)",
+                            labels=["group", "topic", "partition"])
+    for group, topic, partition, value in _consumer_lag():
+        lag.add_metric([group, topic, str(partition)], value)
+    yield lag
 
 
 def _assignment() -> set:
@@ -103,25 +79,31 @@ def _assignment() -> set:
         return set()
 
 
+def _end(tp: Any, fetched: Any) -> int | None:
+    """A partition's end offset: the newer of what the last fetch saw and what the refresh task asked the broker."""
+    try:
+        seen = fetched(tp)
+    except Exception:  # not fetched yet, or no longer assigned
+        seen = None
+    asked = END_OFFSETS.get(tp)
+    found = [o for o in (seen, asked) if o is not None]
+    return max(found) if found else None
+
+
 def _consumer_lag() -> Iterator[tuple[str, str, int, int]]:
     consumer = app.consumer
     committed = app.monitor.tp_committed_offsets
     for tp in sorted(_assignment()):
         if tp.topic.endswith(CHANGELOG_SUFFIX):
             continue  # a table's changelog: restored, not consumed by an agent
-        try:
-            end = consumer.highwater(tp)
-        except Exception:  # not fetched yet
-            end = None
-        done = committed.get(tp)
-        if end is None or done is None:
-            continue
-        yield settings.app_id, tp.topic, tp.partition, max(0, end - done)
+        end, done = _end(tp, consumer.highwater), committed.get(tp)
+        if end is not None and done is not None:
+            yield settings.app_id, tp.topic, tp.partition, max(0, end - done)
     exporter = AuditExporter.current
     if exporter is not None:
         for tp, (end, written) in sorted(exporter.exported().items()):
-            if end is not None:
-                yield settings.audit_group, tp.topic, tp.partition, max(0, end - written)
+            end = max(o for o in (end, END_OFFSETS.get(tp), 0) if o is not None)
+            yield settings.audit_group, tp.topic, tp.partition, max(0, end - written)
 
 
 def _audit() -> Iterator[GaugeMetricFamily]:
@@ -133,7 +115,7 @@ def _audit() -> Iterator[GaugeMetricFamily]:
         return
     lag = GaugeMetricFamily("atlas_audit_lag_seconds", "How long the oldest record read but not yet in the audit "
                             "sink has waited")
-    lag.add_metric([], exporter.lag_seconds(int(time.time() * 1000)))
+    lag.add_metric([], exporter.lag_seconds())
     yield lag
     failing = GaugeMetricFamily("atlas_audit_sink_failing_seconds", "How long the audit sink has been failing "
                                 "(0 while it works)")
@@ -145,28 +127,33 @@ def _audit() -> Iterator[GaugeMetricFamily]:
     yield refused
 
 
-def _owned_accounts() -> Iterator[Any]:
-    """The states of the accounts whose partition this worker holds (the accounts file bounds them: no table scan)."""
+def _owned_accounts() -> list[Any]:
+    """The states of the accounts whose partition this worker holds (the accounts file bounds them: no table scan).
+
+    Read past the OMS's cache, which is the agent's own.
+    """
     commands = settings.topic("commands")
     owned = {tp.partition for tp in _assignment() if tp.topic == commands}
+    found = []
     for account_id in list(directory().accounts):
         if partition_for(account_id.encode()) in owned:
-            account = load_account(account_id, cached=True)
+            account = load_account(account_id)
             if account is not None:
-                yield account
+                found.append(account)
+    return found
 
 
 def _accounts() -> Iterator[GaugeMetricFamily]:
+    accounts = _owned_accounts()
     open_orders = GaugeMetricFamily("atlas_open_orders", "Open orders of the accounts this worker owns")
-    open_orders.add_metric([], float(sum(account.open_count for account in _owned_accounts())))
+    open_orders.add_metric([], float(sum(account.open_count for account in accounts)))
     yield open_orders
+    killed = GaugeMetricFamily("atlas_accounts_kill_switched", "Accounts this worker owns whose kill switch is engaged")
+    killed.add_metric([], float(sum(1 for account in accounts if account.killed)))
+    yield killed
 
 
-def _killed_accounts() -> list[str]:
-    return [account.account_id for account in _owned_accounts() if account.killed]
-
-
-def _tables() -> GaugeMetricFamily:
+def _tables() -> Iterator[GaugeMetricFamily]:
     sizes = GaugeMetricFamily("atlas_table_keys", "Keys in each table's local store (RocksDB's estimate, summed "
                               "over the partitions this worker holds)", labels=["table"])
     for name, table in sorted(app.tables.items()):
@@ -180,7 +167,26 @@ def _tables() -> GaugeMetricFamily:
             except Exception:  # a store closing under the scrape
                 continue
         sizes.add_metric([name], float(total))
-    return sizes
+    yield sizes
+
+
+def _sessions() -> Iterator[GaugeMetricFamily]:
+    sessions = GaugeMetricFamily("atlas_stream_sessions", "Live streams (WebSockets) this worker serves",
+                                 labels=["state"])
+    sessions.add_metric(["subscribed"], SLOTS.subscribed.total())
+    sessions.add_metric(["pending"], SLOTS.pending_count())
+    yield sessions
+
+
+def _market() -> Iterator[GaugeMetricFamily]:
+    market = current_market(instruments())
+    kill = GaugeMetricFamily("atlas_global_kill_switch_engaged", "1 while the global kill switch is engaged")
+    kill.add_metric([], 1.0 if market.global_kill else 0.0)
+    yield kill
+    halted = GaugeMetricFamily("atlas_symbol_halted", "1 while a symbol's trading is halted", labels=["symbol"])
+    for symbol in instruments():
+        halted.add_metric([symbol], 1.0 if symbol in market.halted else 0.0)
+    yield halted
 
 
 metrics.REGISTRY.register(ScrapeTime())

@@ -87,6 +87,8 @@ class Limits:
 
 def route_class(method: str, path: str) -> str | None:
     """The class a request's limits come from, or None for what is not limited (the console's static files, health)."""
+    if path == "/metrics":
+        return "reads"  # a scrape: keyed (and signed, for a signing key) like the API's reads
     if not path.startswith("/api/"):
         return None
     if path.startswith("/api/v1/admin"):

@@ -16,7 +16,7 @@ from atlas.core.accounts import signature
 from atlas.runtime import metrics, tracing
 from atlas.runtime.reference import LOOPBACK, directory
 from atlas.settings import settings
-from atlas.web.common import CALLER, FORWARDED_HEADER, is_worker, log_failed_sign_in
+from atlas.web.common import CALLER, FORWARDED_HEADER, is_worker, log_failed_sign_in, presented_key
 from atlas.web.problems import PROBLEM_TYPE, Problem, http_problem
 from atlas.web.ratelimit import Limits, route_class
 
@@ -82,7 +82,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     limited = route_class(request.method, request.path)
     caller = None
     if limited is not None:
-        key = request.headers.get("X-API-Key")
+        key = presented_key(request)
         caller = directory().authenticate(key) if key else None
         # Forwarded by a worker, which charged the client's address: only honoured from a worker's address.
         forwarded = FORWARDED_HEADER in request.headers and is_worker(request.remote)
@@ -101,7 +101,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
             refused = await _unsigned(request, directory().signing_secret(caller.key_id))
             if refused is not None:
                 log_failed_sign_in(f"{request.method} {request.path} from {request.remote}: {refused.code}",
-                                   request.headers.get("X-API-Key", ""))
+                                   presented_key(request) or "")
                 return problem_response(refused, request)
         response = await handler(request)
     except web.HTTPException as exc:  # an unknown route, a method a route lacks
@@ -110,9 +110,10 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         response = problem_response(http_problem(exc), request)
     if settings.access_log:
         verdict = request.get(_VERDICT)
-        access_log.info("%s %s %s %d %.1f ms %s", request.remote, request.method, request.path, response.status,
-                        (time.perf_counter() - started) * 1000,
-                        getattr(request.get(CALLER), "account_id", None) or ("-" if verdict is None else "anonymous"))
+        with tracing.within(request.get(_SPAN)):  # the line carries the request's trace id
+            access_log.info("%s %s %s %d %.1f ms %s", request.remote, request.method, request.path, response.status,
+                            (time.perf_counter() - started) * 1000,
+                            getattr(request.get(CALLER), "account_id", None) or ("-" if verdict is None else "anonymous"))
     return response
 
 
@@ -123,28 +124,44 @@ def route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+_SPAN = "atlas.span"  # the request's span, for the access log line the guard writes after it
+
+# HTTP methods as a metric label: the known ones, and OTHER for whatever else a client sends.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 @web.middleware
 async def observed(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-    """Count and time every request by route, method and status; trace API requests when tracing is on."""
+    """Count and time every request by route, method and status (refusals of the guard included)."""
     started = time.perf_counter()
     route = route_of(request)
+    method = request.method if request.method in _METHODS else "OTHER"
     status = 500
     try:
-        if tracing.ENABLED and request.path.startswith("/api/"):
-            with tracing.serving(request.method, route, request.path, request.headers, request.remote) as span:
-                response = await handler(request)
-                span.set_attribute("http.response.status_code", response.status)
-        else:
-            response = await handler(request)
+        response = await handler(request)
         status = response.status
         return response
     except web.HTTPException as exc:
         status = exc.status
         raise
     finally:
-        metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+        metrics.child(metrics.HTTP_REQUESTS, route, method, str(status)).inc()
         if request.headers.get("Upgrade", "").lower() != "websocket":  # a stream lasts its session, not an answer
-            metrics.HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+            metrics.child(metrics.HTTP_LATENCY, route, method).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """The span of an API request (inside the guard: a client's `traceparent` is followed only once it signed in)."""
+    if not tracing.ENABLED or not request.path.startswith("/api/") \
+            or request.headers.get("Upgrade", "").lower() == "websocket":
+        return await handler(request)
+    headers = request.headers if request.get(CALLER) is not None else {}
+    with tracing.serving(request.method, route_of(request), request.path, headers, request.remote) as span:
+        request[_SPAN] = span
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
 
 
 TIMESTAMP_HEADER, SIGNATURE_HEADER = "X-Atlas-Timestamp", "X-Atlas-Signature"
@@ -175,6 +192,7 @@ def install(aiohttp_app: web.Application) -> None:
     """Put the guard in front of every route and the headers on every response (before the server starts)."""
     aiohttp_app.middlewares.append(observed)
     aiohttp_app.middlewares.append(guard)
+    aiohttp_app.middlewares.append(traced)
     aiohttp_app.on_response_prepare.append(add_security_headers)
 
 

@@ -224,3 +224,9 @@ class DeadLetter(BaseModel):
     value: str
     error: str
     ts: Int
+
+
+def reason_code(reason: str | None) -> str:
+    """The stable code a reject or dead-letter reason starts with ("UNKNOWN_SYMBOL: ..." -> "UNKNOWN_SYMBOL"), else OTHER."""
+    code = (reason or "").split(":", 1)[0].strip()
+    return code if 0 < len(code) <= 40 and code.replace("_", "").isalnum() and code.isupper() else "OTHER"

@@ -2,9 +2,10 @@
 
 A JSON line carries the active span's `trace_id` and `span_id` (so a log search leads to the
 trace), and the `account_id` and `order_id` of the message being processed when there is one.
-Whatever the format, a line never carries a secret: API keys, signing secrets and the Kafka
-password are replaced by `[REDACTED]` before the line is written (`Redact`), wherever in the
-message or its arguments they appear.
+Whatever the format, a line never carries a secret: API keys (anything of their form) and the
+Kafka password are replaced by `[REDACTED]` before the line is written (`Redact`), wherever in
+the message, its arguments, its traceback or its `extra=` fields they appear. (Signing secrets
+and key digests live in the keys file only, and no code path logs them.)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ REDACTED = "[REDACTED]"
 # An ATLAS API key (atlas_<key id>_<secret>); `key_hint` logs only the id of one.
 _KEY = re.compile(r"atlas_[0-9a-f]{12}_[A-Za-z0-9_\-]{43}")
 # The message being processed: (account_id, order_id), set by the agents and views.
+JSON = settings.log_format == "json"  # the agents set CURRENT only then: text lines do not show it
 NO_IDS: tuple[str | None, str | None] = (None, None)
 CURRENT: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar("atlas_log_ids",
                                                                                          default=NO_IDS)
@@ -51,6 +53,15 @@ class Redact(logging.Filter):
         self.known = secrets()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # Filters run outside the handler's own error handling: a record this cannot read (a call with
+        # arguments that do not fit its format, say) is passed on as it is, for the handler to report.
+        try:
+            self._clean(record)
+        except Exception:
+            pass
+        return True
+
+    def _clean(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         cleaned = redact(message, self.known)
         if cleaned != message:
@@ -62,7 +73,8 @@ class Redact(logging.Filter):
             if cleaned != record.exc_text:
                 # Formatters would format the exception again from exc_info: they get the cleaned text only.
                 record.exc_text, record.exc_info = cleaned, None
-        return True
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.known)
 
 
 class JsonFormatter(_JsonFormatter):
@@ -72,6 +84,7 @@ class JsonFormatter(_JsonFormatter):
         kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
         kwargs.setdefault("timestamp", False)
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s", *args, **kwargs)
+        self._known = secrets()
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)
@@ -79,6 +92,9 @@ class JsonFormatter(_JsonFormatter):
         if context.is_valid:
             log_data["trace_id"] = f"{context.trace_id:032x}"
             log_data["span_id"] = f"{context.span_id:016x}"
+        for name, value in list(log_data.items()):  # `extra=` fields too
+            if isinstance(value, str) and name != "message":
+                log_data[name] = redact(value, self._known)
         account_id, order_id = CURRENT.get()
         if account_id is not None:
             log_data.setdefault("account_id", account_id)

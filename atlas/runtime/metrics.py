@@ -11,13 +11,14 @@ order path keeps its exact decimals.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from faust.sensors import Monitor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.process_collector import ProcessCollector
+
+from atlas.core.events import reason_code
 
 disable_created_metrics()  # the `_created` series only double what a scrape holds
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -64,10 +65,16 @@ _OUTCOMES = {"PENDING_NEW": "submitted", "NEW": "accepted", "REJECTED": "rejecte
 UNKNOWN = "unknown"
 
 
-def reason_code(reason: str | None) -> str:
-    """The stable code a reason starts with ("UNKNOWN_SYMBOL: ..." -> "UNKNOWN_SYMBOL"), else OTHER."""
-    code = (reason or "").split(":", 1)[0].strip()
-    return code if 0 < len(code) <= 40 and code.replace("_", "").isalnum() and code.isupper() else "OTHER"
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, kept: a label lookup costs several microseconds, a kept child one dict read."""
+    key = (id(metric), labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
 def observe_reports(reports: Iterable[Any], orders: Sequence[Any], now_ms: int) -> None:
@@ -77,18 +84,18 @@ def observe_reports(reports: Iterable[Any], orders: Sequence[Any], now_ms: int) 
         order_type = report.type.value if report.type is not None else UNKNOWN
         outcome = _OUTCOMES.get(kind)
         if outcome is not None:
-            ORDERS.labels(order_type, outcome).inc()
+            child(ORDERS, order_type, outcome).inc()
             if outcome == "rejected":
-                REJECTS.labels(reason_code(report.reason)).inc()
+                child(REJECTS, reason_code(report.reason)).inc()
             elif outcome == "accepted":
                 _latency(ACK_LATENCY, orders, report.order_id, now_ms)
         elif kind == "TRADE":
             symbol = report.symbol or UNKNOWN
-            FILLS.labels(symbol).inc()
+            child(FILLS, symbol).inc()
             if report.last_px is not None:
-                NOTIONAL.labels(symbol).inc(float(report.last_qty * report.last_px))
+                child(NOTIONAL, symbol).inc(float(report.last_qty * report.last_px))
             if report.status.value == "FILLED":
-                ORDERS.labels(order_type, "filled").inc()
+                child(ORDERS, order_type, "filled").inc()
             if report.cum_qty == report.last_qty:  # the order's first fill
                 _latency(FILL_LATENCY, orders, report.order_id, now_ms)
 
@@ -99,23 +106,6 @@ def _latency(histogram: Histogram, orders: Sequence[Any], order_id: str, now_ms:
             if now_ms >= order.created_at:  # the SubmitOrder's timestamp
                 histogram.observe((now_ms - order.created_at) / 1000)
             return
-
-
-class Timer:
-    """Measures a span of wall-clock time into a histogram: `with Timer(h.labels(...)):`."""
-
-    __slots__ = ("histogram", "started")
-
-    def __init__(self, histogram: Any) -> None:
-        self.histogram = histogram
-        self.started = 0.0
-
-    def __enter__(self) -> "Timer":
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.histogram.observe(time.perf_counter() - self.started)
 
 
 class AtlasMonitor(Monitor):

@@ -14,22 +14,33 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from cachetools import LRUCache
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
-from atlas.runtime.metrics import reason_code
+from atlas.core.events import reason_code
 from atlas.settings import settings
 
 log = logging.getLogger(__name__)
 ENABLED = settings.otel_endpoint is not None
 TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
 MAX_LINKS = 128  # the SDK's default limit of links per span
+# Longer values are not looked at (a client or producer may send anything): W3C's own limits are 55
+# characters for version 00 and 512 for the tracestate's 32 list members.
+MAX_TRACEPARENT, MAX_TRACESTATE = 256, 512
+_TRACESTATE = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}"
+                         r"(,[ \t]*[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}){0,31}")
 _HEX = frozenset("0123456789abcdef")
 _provider = None
+# The span that accepted each sampled order, for the reports that reach the OMS later under another
+# trace (a resting order filled by someone else's order, or by the market): bounded, per process.
+ORDERS_REMEMBERED = 50_000
+_orders: LRUCache = LRUCache(maxsize=ORDERS_REMEMBERED)
 
 
 def configure() -> None:
@@ -49,7 +60,8 @@ def configure() -> None:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5)))
     install(provider)
     trace.set_tracer_provider(provider)  # for any library that traces through the global provider
-    log.info("tracing: spans go to %s, %.4g of new traces sampled", endpoint, settings.otel_sample_ratio)
+    shown = endpoint.split("@", 1)[1] if "@" in endpoint.split("/", 3)[2] else endpoint  # never user:password
+    log.info("tracing: spans go to %s, %.4g of new traces sampled", shown, settings.otel_sample_ratio)
 
 
 def install(provider: Any) -> None:
@@ -66,6 +78,7 @@ def shutdown() -> None:
 
 
 def tracer() -> trace.Tracer:
+    """ATLAS's tracer, from the installed provider (the SDK's once `configure` ran; a no-op one before)."""
     return (_provider or trace.get_tracer_provider()).get_tracer("atlas")
 
 
@@ -76,7 +89,7 @@ def active() -> bool:
 
 def parse_traceparent(value: str | bytes | None, state: str | bytes | None = None) -> SpanContext | None:
     """The remote span context a W3C `traceparent` value names, or None when it is absent or malformed."""
-    if value is None:
+    if value is None or len(value) > MAX_TRACEPARENT:
         return None
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
@@ -87,12 +100,16 @@ def parse_traceparent(value: str | bytes | None, state: str | bytes | None = Non
     trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
     if trace_id == 0 or span_id == 0:
         return None
-    if isinstance(state, bytes):
-        state = state.decode("ascii", errors="replace")
-    try:
-        trace_state = TraceState.from_header([state]) if state else None
-    except ValueError:
-        trace_state = None
+    trace_state = None
+    if state and len(state) <= MAX_TRACESTATE:
+        if isinstance(state, bytes):
+            state = state.decode("ascii", errors="replace")
+        # Checked first: the SDK logs a WARNING quoting every value it cannot parse, anyone's to fill.
+        if _TRACESTATE.fullmatch(state.strip()):
+            try:
+                trace_state = TraceState.from_header([state])
+            except ValueError:
+                trace_state = None
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16) & 0x01),
                        trace_state=trace_state)
 
@@ -142,14 +159,24 @@ def _remote(parent: SpanContext | None) -> Any:
 
 
 @contextmanager
-def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any) -> Iterator[trace.Span]:
-    """The current span, while one agent processes one Kafka record: a child of the context in its headers."""
+def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any,
+              order_id: str | None = None) -> Iterator[trace.Span]:
+    """The current span, while one agent processes one Kafka record: a child of the context in its headers.
+
+    With `order_id` (a venue report's order), a report sent under another trace than the order's
+    (its fill caused by another order, or by a tick) is applied in the order's trace instead,
+    linked to the span that sent it: one trace per order, however it fills.
+    """
+    parent, linked = from_headers(headers), None
+    own = _orders.get(order_id) if order_id is not None else None
+    if own is not None and (parent is None or parent.trace_id != own.trace_id):
+        parent, linked = own, parent
     attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
                   "messaging.destination.name": topic, "messaging.destination.partition.id": str(partition),
                   "messaging.kafka.offset": offset, "messaging.consumer.group.name": settings.app_id,
                   "atlas.agent": agent}
-    with tracer().start_as_current_span(f"{agent} process {topic}", context=_remote(from_headers(headers)),
-                                        kind=SpanKind.CONSUMER, attributes=attributes) as span:
+    with tracer().start_as_current_span(f"{agent} process {topic}", context=_remote(parent), kind=SpanKind.CONSUMER,
+                                        attributes=attributes, links=[Link(linked)] if linked else None) as span:
         yield span
 
 
@@ -185,6 +212,11 @@ def writing_batch(topic: str, partition: int, start: int, end: int,
         yield span
 
 
+def within(span: trace.Span | None) -> Any:
+    """`with within(span):` makes an ended span current again (for a log line about it); nothing when None."""
+    return trace.use_span(span, end_on_exit=False) if span is not None else nullcontext()
+
+
 def describe(reports: Sequence[Any]) -> None:
     """Name the current span after the trade its execution reports are about; an event per reject, with its code."""
     span = trace.get_current_span()
@@ -197,7 +229,9 @@ def describe(reports: Sequence[Any]) -> None:
         span.set_attribute("atlas.symbol", first.symbol)
     span.set_attribute("atlas.exec_types", [report.exec_type.value for report in reports])
     for report in reports:
-        if report.exec_type.value == "REJECTED":
+        if report.exec_type.value == "PENDING_NEW" and span.get_span_context().trace_flags.sampled:
+            _orders[report.order_id] = span.get_span_context()
+        elif report.exec_type.value == "REJECTED":
             span.add_event("rejected", {"atlas.reason_code": reason_code(report.reason),
                                         "atlas.order_id": report.order_id})
 

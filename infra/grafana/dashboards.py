@@ -33,8 +33,8 @@ DASHBOARDS = [
         ("Traded notional per second (quote currency)", "short",
          [(f"sum by (symbol) (rate(atlas_traded_notional_total[{RATE}]))", "{{symbol}}")]),
         ("Kill switches and halts", "short", [
-            ("max(atlas_kill_switch_engaged{scope=\"global\"})", "global kill switch"),
-            ("count(atlas_kill_switch_engaged{scope=\"account\"} > 0) or vector(0)", "accounts kill-switched"),
+            ("max(atlas_global_kill_switch_engaged)", "global kill switch"),
+            ("sum(atlas_accounts_kill_switched)", "accounts kill-switched"),
             ("sum(atlas_symbol_halted) or vector(0)", "symbols halted")]),
         ("HTTP requests per second by route and status", "reqps",
          [(f"sum by (route, status) (rate(atlas_http_requests_total[{RATE}]))", "{{route}} {{status}}")]),
@@ -101,6 +101,7 @@ def rendered() -> dict[str, str]:
 
 
 def main() -> None:
+    """Write every dashboard's JSON next to this file."""
     for name, text in rendered().items():
         (HERE / "dashboards" / name).write_text(text)
         print(HERE / "dashboards" / name)

@@ -37,6 +37,7 @@ def config(targets: list[str], key_file: Path, *, interval: str = "5s", scheme: 
 
 
 def binary() -> str:
+    """The `prometheus` executable (Debian's package, which `make setup` installs)."""
     found = shutil.which("prometheus")
     if found is None:
         raise RuntimeError("prometheus is not installed: `make setup` installs Debian's package")
@@ -84,6 +85,7 @@ class LocalPrometheus:
         raise TimeoutError(f"prometheus not ready after {timeout}s: {self.tail()}")
 
     def tail(self, lines: int = 20) -> str:
+        """The end of its log."""
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
@@ -107,6 +109,7 @@ class LocalPrometheus:
         return data["result"] if data["resultType"] in ("vector", "matrix") else [{"value": data["result"]}]
 
     def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL after 10 s)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()

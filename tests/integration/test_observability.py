@@ -7,8 +7,10 @@ Prometheus (Debian's package) loaded with the repository's alert rules.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal as D
@@ -19,7 +21,8 @@ import pytest
 from atlas.core.values import order_id_for
 from atlas.infra.grafana.dashboards import rendered
 from atlas.infra.kafka.broker import free_port
-from atlas.infra.prometheus.server import LocalPrometheus
+from atlas.infra.prometheus.server import RULES, LocalPrometheus
+from prometheus_client.parser import text_string_to_metric_families
 from tests.live import Api, Cluster, Kafka, mid
 from tests.otlp_receiver import Receiver
 
@@ -37,9 +40,16 @@ def receiver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(kafka_bootstrap, tmp_path_factory, receiver):
-    cluster = Cluster(kafka_bootstrap, tmp_path_factory.mktemp("atlas"), f"obs-{uuid.uuid4().hex[:8]}", venue=True,
-                      audit=True, extra_env={"ATLAS_OTEL_ENDPOINT": receiver.endpoint, "ATLAS_OTEL_SAMPLE_RATIO": "1",
-                                             "ATLAS_LOG_FORMAT": "json", "ATLAS_ACCESS_LOG": "true"})
+    root = tmp_path_factory.mktemp("atlas")
+    keys_file = root / "keys.json"
+    cluster = Cluster(kafka_bootstrap, root, f"obs-{uuid.uuid4().hex[:8]}", venue=True, audit=True,
+                      extra_env={"ATLAS_OTEL_ENDPOINT": receiver.endpoint, "ATLAS_OTEL_SAMPLE_RATIO": "1",
+                                 "ATLAS_LOG_FORMAT": "json", "ATLAS_ACCESS_LOG": "true",
+                                 "ATLAS_KEYS_FILE": str(keys_file)})
+    made = subprocess.run([sys.executable, "-m", "atlas", "keys", "--file", str(keys_file), "create", "--account", "admin",
+                           "--scope", "metrics"], env={**os.environ, **cluster.env("keys", 1)},
+                          capture_output=True, text=True, check=True)
+    cluster.metrics_key = made.stdout.split()[0]  # a Prometheus server's key: the metrics scope alone
     cluster.start_worker()
     yield cluster
     cluster.stop()
@@ -49,7 +59,7 @@ def cluster(kafka_bootstrap, tmp_path_factory, receiver):
 def prometheus(cluster, tmp_path_factory):
     worker = cluster.workers[0]
     server = LocalPrometheus(tmp_path_factory.mktemp("prometheus"), free_port(), [f"127.0.0.1:{worker.port}"],
-                             cluster.keys["admin"], interval="1s").start()
+                             cluster.metrics_key, interval="1s").start()
     yield server
     server.stop()
 
@@ -153,6 +163,41 @@ def test_a_trace_started_by_an_external_producer_continues_through_atlas(cluster
     assert oms_report["parent_id"] == venue["span_id"]
 
 
+def test_a_resting_order_filled_by_another_traders_order_is_applied_in_its_own_trace(cluster, receiver,
+                                                                                      kafka_bootstrap):
+    # The maker's ladder taken away on SOL-USD: bob's ask rests until alice's bid meets it.
+    sent = int(time.time() * 1000)
+    kafka = Kafka(kafka_bootstrap)
+    kafka.produce(cluster.topic("venue.control"),
+                  [(b"SOL-USD", json.dumps({"symbol": "SOL-USD", "levels": 0, "ts": sent}).encode())])
+    kafka.consume(cluster.topic("marketdata"), lambda seen: any(
+        isinstance(r["value"], dict) and r["value"].get("type") == "book" and r["value"]["symbol"] == "SOL-USD"
+        and r["value"]["ts"] > sent and not r["value"]["bids"] and not r["value"]["asks"] for r in seen), timeout=30)
+    bob, alice = Api(cluster.workers[0].url, cluster.keys["bob"]), Api(cluster.workers[0].url, cluster.keys["alice"])
+    ask = bob.order(symbol="SOL-USD", side="SELL", quantity="2.00", price="150.000")
+    assert ask.status == 202, ask
+    bob.wait_for(f"/api/v1/orders/{ask.body['order_id']}", lambda doc: doc["status"] == "NEW")
+    bid = alice.order(symbol="SOL-USD", side="BUY", quantity="2.00", price="150.000")
+    assert bid.status == 202, bid
+
+    reports_topic = f"oms process {cluster.topic('venue.reports')}"
+
+    def bobs_fill(spans):
+        return [s for s in spans if s["name"] == reports_topic and s["attributes"].get("atlas.order_id")
+                == ask.body["order_id"] and "TRADE" in s["attributes"].get("atlas.exec_types", [])]
+    spans = receiver.wait_for(bobs_fill)
+    [fill] = bobs_fill(spans)
+    bobs = [s for s in spans if s["trace_id"] == fill["trace_id"]]
+    submitted = _one(bobs, f"oms process {cluster.topic('commands')}")
+    assert submitted["attributes"]["atlas.order_id"] == ask.body["order_id"]
+    assert _one(bobs, "POST /api/v1/orders")["parent_id"] == ""
+    assert fill["parent_id"] == submitted["span_id"]  # in bob's trace, under the span that accepted his order
+    alices_venue = [s for s in spans if s["name"] == f"venue process {cluster.topic('venue.orders')}"
+                    and s["attributes"].get("atlas.order_id") == bid.body["order_id"]]
+    assert len(alices_venue) == 1 and alices_venue[0]["trace_id"] != fill["trace_id"]
+    assert fill["links"] == [{"trace_id": alices_venue[0]["trace_id"], "span_id": alices_venue[0]["span_id"]}]
+
+
 def test_a_rejected_order_has_a_reject_event_with_its_reason_code(cluster, receiver, alice):
     response = alice.order(quantity="50", price="64000.00")  # over alice's notional limit (1,000,000)
     assert response.status == 202, response
@@ -205,9 +250,12 @@ def test_metrics_need_a_key_with_the_metrics_scope(cluster):
     assert Api(url).get("/metrics").status == 401
     assert Api(url, "not-a-key").get("/metrics").status == 401
     assert Api(url, cluster.keys["alice"]).get("/metrics").status == 403  # a trader's key
-    bearer = Api(url).get("/metrics", headers={"Authorization": f"Bearer {cluster.keys['admin']}"})
+    bearer = Api(url).get("/metrics", headers={"Authorization": f"Bearer {cluster.metrics_key}"})
     assert bearer.status == 200 and bearer.headers["content-type"].startswith("text/plain")
-    assert Api(url, cluster.keys["admin"]).get("/metrics").status == 200
+    assert Api(url, cluster.keys["admin"]).get("/metrics").status == 200  # an admin's key holds the scope too
+    # The metrics key reads /metrics and nothing else.
+    assert Api(url, cluster.metrics_key).get("/api/v1/orders").status == 403
+    assert Api(url, cluster.metrics_key).get("/api/v1/telemetry").status == 403
 
 
 def test_promtool_accepts_the_exposition(cluster, alice):
@@ -218,14 +266,21 @@ def test_promtool_accepts_the_exposition(cluster, alice):
     assert "atlas_orders_total" in response.body and "atlas_consumer_lag_messages" in response.body
 
 
-def test_prometheus_sees_orders_fills_and_latency_move(prometheus, alice):
+def _scraped(cluster, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with `labels`, read from the worker's /metrics now."""
+    text = Api(cluster.workers[0].url, cluster.metrics_key).get("/metrics").body
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_prometheus_sees_orders_fills_and_latency_move(cluster, prometheus, alice):
     _wait(lambda: _value(prometheus, 'up{job="atlas"}') == 1, "the worker scraped")
-    before = {name: _value(prometheus, expr) for name, expr in {
-        "submitted": 'sum(atlas_orders_total{outcome="submitted"})',
-        "fills": "sum(atlas_fills_total)",
-        "ack": "sum(atlas_order_ack_latency_seconds_count)",
-        "fill": "sum(atlas_order_fill_latency_seconds_count)",
-        "http": 'sum(atlas_http_requests_total{route="/api/v1/orders", method="POST"})'}.items()}
+    before = {  # from the worker itself: a scrape Prometheus made a while ago could be older
+        "submitted": _scraped(cluster, "atlas_orders_total", outcome="submitted"),
+        "fills": _scraped(cluster, "atlas_fills_total"),
+        "ack": _scraped(cluster, "atlas_order_ack_latency_seconds_count"),
+        "fill": _scraped(cluster, "atlas_order_fill_latency_seconds_count"),
+        "http": _scraped(cluster, "atlas_http_requests_total", route="/api/v1/orders", method="POST")}
     for _ in range(3):
         _marketable_buy(alice)
     _wait(lambda: _value(prometheus, 'sum(atlas_orders_total{outcome="submitted"})') >= before["submitted"] + 3,
@@ -240,6 +295,8 @@ def test_prometheus_sees_orders_fills_and_latency_move(prometheus, alice):
     p99 = _value(prometheus, f"histogram_quantile(0.99, sum by (le) "
                              f"(rate(atlas_order_ack_latency_seconds_bucket[5m])))")
     assert 0 < p99 < 60
+    audit_lag = _value(prometheus, "max(atlas_audit_lag_seconds)")
+    assert 0 <= audit_lag < 60  # the exporter writes every second here
 
 
 def test_prometheus_has_lag_series_for_every_group(cluster, prometheus, alice):
@@ -276,7 +333,7 @@ def test_every_dashboard_and_rule_expression_evaluates(prometheus, alice):
         rules = [r for g in groups for r in g["rules"]]
         return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
     rules = _wait(evaluated, "every rule evaluated")
-    assert len(rules) == 10
+    assert len(rules) == RULES.read_text().count("- alert:")
     assert all(r["health"] == "ok" and not r.get("lastError") for r in rules), rules
     for rule in rules:
         prometheus.query(rule["query"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import logging.config
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -97,5 +96,18 @@ def test_the_worker_config_picks_the_format_and_always_redacts():
     config = logs.logging_config()
     handler = config["handlers"]["default"]
     assert handler["filters"] == ["redact"] and config["merge"] is True
-    assert handler["formatter"] in config["formatters"]
-    logging.config.dictConfig({k: v for k, v in config.items() if k != "merge"} | {"root": {"handlers": []}})
+    assert handler["formatter"] in config["formatters"] and config["filters"]["redact"]["()"] is logs.Redact
+
+
+def test_a_record_whose_arguments_do_not_fit_passes_the_filter_untouched():
+    # Filters run outside the handler's error handling: raising here would raise into the caller (an agent).
+    record = logging.LogRecord("atlas.test", logging.WARNING, __file__, 1, "%d orders", ("not a number",), None)
+    assert logs.Redact().filter(record) is True
+    assert (record.msg, record.args) == ("%d orders", ("not a number",))
+
+
+def test_extra_fields_are_redacted_too(captured):
+    logger, buffer = captured
+    logger.info("signed in", extra={"key": KEY, "note": f"with {KEY}"})
+    [line] = lines(buffer)
+    assert line["key"] == logs.REDACTED and line["note"] == f"with {logs.REDACTED}"

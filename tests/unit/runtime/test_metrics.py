@@ -1,23 +1,13 @@
 """What the OMS's reports count in the Prometheus metrics."""
 from __future__ import annotations
 
-from decimal import Decimal as D
 from types import SimpleNamespace
 
 import pytest
 
-from atlas.core.events import ExecType, ExecutionReport, OrdStatus
+from atlas.core.events import ExecType, OrdStatus
 from atlas.runtime import metrics
-
-
-def report(exec_type: ExecType, status: OrdStatus, *, order_id: str = "O1", last_qty: str = "0",
-           last_px: str | None = None, cum_qty: str = "0", reason: str | None = None,
-           order_type: str | None = "LIMIT") -> ExecutionReport:
-    return ExecutionReport(exec_id=f"{order_id}/{exec_type.value}", seq=1, cause_id="c", order_id=order_id,
-                           client_order_id="c1", account_id="alice", symbol="BTC-USD", side="BUY", type=order_type,
-                           time_in_force="GTC", exec_type=exec_type, status=status, quantity=D("2"),
-                           price=D("100"), last_qty=D(last_qty), last_px=D(last_px) if last_px else None,
-                           cum_qty=D(cum_qty), leaves_qty=D("2") - D(cum_qty), avg_px=None, reason=reason, ts=1)
+from tests.helpers import execution_report as report
 
 
 def sample(name: str, **labels: str) -> float:

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from atlas.agents.outputs import POSS_DUP, Send
 from atlas.runtime import tracing
+from tests.helpers import execution_report
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
@@ -85,11 +86,8 @@ def test_outside_a_span_nothing_is_stamped():
 
 
 def test_describe_names_the_trade_and_records_a_reject_with_its_code(exporter):
-    from tests.unit.runtime.test_metrics import report
-    from atlas.core.events import ExecType, OrdStatus
-
     with tracing.consuming("oms", "atlas.commands", 0, 1, None):
-        tracing.describe([report(ExecType.REJECTED, OrdStatus.REJECTED, reason="MAX_NOTIONAL: over the limit")])
+        tracing.describe([execution_report("REJECTED", "REJECTED", reason="MAX_NOTIONAL: over the limit")])
         tracing.dead_lettered("INVALID_MESSAGE: quantity: bad")
     [finished] = exporter.get_finished_spans()
     assert finished.attributes["atlas.order_id"] == "O1" and finished.attributes["atlas.account_id"] == "alice"
@@ -106,3 +104,29 @@ def test_links_go_to_the_sampled_senders_of_records_once_each_and_at_most_128():
     found = tracing.links(records)
     assert len(found) == tracing.MAX_LINKS
     assert [link.context.trace_id for link in found[:2]] == [1, 3]
+
+
+def test_an_oversized_traceparent_or_a_malformed_tracestate_is_ignored_without_a_warning(caplog):
+    assert tracing.parse_traceparent(f"01-{TRACE}-{SPAN}-01-" + "x" * 300) is None
+    context = tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-01", "not a tracestate!!")
+    assert context is not None and not context.trace_state
+    assert not tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-01", "a=" + "b" * 600).trace_state
+    assert tracing.parse_traceparent(f"00-{TRACE}-{SPAN}-01", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7").trace_state \
+        .get("rojo") == "00f067aa0ba902b7"
+    assert not [r for r in caplog.records if r.levelno >= 30]
+
+
+def test_a_fill_reaching_an_order_under_another_trace_is_applied_in_the_orders_trace_and_linked(exporter):
+    with tracing.consuming("oms", "atlas.commands", 0, 1, None) as submitted:
+        tracing.describe([execution_report("PENDING_NEW", "PENDING_NEW", order_id="O77")])
+    other = f"00-{TRACE}-{SPAN}-01".encode()
+    with tracing.consuming("oms", "atlas.venue.reports", 0, 2, [("traceparent", other)], order_id="O77"):
+        pass
+    own = submitted.get_span_context()
+    with tracing.consuming("oms", "atlas.venue.reports", 0, 3,
+                           [("traceparent", f"00-{own.trace_id:032x}-{SPAN}-01".encode())], order_id="O77"):
+        pass
+    _, fill, own_fill = exporter.get_finished_spans()
+    assert fill.context.trace_id == own.trace_id and fill.parent.span_id == own.span_id
+    assert [(link.context.trace_id, link.context.span_id) for link in fill.links] == [(int(TRACE, 16), int(SPAN, 16))]
+    assert own_fill.parent.span_id == int(SPAN, 16) and not own_fill.links  # its own trace: the sender's child

@@ -1,0 +1,153 @@
+"""What tracing costs the order path: tracing off, at 1% sampling and at 100%, side by side in one run.
+
+    python -m bench.tracing [--rounds 2] [--backlog 3000] [--rate 100] [--duration 15] [--out bench/REPORT.md]
+
+Each round runs every mode in turn (the order rotating from round to round, so a slower
+machine in one part of the run does not favour one mode): a fresh worker with its venue
+drains a backlog of marketable orders to FILLED (orders/s, CPU), then another takes
+marketable orders at a fixed rate (submit→FILLED latency). The orders come from Kafka
+without a `traceparent`, so the worker starts each order's trace at the sampling ratio.
+Spans go over OTLP/HTTP to a receiver process that only counts them. The section of
+REPORT.md it writes gives medians over the rounds and each mode's ratio to tracing off.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+from atlas.infra.kafka.broker import free_port
+from bench.load import make_marketable_orders
+from bench.profile import render as render_profile
+from bench.report import machine, markers, write_section
+from bench.runs import AtlasTarget, latency_run, saturation_run
+from bench.stack import WorkerSpec, start_broker, warm_broker, write_accounts
+from tests.otlp_receiver import Receiver
+
+MODES = {"off": None, "1%": "0.01", "100%": "1.0"}
+
+
+def _spec(bootstrap: str, root: Path, endpoint: str, mode: str, name: str) -> WorkerSpec:
+    ratio = MODES[mode]
+    extra = (("ATLAS_OTEL_ENDPOINT", endpoint), ("ATLAS_OTEL_SAMPLE_RATIO", ratio)) if ratio else ()
+    return WorkerSpec(bootstrap, name, "at_least_once", root / "accounts.json", root, venue=True, extra=extra)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="atlas-bench-tracing-"))
+    broker, _ = start_broker(root / "kafka")
+    receiver = Receiver(root, free_port(), count_only=True)
+    run_id = uuid.uuid4().hex[:6]
+    results: dict[str, dict[str, list]] = {mode: {"drain": [], "cpu": [], "p50": [], "p99": []} for mode in MODES}
+    profile_path = root / "drain-100.txt" if args.profile else None
+    try:
+        bootstrap = broker.bootstrap
+        accounts = write_accounts(root / "accounts.json", args.accounts)
+        asyncio.run(warm_broker(bootstrap, [(o.account_id.encode(), o.command())
+                                            for o in make_marketable_orders("warm", 5_000, accounts)]))
+        modes = list(MODES)
+        for round_no in range(args.rounds):
+            order = modes[round_no % len(modes):] + modes[:round_no % len(modes)]
+            for mode in order:
+                tag = f"{mode.replace('%', 'p')}-{round_no}"
+                # 1. drain a backlog of marketable orders to FILLED
+                target = AtlasTarget(_spec(bootstrap, root, receiver.endpoint, mode, f"bt-{run_id}-sat-{tag}"),
+                                     f"tracing {mode}", 8)
+                orders = make_marketable_orders(f"sat-{tag}", args.backlog, accounts, seed=13 + round_no)
+                profile = profile_path if (profile_path and mode == "100%" and round_no == 0) else None
+                try:
+                    drained = asyncio.run(saturation_run(target, bootstrap, broker.read_pid(), orders, settle_s=1.0,
+                                                         status="FILLED", profile=profile))
+                finally:
+                    target.stop()
+                results[mode]["drain"].append(drained.rate)
+                results[mode]["cpu"].append(drained.cpu_per_1000("target"))
+                # 2. marketable orders at a fixed rate: submit -> FILLED
+                target = AtlasTarget(_spec(bootstrap, root, receiver.endpoint, mode, f"bt-{run_id}-lat-{tag}"),
+                                     f"tracing {mode}", 8)
+                warmup = int(args.rate * 2)
+                orders = make_marketable_orders(f"lat-{tag}", warmup + int(args.rate * args.duration), accounts)
+                probe = make_marketable_orders(f"probe-{tag}", 1, accounts)[0]
+                try:
+                    timed = asyncio.run(latency_run(target, bootstrap, broker.read_pid(), orders, args.rate, warmup,
+                                                    probe=probe, status="FILLED", drain_timeout=60.0))
+                finally:
+                    target.stop()
+                results[mode]["p50"].append(timed.latency.p50 if timed.latency else None)
+                results[mode]["p99"].append(timed.latency.p99 if timed.latency else None)
+                print(f"round {round_no + 1} tracing {mode}: drained {drained.rate:,.0f} orders/s "
+                      f"({drained.cpu_per_1000('target') or 0:.2f} CPU-s/1000), at {args.rate:g}/s p50 "
+                      f"{results[mode]['p50'][-1]:.1f} ms p99 {results[mode]['p99'][-1]:.1f} ms; spans received "
+                      f"so far {receiver.count():,}", file=sys.stderr, flush=True)
+        spans = receiver.count()
+    finally:
+        receiver.stop()
+        broker.stop()
+    profile_text = render_profile("The drain at 100% sampling, top frames", profile_path) \
+        if profile_path and profile_path.exists() else None
+    shutil.rmtree(root, ignore_errors=True)
+    return {"results": results, "spans": spans, "profile": profile_text}
+
+
+def _median(values: list) -> float | None:
+    found = [v for v in values if v is not None]
+    return statistics.median(found) if found else None
+
+
+def render(measured: dict, args: argparse.Namespace, command: str) -> str:
+    start, end = markers("tracing")
+    results = measured["results"]
+    base = {k: _median(results["off"][k]) for k in ("drain", "cpu", "p50", "p99")}
+    lines = [start, "## Tracing overhead (`python -m bench.tracing`)", "",
+             f"Command: `{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+             f"{args.rounds} rounds; in each, every mode on fresh workers with their venue (at_least_once): a backlog of "
+             f"{args.backlog:,} marketable orders drained to FILLED, then marketable orders at {args.rate:g}/s for "
+             f"{args.duration:g} s (submit→FILLED). Orders come from Kafka without a `traceparent`, so the worker starts "
+             "each trace at the ratio; spans go over OTLP/HTTP to a receiver process on the same machine that only "
+             "counts them. Medians over the rounds; ratios against tracing off, same run.", "",
+             "| tracing | drain orders/s | vs off | worker CPU-s per 1000 orders | vs off | p50 ms | p99 ms | "
+             "p99 vs off | each round's drain orders/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for mode in MODES:
+        m = {k: _median(results[mode][k]) for k in ("drain", "cpu", "p50", "p99")}
+
+        def ratio(key: str) -> str:
+            return f"{m[key] / base[key]:.2f}" if m[key] and base[key] else "n/a"
+        rounds = ", ".join(f"{v:,.0f}" for v in results[mode]["drain"])
+        lines.append(f"| {mode} | {m['drain']:,.0f} | {ratio('drain')} | {m['cpu'] or 0:.2f} | {ratio('cpu')} | "
+                     f"{m['p50'] or 0:.1f} | {m['p99'] or 0:.1f} | {ratio('p99')} | {rounds} |")
+    info = machine("n/a")
+    lines += ["", f"Spans the receiver got over the whole run: {measured['spans']:,}. Machine: {info['CPUs (nproc)']} "
+                  f"CPUs, {info['CPU model']}, Python {info['Python']}."]
+    if measured["profile"]:
+        lines += ["", measured["profile"].rstrip()]
+    lines.append(end)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backlog", type=int, default=3_000, help="marketable orders drained per run")
+    parser.add_argument("--rate", type=float, default=100, help="orders/s of the latency runs")
+    parser.add_argument("--duration", type=float, default=15, help="measured seconds of each latency run")
+    parser.add_argument("--accounts", type=int, default=50)
+    parser.add_argument("--profile", action="store_true", help="py-spy the first 100%% drain; top frames in the report")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("REPORT.md"))
+    args = parser.parse_args(argv)
+    command = "python -m bench.tracing " + " ".join(argv if argv is not None else sys.argv[1:])
+    measured = measure(args)
+    write_section(args.out, render(measured, args, command.strip()), name="tracing")
+    print(json.dumps({"written": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
