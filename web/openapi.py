@@ -203,6 +203,11 @@ def document() -> dict:
                           **_problems(426, 503)},
         }},
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI")}, auth=False, problems=())},
+        "/metrics": {"get": _op(
+            "This worker's Prometheus metrics (text exposition format), for a key with the metrics scope, sent as "
+            "X-API-Key or as Authorization: Bearer (README: Observability)",
+            {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            problems=(401, 403, 421, 429))},
         "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "up")}, auth=False, problems=())},
         "/readyz": {"get": _op("Readiness: broker reachable, tables recovered, partitions assigned, owners known",
                                {"200": _json({"type": "object"}, "ready")}, auth=False, problems=(503,))},
