@@ -37,6 +37,7 @@ _TRACESTATE = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e
                          r"(,[ \t]*[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}){0,31}")
 _HEX = frozenset("0123456789abcdef")
 _provider = None
+_tracer = None
 # The span that accepted each sampled order, for the reports that reach the OMS later under another
 # trace (a resting order filled by someone else's order, or by the market): bounded, per process.
 ORDERS_REMEMBERED = 50_000
@@ -66,8 +67,9 @@ def configure() -> None:
 
 def install(provider: Any) -> None:
     """The tracer provider ATLAS's spans come from (None: the global one); the tests install one of their own."""
-    global _provider
+    global _provider, _tracer
     _provider = provider
+    _tracer = provider.get_tracer("atlas") if provider is not None else None
 
 
 def shutdown() -> None:
@@ -79,7 +81,7 @@ def shutdown() -> None:
 
 def tracer() -> trace.Tracer:
     """ATLAS's tracer, from the installed provider (the SDK's once `configure` ran; a no-op one before)."""
-    return (_provider or trace.get_tracer_provider()).get_tracer("atlas")
+    return _tracer or trace.get_tracer("atlas")  # the SDK makes a new Tracer per call: one is kept
 
 
 def active() -> bool:
