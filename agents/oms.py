@@ -87,13 +87,7 @@ async def handle(events: list) -> None:
             for event in events:
                 message = event.message
                 with processing(event):
-                    if tracing.ENABLED:
-                        with tracing.consuming("oms", message.topic, message.partition, message.offset,
-                                               message.headers, _order_of(message)):
-                            sends = tracing.stamp(_process(message))
-                    else:
-                        sends = _process(message)
-                    done.append((message, sends))
+                    done.append((message, traced(message) if tracing.ENABLED else _process(message)))
                 if JSON_LOGS:
                     LOG_IDS.set(NO_IDS)
         await checkpoint("oms-state-written", len(events))
@@ -118,6 +112,13 @@ def _order_of(message) -> str | None:
         return None
     found = _ORDER_ID.search(message.value) if isinstance(message.value, bytes) else None
     return found.group(1).decode(errors="replace") if found else None
+
+
+def traced(message) -> list[Send]:
+    """`process` under the message's span (tracing on), its sends carrying the span's context."""
+    with tracing.consuming("oms", message.topic, message.partition, message.offset, message.headers,
+                           _order_of(message)):
+        return tracing.stamp(_process(message))
 
 
 def _process(message) -> list[Send]:

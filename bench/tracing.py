@@ -1,8 +1,12 @@
 """What tracing costs the order path: tracing off, at 1% sampling and at 100%, side by side in one run.
 
-    python -m bench.tracing [--rounds 2] [--backlog 3000] [--rate 100] [--duration 15] [--out bench/REPORT.md]
+    python -m bench.tracing [--rounds 3] [--backlog 3000] [--rate 40] [--duration 15] [--step-orders 4000]
 
-Each round runs every mode in turn (the order rotating from round to round, so a slower
+Two parts. First the `oms` agent's step in this process (`agents.oms.process` over an in-memory
+table, as bench.oms_state drives it), each order's command and venue reports going through
+`agents.oms.traced` as the agent sends them when tracing is on, spans exported over OTLP/HTTP
+by the SDK's batching thread: CPU per order, which the machine's noise hardly moves.
+Then the live pipeline: each round runs every mode in turn (the order rotating from round to round, so a slower
 machine in one part of the run does not favour one mode): a fresh worker with its venue
 drains a backlog of marketable orders to FILLED (orders/s, CPU), then another takes
 marketable orders at a fixed rate (submit→FILLED latency). The orders come from Kafka
@@ -24,7 +28,12 @@ import uuid
 from functools import partial
 from pathlib import Path
 
+from types import SimpleNamespace
+
+from atlas.agents import oms as agent
 from atlas.infra.kafka.broker import free_port
+from atlas.runtime import tracing
+from bench.oms_state import Account
 from bench.load import make_marketable_orders
 from bench.profile import render as render_profile
 from bench.report import machine, markers, write_section
@@ -41,20 +50,69 @@ def _spec(bootstrap: str, root: Path, endpoint: str, mode: str, name: str) -> Wo
     return WorkerSpec(bootstrap, name, "at_least_once", root / "accounts.json", root, venue=True, extra=extra)
 
 
+def _provider(endpoint: str, ratio: str):
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(float(ratio))))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    return provider
+
+
+def step_cpu(mode: str, orders: int, endpoint: str) -> float:
+    """CPU µs per filled order of the `oms` agent's step in this process, with tracing as `mode` says."""
+    account = Account()
+    worker = account.worker
+    process = worker._process
+
+    def through_the_agent(topic: str, offset: int, ts: int, value: bytes):
+        message = SimpleNamespace(topic=topic, partition=worker.partition, offset=offset, timestamp=ts / 1000,
+                                  key=account.account_id.encode(), value=value, headers=None)
+        return agent.traced(message) if tracing.ENABLED else process(topic, offset, ts, value)
+    worker._process = through_the_agent
+    ratio = MODES[mode]
+    provider = _provider(endpoint, ratio) if ratio else None
+    tracing.ENABLED = provider is not None
+    tracing.install(provider)
+    try:
+        for n in range(1, 501):  # warm-up
+            account.order(n, fill=True)
+        cpu = time.process_time()
+        for n in range(501, 501 + orders):
+            account.order(n, fill=True)
+        account.done()
+        if provider is not None:
+            provider.force_flush()  # what the exporter thread still owes is part of the cost
+        return (time.process_time() - cpu) / orders * 1e6
+    finally:
+        if provider is not None:
+            provider.shutdown()
+        tracing.install(None)
+        tracing.ENABLED = False
+
+
 def measure(args: argparse.Namespace) -> dict:
     root = Path(tempfile.mkdtemp(prefix="atlas-bench-tracing-"))
     broker, _ = start_broker(root / "kafka")
     receiver = Receiver(root, free_port(), count_only=True)
     run_id = uuid.uuid4().hex[:6]
-    results: dict[str, dict[str, list]] = {mode: {"drain": [], "cpu": [], "p50": [], "p99": []} for mode in MODES}
+    results: dict[str, dict[str, list]] = {mode: {"drain": [], "cpu": [], "p50": [], "p99": [], "step": []}
+                                            for mode in MODES}
     profile_path = root / "drain-100.txt" if args.profile else None
     try:
+        modes = list(MODES)
+        for round_no in range(args.rounds):
+            for mode in modes[round_no % len(modes):] + modes[:round_no % len(modes)]:
+                results[mode]["step"].append(step_cpu(mode, args.step_orders, receiver.endpoint))
+                print(f"step round {round_no + 1} tracing {mode}: {results[mode]['step'][-1]:,.0f} µs CPU per order",
+                      file=sys.stderr, flush=True)
         bootstrap = broker.bootstrap
         accounts = write_accounts(root / "accounts.json", args.accounts)
         asyncio.run(warm_broker(bootstrap, [(o.account_id.encode(), o.command())
                                             for o in make_marketable_orders("warm", 5_000, accounts)]))
-        modes = list(MODES)
-        for round_no in range(args.rounds):
+        for round_no in range(0 if args.no_live else args.rounds):
             order = modes[round_no % len(modes):] + modes[:round_no % len(modes)]
             for mode in order:
                 tag = f"{mode.replace('%', 'p')}-{round_no}"
@@ -105,11 +163,21 @@ def _median(values: list) -> float | None:
 def render(measured: dict, args: argparse.Namespace, command: str) -> str:
     start, end = markers("tracing")
     results = measured["results"]
-    base = {k: _median(results["off"][k]) for k in ("drain", "cpu", "p50", "p99")}
+    base = {k: _median(results["off"][k]) for k in ("drain", "cpu", "p50", "p99", "step")}
     lines = [start, "## Tracing overhead (`python -m bench.tracing`)", "",
-             f"Command: `{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-             f"{args.rounds} rounds; in each, every mode on fresh workers with their venue (at_least_once): a backlog of "
-             f"{args.backlog:,} marketable orders drained to FILLED, then marketable orders at {args.rate:g}/s for "
+             f"Command: `{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             f"**The `oms` agent's step, in process** ({args.step_orders:,} orders submitted, acknowledged and "
+             "filled per mode and round, through `agents.oms.traced` when tracing is on; spans exported over "
+             "OTLP/HTTP by the SDK's thread, whose CPU counts; medians over the rounds):", "",
+             "| tracing | CPU µs per order | vs off | each round |", "|---|---|---|---|"]
+    for mode in MODES:
+        step = _median(results[mode]["step"])
+        lines.append(f"| {mode} | {step:,.0f} | {step / base['step']:.3f} | "
+                     f"{', '.join(f'{v:,.0f}' for v in results[mode]['step'])} |")
+    if args.no_live:
+        return "\n".join(lines + ["", "(The live part was skipped: --no-live.)", end]) + "\n"
+    lines += ["", f"**The live pipeline.** {args.rounds} rounds; in each, every mode on fresh workers with their "
+                  f"venue (at_least_once): a backlog of {args.backlog:,} marketable orders drained to FILLED, then marketable orders at {args.rate:g}/s for "
              f"{args.duration:g} s (submit→FILLED). Orders come from Kafka without a `traceparent`, so the worker starts "
              "each trace at the ratio; spans go over OTLP/HTTP to a receiver process on the same machine that only "
              "counts them. Medians over the rounds; ratios against tracing off, same run.", "",
@@ -134,11 +202,13 @@ def render(measured: dict, args: argparse.Namespace, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backlog", type=int, default=3_000, help="marketable orders drained per run")
-    parser.add_argument("--rate", type=float, default=100, help="orders/s of the latency runs")
+    parser.add_argument("--rate", type=float, default=40, help="orders/s of the latency runs")
+    parser.add_argument("--step-orders", type=int, default=4_000, help="orders per mode and round of the in-process part")
     parser.add_argument("--duration", type=float, default=15, help="measured seconds of each latency run")
     parser.add_argument("--accounts", type=int, default=50)
+    parser.add_argument("--no-live", action="store_true", help="the in-process part only")
     parser.add_argument("--profile", action="store_true", help="py-spy the first 100%% drain; top frames in the report")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("REPORT.md"))
     args = parser.parse_args(argv)

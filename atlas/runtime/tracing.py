@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -173,6 +174,14 @@ def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any,
     own = _orders.get(order_id) if order_id is not None else None
     if own is not None and (parent is None or parent.trace_id != own.trace_id):
         parent, linked = own, parent
+    if parent is not None and not parent.trace_flags.sampled:
+        # Most records at a low ratio: nothing to record, only the decision to pass on. The SDK would
+        # reach the same non-recording span through its sampler, at several times the cost.
+        span = NonRecordingSpan(SpanContext(parent.trace_id, random.getrandbits(64) or 1, is_remote=False,
+                                            trace_flags=parent.trace_flags, trace_state=parent.trace_state))
+        with trace.use_span(span, end_on_exit=False):
+            yield span
+        return
     attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
                   "messaging.destination.name": topic, "messaging.destination.partition.id": str(partition),
                   "messaging.kafka.offset": offset, "messaging.consumer.group.name": settings.app_id,

@@ -130,3 +130,14 @@ def test_a_fill_reaching_an_order_under_another_trace_is_applied_in_the_orders_t
     assert fill.context.trace_id == own.trace_id and fill.parent.span_id == own.span_id
     assert [(link.context.trace_id, link.context.span_id) for link in fill.links] == [(int(TRACE, 16), int(SPAN, 16))]
     assert own_fill.parent.span_id == int(SPAN, 16) and not own_fill.links  # its own trace: the sender's child
+
+
+def test_an_unsampled_parent_is_followed_without_recording_and_passed_on_unsampled(exporter):
+    headers = [("traceparent", f"00-{TRACE}-{SPAN}-00".encode())]
+    with tracing.consuming("venue", "atlas.venue.orders", 0, 1, headers) as span:
+        [stamped] = tracing.stamp([Send("topic", b"k", b"v")])
+        tracing.describe([execution_report("PENDING_NEW", "PENDING_NEW", order_id="O78")])
+    assert not span.is_recording() and not exporter.get_finished_spans()
+    _, trace_id, span_id, flags = dict(stamped.headers)["traceparent"].decode().split("-")
+    assert (trace_id, flags) == (TRACE, "00") and span_id != SPAN
+    assert "O78" not in tracing._orders  # an unsampled order is not remembered
