@@ -54,9 +54,9 @@ def _provider(endpoint: str, ratio: str):
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(float(ratio))))
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))  # as tracing.configure makes it
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
     return provider
 
@@ -75,7 +75,7 @@ def step_cpu(mode: str, orders: int, endpoint: str) -> float:
     ratio = MODES[mode]
     provider = _provider(endpoint, ratio) if ratio else None
     tracing.ENABLED = provider is not None
-    tracing.install(provider)
+    tracing.install(provider, float(ratio) if ratio else 1.0)
     try:
         for n in range(1, 501):  # warm-up
             account.order(n, fill=True)

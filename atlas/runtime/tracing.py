@@ -39,6 +39,7 @@ _TRACESTATE = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e
 _HEX = frozenset("0123456789abcdef")
 _provider = None
 _tracer = None
+_ratio = 1.0
 # The span that accepted each sampled order, for the reports that reach the OMS later under another
 # trace (a resting order filled by someone else's order, or by the market): bounded, per process.
 ORDERS_REMEMBERED = 50_000
@@ -53,23 +54,28 @@ def configure() -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     resource = Resource.create({"service.name": settings.otel_service_name, "service.instance.id":
                                 f"{settings.web_host}:{settings.web_port}"})
-    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)))
+    # The ratio is applied here, before the SDK (`_starts`): what reaches it is to be recorded, or follows a parent.
+    provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
     endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5)))
-    install(provider)
+    install(provider, settings.otel_sample_ratio)
     trace.set_tracer_provider(provider)  # for any library that traces through the global provider
     shown = endpoint.split("@", 1)[1] if "@" in endpoint.split("/", 3)[2] else endpoint  # never user:password
     log.info("tracing: spans go to %s, %.4g of new traces sampled", shown, settings.otel_sample_ratio)
 
 
-def install(provider: Any) -> None:
-    """The tracer provider ATLAS's spans come from (None: the global one); the tests install one of their own."""
-    global _provider, _tracer
-    _provider = provider
+def install(provider: Any, ratio: float = 1.0) -> None:
+    """The tracer provider ATLAS's spans come from (None: the global one), and the share of new traces recorded.
+
+    The provider's sampler should follow parents and record roots (`ParentBased(ALWAYS_ON)`): the ratio is
+    applied before a span reaches it. The tests install providers of their own.
+    """
+    global _provider, _tracer, _ratio
+    _provider, _ratio = provider, ratio
     _tracer = provider.get_tracer("atlas") if provider is not None else None
 
 
@@ -157,6 +163,24 @@ def _replaced(headers: Sequence[tuple[str, bytes]] | None, carried: tuple[tuple[
     return kept + carried
 
 
+def _records(parent: SpanContext | None) -> bool:
+    """Whether the span to start records: as its parent says, or for a new trace, at the ratio."""
+    return parent.trace_flags.sampled if parent is not None else _ratio >= 1.0 or random.random() < _ratio
+
+
+@contextmanager
+def _unrecorded(parent: SpanContext | None) -> Iterator[trace.Span]:
+    """A span that records nothing and passes an unsampled decision on (most spans at a low ratio).
+
+    The SDK reaches the same non-recording span through its sampler, at several times the cost.
+    """
+    span = NonRecordingSpan(SpanContext(parent.trace_id if parent is not None else random.getrandbits(128) or 1,
+                                        random.getrandbits(64) or 1, is_remote=False, trace_flags=TraceFlags(0),
+                                        trace_state=parent.trace_state if parent is not None else None))
+    with trace.use_span(span, end_on_exit=False):
+        yield span
+
+
 def _remote(parent: SpanContext | None) -> Any:
     return trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
 
@@ -174,12 +198,8 @@ def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any,
     own = _orders.get(order_id) if order_id is not None else None
     if own is not None and (parent is None or parent.trace_id != own.trace_id):
         parent, linked = own, parent
-    if parent is not None and not parent.trace_flags.sampled:
-        # Most records at a low ratio: nothing to record, only the decision to pass on. The SDK would
-        # reach the same non-recording span through its sampler, at several times the cost.
-        span = NonRecordingSpan(SpanContext(parent.trace_id, random.getrandbits(64) or 1, is_remote=False,
-                                            trace_flags=parent.trace_flags, trace_state=parent.trace_state))
-        with trace.use_span(span, end_on_exit=False):
+    if not _records(parent):
+        with _unrecorded(parent) as span:
             yield span
         return
     attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
@@ -195,6 +215,10 @@ def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any,
 def serving(method: str, route: str, path: str, headers: Any, remote: str | None) -> Iterator[trace.Span]:
     """The current span while the gateway answers one HTTP request (a child of the caller's `traceparent`)."""
     parent = parse_traceparent(headers.get(TRACEPARENT), headers.get(TRACESTATE))
+    if not _records(parent):
+        with _unrecorded(parent) as span:
+            yield span
+        return
     attributes = {"http.request.method": method, "http.route": route, "url.path": path,
                   "client.address": remote or ""}
     with tracer().start_as_current_span(f"{method} {route}", context=_remote(parent), kind=SpanKind.SERVER,

@@ -141,3 +141,23 @@ def test_an_unsampled_parent_is_followed_without_recording_and_passed_on_unsampl
     _, trace_id, span_id, flags = dict(stamped.headers)["traceparent"].decode().split("-")
     assert (trace_id, flags) == (TRACE, "00") and span_id != SPAN
     assert "O78" not in tracing._orders  # an unsampled order is not remembered
+
+
+def test_new_traces_are_recorded_at_the_ratio_and_unrecorded_ones_still_pass_a_decision_on():
+    found = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(found))
+    tracing.install(provider, 0.0)
+    try:
+        with tracing.consuming("oms", "atlas.commands", 0, 1, None):
+            [unrecorded] = tracing.stamp([Send("topic", b"k", b"v")])
+        with tracing.serving("POST", "/api/v1/orders", "/api/v1/orders", {}, "127.0.0.1") as span:
+            assert not span.is_recording()
+        sampled = [("traceparent", f"00-{TRACE}-{SPAN}-01".encode())]
+        with tracing.consuming("oms", "atlas.commands", 0, 2, sampled):  # a sampled parent is followed
+            pass
+    finally:
+        tracing.install(None)
+    assert dict(unrecorded.headers)["traceparent"].decode().endswith("-00")
+    [followed] = found.get_finished_spans()
+    assert followed.parent.span_id == int(SPAN, 16)
