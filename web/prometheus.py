@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from atlas.agents.audit import AuditExporter
-from atlas.agents.monitoring import END_OFFSETS
+from atlas.agents.monitoring import CHANGELOG_SUFFIX, END_OFFSETS
 from atlas.app import app
 from atlas.core.accounts import Scope
 from atlas.runtime import metrics
@@ -34,7 +34,6 @@ from atlas.web.problems import ApiView
 from atlas.web.stream import SLOTS
 
 log = logging.getLogger(__name__)
-CHANGELOG_SUFFIX = "-changelog"
 
 
 @app.page("/metrics")
