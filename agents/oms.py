@@ -87,7 +87,8 @@ async def handle(events: list) -> None:
             for event in events:
                 message = event.message
                 with processing(event):
-                    done.append((message, traced(message) if tracing.ENABLED else _process(message)))
+                    done.append((message, tracing.traced("oms", message, _process, _order_of) if tracing.ENABLED
+                                         else _process(message)))
                 if JSON_LOGS:
                     LOG_IDS.set(NO_IDS)
         await checkpoint("oms-state-written", len(events))
@@ -112,13 +113,6 @@ def _order_of(message) -> str | None:
         return None
     found = _ORDER_ID.search(message.value) if isinstance(message.value, bytes) else None
     return found.group(1).decode(errors="replace") if found else None
-
-
-def traced(message) -> list[Send]:
-    """`process` under the message's span (tracing on), its sends carrying the span's context."""
-    with tracing.consuming("oms", message.topic, message.partition, message.offset, message.headers,
-                           _order_of(message)):
-        return tracing.stamp(_process(message))
 
 
 def _process(message) -> list[Send]:
@@ -237,8 +231,7 @@ def _measure(outcome) -> None:
         return  # counted when it was first applied
     try:
         now_ms = int(time.time() * 1000)
-        process_telemetry.observe(outcome.reports, outcome.orders, now_ms)
-        metrics.observe_reports(outcome.reports, outcome.orders, now_ms)
+        process_telemetry.observe(outcome.reports, outcome.orders, now_ms, metrics.observe_report)
     except Exception:
         log.exception("telemetry failed; the event is unaffected")
 
@@ -246,7 +239,7 @@ def _measure(outcome) -> None:
 def _measure_refusal(report) -> None:
     """Count the REJECTED report of a refused message; a failure there must never cost the message its sends."""
     try:
-        metrics.observe_reports((report,), (), report.ts)
+        metrics.observe_report(report)
     except Exception:
         log.exception("metrics failed; the message is unaffected")
 

@@ -59,12 +59,8 @@ async def venue(stream):
         if not settings.venue_enabled:
             continue
         message = event.message
-        if tracing.ENABLED and tracing.from_headers(message.headers) is not None:
-            # A request the OMS (or a traced producer) sent; the market's own ticks start no trace.
-            with tracing.consuming("venue", message.topic, message.partition, message.offset, message.headers):
-                sends = tracing.stamp(_process(message))
-        else:
-            sends = _process(message)
+        # A request the OMS (or a traced producer) sent is traced; the market's own ticks start no trace.
+        sends = tracing.traced("venue", message, _process, starts=False) if tracing.ENABLED else _process(message)
         await emit(sends, message.topic, message.partition)
         _EVENTS.inc()
 

@@ -330,3 +330,24 @@ def execution_report(exec_type: str, status: str, *, order_id: str = "O1", last_
                            price=Decimal("100"), last_qty=Decimal(last_qty),
                            last_px=Decimal(last_px) if last_px else None, cum_qty=Decimal(cum_qty),
                            leaves_qty=Decimal("2") - Decimal(cum_qty), avg_px=None, reason=reason, ts=1)
+
+
+def traced(agent: str, topic: str, partition: int, offset: int, headers: Any, *, sends: list | None = None,
+           order_id: str | None = None, body: Any = None, starts: bool = True) -> tuple[Any, list]:
+    """`tracing.traced` over one record: the span current while its step ran (which calls `body`), and its sends."""
+    from types import SimpleNamespace
+
+    from opentelemetry import trace
+
+    from atlas.runtime import tracing
+
+    seen = []
+
+    def step(message: Any) -> list:
+        seen.append(trace.get_current_span())
+        if body is not None:
+            body()
+        return list(sends or ())
+    record = SimpleNamespace(topic=topic, partition=partition, offset=offset, headers=headers)
+    stamped = tracing.traced(agent, record, step, (lambda _: order_id) if order_id else None, starts)
+    return (seen[0] if seen else None), stamped

@@ -7,8 +7,8 @@ OTLP/HTTP from a background thread. Sampling is parent-based: a record or reques
 `ATLAS_OTEL_SAMPLE_RATIO`. A trace that is not sampled still travels, so every hop agrees.
 
 Faust's producer and consumer know nothing of the context, so the agents carry it themselves:
-`consuming` opens a message's span under the context in its headers, and `stamp` puts the
-current span's context on what the message causes to be sent.
+`traced` runs an agent's step for one record under the context in its headers, and puts its
+span's context on what the record causes to be sent.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import base64
 import logging
 import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -36,7 +36,9 @@ MAX_LINKS = 128  # the SDK's default limit of links per span
 MAX_TRACEPARENT, MAX_TRACESTATE = 256, 512
 _TRACESTATE = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}"
                          r"(,[ \t]*[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}){0,31}")
-_HEX = frozenset("0123456789abcdef")
+# Version, trace id, span id, flags and (after version 00) whatever a later version adds.
+_TRACEPARENT = re.compile(r"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?\s*")
+_NO_TRACE, _NO_SPAN = "0" * 32, "0" * 16
 _provider = None
 _tracer = None
 _ratio = 1.0
@@ -58,7 +60,7 @@ def configure() -> None:
 
     resource = Resource.create({"service.name": settings.otel_service_name, "service.instance.id":
                                 f"{settings.web_host}:{settings.web_port}"})
-    # The ratio is applied here, before the SDK (`_starts`): what reaches it is to be recorded, or follows a parent.
+    # The ratio is applied here, before the SDK (`_records`): what reaches it is to be recorded, or follows a parent.
     provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
     endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5)))
@@ -102,13 +104,13 @@ def parse_traceparent(value: str | bytes | None, state: str | bytes | None = Non
         return None
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff" or len(parts[1]) != 32 or len(parts[2]) != 16 \
-            or len(parts[3]) != 2 or not _HEX.issuperset("".join(parts[:4])) or (parts[0] == "00" and len(parts) != 4):
+    found = _TRACEPARENT.fullmatch(value)
+    if found is None:
         return None
-    trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
-    if trace_id == 0 or span_id == 0:
+    version, trace_hex, span_hex, flags, rest = found.groups()
+    if version == "ff" or (version == "00" and rest) or trace_hex == _NO_TRACE or span_hex == _NO_SPAN:
         return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     trace_state = None
     if state and len(state) <= MAX_TRACESTATE:
         if isinstance(state, bytes):
@@ -119,7 +121,7 @@ def parse_traceparent(value: str | bytes | None, state: str | bytes | None = Non
                 trace_state = TraceState.from_header([state])
             except ValueError:
                 trace_state = None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16) & 0x01),
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(flags, 16) & 0x01),
                        trace_state=trace_state)
 
 
@@ -152,7 +154,10 @@ def context_headers(span: trace.Span | None = None) -> tuple[tuple[str, bytes], 
 
 def stamp(sends: list) -> list:
     """The same sends (`atlas.agents.outputs.Send`), carrying the current span's context in their headers."""
-    carried = context_headers()
+    return _carried(sends, context_headers())
+
+
+def _carried(sends: list, carried: tuple[tuple[str, bytes], ...]) -> list:
     if not carried or not sends:
         return sends
     return [send._replace(headers=_replaced(send.headers, carried)) for send in sends]
@@ -185,30 +190,48 @@ def _remote(parent: SpanContext | None) -> Any:
     return trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
 
 
-@contextmanager
-def consuming(agent: str, topic: str, partition: int, offset: int, headers: Any,
-              order_id: str | None = None) -> Iterator[trace.Span]:
-    """The current span, while one agent processes one Kafka record: a child of the context in its headers.
+def traced(agent: str, message: Any, work: Callable[[Any], list], order_of: Callable[[Any], str | None] | None = None,
+           starts: bool = True) -> list:
+    """`work(message)`'s sends, `agent` processing the Kafka record under its span, carrying its context on.
 
-    With `order_id` (a venue report's order), a report sent under another trace than the order's
-    (its fill caused by another order, or by a tick) is applied in the order's trace instead,
-    linked to the span that sent it: one trace per order, however it fills.
+    The span is a child of the context in the record's headers. A report about an order (`order_of`
+    reads which) sent under another trace than the order's (its fill caused by another order, or by
+    a tick) is applied in the order's trace instead, linked to the span that sent it: one trace per
+    order, however it fills. Most records at a low ratio belong to traces that are not sampled: those skip the SDK and
+    OpenTelemetry's context, and what they cause to be sent carries the decision on, in the record's
+    own `traceparent` (or a new unsampled one). With `starts=False`, a record without a context
+    starts no trace (the market's ticks).
     """
-    parent, linked = from_headers(headers), None
-    own = _orders.get(order_id) if order_id is not None else None
+    parent, linked = from_headers(message.headers), None
+    own = _orders.get(order_of(message)) if order_of is not None and _orders else None
     if own is not None and (parent is None or parent.trace_id != own.trace_id):
-        parent, linked = own, parent
-    if not _records(parent):
-        with _unrecorded(parent) as span:
-            yield span
-        return
+        parent, linked = own, parent  # the order's trace, not the sender's
+    elif own is None and parent is None and not starts:
+        return work(message)
+    elif not _records(parent):
+        return _carried(work(message), _unsampled_headers(parent))
+    with _recording(agent, message.topic, message.partition, message.offset, parent, linked):
+        return stamp(work(message))
+
+
+def _unsampled_headers(parent: SpanContext | None) -> tuple[tuple[str, bytes], ...]:
+    if parent is None:  # a new trace, not sampled
+        return ((TRACEPARENT, b"00-%032x-%016x-00" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1)),)
+    carried = ((TRACEPARENT, traceparent(parent).encode()),)
+    if parent.trace_state:
+        carried += ((TRACESTATE, parent.trace_state.to_header().encode()),)
+    return carried
+
+
+def _recording(agent: str, topic: str, partition: int, offset: int, parent: SpanContext | None,
+               linked: SpanContext | None) -> Any:
+    """The recording span of one agent processing one record (made current on entering), a child of `parent`."""
     attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
                   "messaging.destination.name": topic, "messaging.destination.partition.id": str(partition),
                   "messaging.kafka.offset": offset, "messaging.consumer.group.name": settings.app_id,
                   "atlas.agent": agent}
-    with tracer().start_as_current_span(f"{agent} process {topic}", context=_remote(parent), kind=SpanKind.CONSUMER,
-                                        attributes=attributes, links=[Link(linked)] if linked else None) as span:
-        yield span
+    return tracer().start_as_current_span(f"{agent} process {topic}", context=_remote(parent), kind=SpanKind.CONSUMER,
+                                          attributes=attributes, links=[Link(linked)] if linked else None)
 
 
 @contextmanager

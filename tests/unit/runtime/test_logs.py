@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from atlas.runtime import logs, tracing
+from tests.helpers import traced
 
 KEY = "atlas_0123456789ab_" + "A" * 43
 
@@ -47,8 +48,7 @@ def test_inside_a_span_a_line_carries_its_trace_and_span_ids(captured):
     logger, buffer = captured
     tracing.install(TracerProvider())
     try:
-        with tracing.consuming("oms", "atlas.commands", 0, 1, None) as span:
-            logger.info("applied")
+        span, _ = traced("oms", "atlas.commands", 0, 1, None, body=lambda: logger.info("applied"))
     finally:
         tracing.install(None)
     [line] = lines(buffer)

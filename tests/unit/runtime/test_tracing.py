@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from atlas.agents.outputs import POSS_DUP, Send
 from atlas.runtime import tracing
-from tests.helpers import execution_report
+from tests.helpers import execution_report, traced
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
@@ -61,8 +61,7 @@ def test_the_last_traceparent_header_wins():
 def test_a_consuming_span_is_a_child_of_the_records_context_and_stamps_what_it_sends(exporter):
     headers = [("traceparent", f"00-{TRACE}-{SPAN}-01".encode())]
     sends = [Send("topic", b"k", b"v"), Send("topic", b"k", b"w", headers=POSS_DUP + (("traceparent", b"old"),))]
-    with tracing.consuming("oms", "atlas.commands", 3, 42, headers) as span:
-        stamped = tracing.stamp(sends)
+    span, stamped = traced("oms", "atlas.commands", 3, 42, headers, sends=sends)
     [finished] = exporter.get_finished_spans()
     assert finished.parent.span_id == int(SPAN, 16) and finished.context.trace_id == int(TRACE, 16)
     assert finished.kind is trace.SpanKind.CONSUMER and finished.name == "oms process atlas.commands"
@@ -73,11 +72,13 @@ def test_a_consuming_span_is_a_child_of_the_records_context_and_stamps_what_it_s
     assert stamped[1].headers == POSS_DUP + (("traceparent", expected),)  # replaced, the other header kept
 
 
-def test_a_record_without_context_starts_a_trace(exporter):
-    with tracing.consuming("venue", "atlas.venue.orders", 0, 1, None):
-        pass
+def test_a_record_without_context_starts_a_trace_unless_told_not_to(exporter):
+    _, [stamped] = traced("oms", "atlas.commands", 0, 1, None, sends=[Send("topic", b"k", b"v")])
     [finished] = exporter.get_finished_spans()
     assert finished.parent is None
+    assert dict(stamped.headers)["traceparent"] == tracing.traceparent(finished.context).encode()
+    span, [tick] = traced("venue", "atlas.venue.orders", 0, 2, None, sends=[Send("topic", b"k", b"v")], starts=False)
+    assert not span.get_span_context().is_valid and tick.headers is None and len(exporter.get_finished_spans()) == 1
 
 
 def test_outside_a_span_nothing_is_stamped():
@@ -86,9 +87,10 @@ def test_outside_a_span_nothing_is_stamped():
 
 
 def test_describe_names_the_trade_and_records_a_reject_with_its_code(exporter):
-    with tracing.consuming("oms", "atlas.commands", 0, 1, None):
+    def body():
         tracing.describe([execution_report("REJECTED", "REJECTED", reason="MAX_NOTIONAL: over the limit")])
         tracing.dead_lettered("INVALID_MESSAGE: quantity: bad")
+    traced("oms", "atlas.commands", 0, 1, None, body=body)
     [finished] = exporter.get_finished_spans()
     assert finished.attributes["atlas.order_id"] == "O1" and finished.attributes["atlas.account_id"] == "alice"
     assert finished.attributes["atlas.exec_types"] == ("REJECTED",)
@@ -117,29 +119,31 @@ def test_an_oversized_traceparent_or_a_malformed_tracestate_is_ignored_without_a
 
 
 def test_a_fill_reaching_an_order_under_another_trace_is_applied_in_the_orders_trace_and_linked(exporter):
-    with tracing.consuming("oms", "atlas.commands", 0, 1, None) as submitted:
-        tracing.describe([execution_report("PENDING_NEW", "PENDING_NEW", order_id="O77")])
-    other = f"00-{TRACE}-{SPAN}-01".encode()
-    with tracing.consuming("oms", "atlas.venue.reports", 0, 2, [("traceparent", other)], order_id="O77"):
-        pass
+    submitted, _ = traced("oms", "atlas.commands", 0, 1, None, body=lambda: tracing.describe(
+        [execution_report("PENDING_NEW", "PENDING_NEW", order_id="O77")]))
     own = submitted.get_span_context()
-    with tracing.consuming("oms", "atlas.venue.reports", 0, 3,
-                           [("traceparent", f"00-{own.trace_id:032x}-{SPAN}-01".encode())], order_id="O77"):
-        pass
-    _, fill, own_fill = exporter.get_finished_spans()
-    assert fill.context.trace_id == own.trace_id and fill.parent.span_id == own.span_id
-    assert [(link.context.trace_id, link.context.span_id) for link in fill.links] == [(int(TRACE, 16), int(SPAN, 16))]
+    for offset, flags in ((2, "01"), (3, "00")):  # another trace, sampled or not
+        traced("oms", "atlas.venue.reports", 0, offset, [("traceparent", f"00-{TRACE}-{SPAN}-{flags}".encode())],
+               order_id="O77")
+    traced("oms", "atlas.venue.reports", 0, 4, [("traceparent", f"00-{own.trace_id:032x}-{SPAN}-01".encode())],
+           order_id="O77")
+    _, fill, unsampled_fill, own_fill = exporter.get_finished_spans()
+    for applied, flags in ((fill, 1), (unsampled_fill, 0)):
+        assert applied.context.trace_id == own.trace_id and applied.parent.span_id == own.span_id
+        assert [(link.context.trace_id, link.context.span_id, link.context.trace_flags) for link in applied.links] \
+            == [(int(TRACE, 16), int(SPAN, 16), flags)]
     assert own_fill.parent.span_id == int(SPAN, 16) and not own_fill.links  # its own trace: the sender's child
 
 
 def test_an_unsampled_parent_is_followed_without_recording_and_passed_on_unsampled(exporter):
-    headers = [("traceparent", f"00-{TRACE}-{SPAN}-00".encode())]
-    with tracing.consuming("venue", "atlas.venue.orders", 0, 1, headers) as span:
-        [stamped] = tracing.stamp([Send("topic", b"k", b"v")])
-        tracing.describe([execution_report("PENDING_NEW", "PENDING_NEW", order_id="O78")])
+    headers = [("traceparent", f" 00-{TRACE}-{SPAN}-00 ".encode()), ("tracestate", b"rojo=00f067aa0ba902b7")]
+    span, [stamped] = traced("venue", "atlas.venue.orders", 0, 1, headers, sends=[Send("topic", b"k", b"v")],
+                             body=lambda: tracing.describe([execution_report("PENDING_NEW", "PENDING_NEW",
+                                                                             order_id="O78")]))
     assert not span.is_recording() and not exporter.get_finished_spans()
-    _, trace_id, span_id, flags = dict(stamped.headers)["traceparent"].decode().split("-")
-    assert (trace_id, flags) == (TRACE, "00") and span_id != SPAN
+    # Passed on as it came (no span of this hop is recorded to be the parent of anything), tidied.
+    assert stamped.headers == (("traceparent", f"00-{TRACE}-{SPAN}-00".encode()),
+                               ("tracestate", b"rojo=00f067aa0ba902b7"))
     assert "O78" not in tracing._orders  # an unsampled order is not remembered
 
 
@@ -149,13 +153,11 @@ def test_new_traces_are_recorded_at_the_ratio_and_unrecorded_ones_still_pass_a_d
     provider.add_span_processor(SimpleSpanProcessor(found))
     tracing.install(provider, 0.0)
     try:
-        with tracing.consuming("oms", "atlas.commands", 0, 1, None):
-            [unrecorded] = tracing.stamp([Send("topic", b"k", b"v")])
+        _, [unrecorded] = traced("oms", "atlas.commands", 0, 1, None, sends=[Send("topic", b"k", b"v")])
         with tracing.serving("POST", "/api/v1/orders", "/api/v1/orders", {}, "127.0.0.1") as span:
             assert not span.is_recording()
         sampled = [("traceparent", f"00-{TRACE}-{SPAN}-01".encode())]
-        with tracing.consuming("oms", "atlas.commands", 0, 2, sampled):  # a sampled parent is followed
-            pass
+        traced("oms", "atlas.commands", 0, 2, sampled)  # a sampled parent is followed
     finally:
         tracing.install(None)
     assert dict(unrecorded.headers)["traceparent"].decode().endswith("-00")
