@@ -10,7 +10,7 @@ A message the OMS reads again after a crash is counted again: figures since the 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
@@ -40,12 +40,17 @@ class Telemetry:
     # (second, events, fills) for the last SECONDS_KEPT seconds that saw any.
     per_second: deque = field(default_factory=lambda: deque(maxlen=SECONDS_KEPT))
 
-    def observe(self, reports: Iterable[ExecutionReport], orders: Sequence[Order], now_ms: int) -> None:
-        """Count one processed event and the reports it produced (`orders`: the orders it wrote)."""
+    def observe(self, reports: Iterable[ExecutionReport], orders: Sequence[Order], now_ms: int,
+                each: Callable[[ExecutionReport, int | None], None] | None = None) -> None:
+        """Count one processed event and the reports it produced (`orders`: the orders it wrote).
+
+        `each(report, latency_ms)` is told of every report as it is counted, with the latency it
+        timed (an order's ack or first fill, when the event wrote the order), else None.
+        """
         self.counts["events"] += 1
         fills = 0
         for report in reports:
-            kind = report.exec_type
+            kind, latency_ms = report.exec_type, None
             if kind is ExecType.PENDING_NEW:
                 self.counts["submitted"] += 1
             elif kind is ExecType.REJECTED:
@@ -54,20 +59,24 @@ class Telemetry:
                 self.counts["canceled"] += 1
             elif kind is ExecType.NEW:
                 self.counts["accepted"] += 1
-                self._latency(self.ack_latency, _order(orders, report.order_id), now_ms)
+                latency_ms = self._latency(self.ack_latency, _order(orders, report.order_id), now_ms)
             elif kind is ExecType.TRADE:
                 fills += 1
                 if report.cum_qty == report.last_qty:  # the order's first fill
-                    self._latency(self.fill_latency, _order(orders, report.order_id), now_ms)
+                    latency_ms = self._latency(self.fill_latency, _order(orders, report.order_id), now_ms)
                 if report.leaves_qty == 0:
                     self.counts["filled_orders"] += 1
+            if each is not None:
+                each(report, latency_ms)
         self.counts["fills"] += fills
         self._per_second(now_ms // 1000, fills)
 
     @staticmethod
-    def _latency(histogram: HdrHistogram, order: Order | None, now_ms: int) -> None:
-        if order is not None and now_ms >= order.created_at:
-            histogram.record_value(max(_LOWEST_US, min(_HIGHEST_US, (now_ms - order.created_at) * 1000)))
+    def _latency(histogram: HdrHistogram, order: Order | None, now_ms: int) -> int | None:
+        if order is None or now_ms < order.created_at:
+            return None
+        histogram.record_value(max(_LOWEST_US, min(_HIGHEST_US, (now_ms - order.created_at) * 1000)))
+        return now_ms - order.created_at
 
     def _per_second(self, second: int, fills: int) -> None:
         if self.per_second and self.per_second[-1][0] == second:

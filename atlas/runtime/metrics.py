@@ -11,7 +11,6 @@ order path keeps its exact decimals.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from faust.sensors import Monitor
@@ -77,35 +76,27 @@ def child(metric: Any, *labels: str) -> Any:
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
-def observe_reports(reports: Iterable[Any], orders: Sequence[Any], now_ms: int) -> None:
-    """Count what one OMS event reported (its execution reports and the orders it wrote)."""
-    for report in reports:
-        kind = report.exec_type.value
-        order_type = report.type.value if report.type is not None else UNKNOWN
-        outcome = _OUTCOMES.get(kind)
-        if outcome is not None:
-            child(ORDERS, order_type, outcome).inc()
-            if outcome == "rejected":
-                child(REJECTS, reason_code(report.reason)).inc()
-            elif outcome == "accepted":
-                _latency(ACK_LATENCY, orders, report.order_id, now_ms)
-        elif kind == "TRADE":
-            symbol = report.symbol or UNKNOWN
-            child(FILLS, symbol).inc()
-            if report.last_px is not None:
-                child(NOTIONAL, symbol).inc(float(report.last_qty * report.last_px))
-            if report.status.value == "FILLED":
-                child(ORDERS, order_type, "filled").inc()
-            if report.cum_qty == report.last_qty:  # the order's first fill
-                _latency(FILL_LATENCY, orders, report.order_id, now_ms)
-
-
-def _latency(histogram: Histogram, orders: Sequence[Any], order_id: str, now_ms: int) -> None:
-    for order in orders:
-        if order.order_id == order_id:
-            if now_ms >= order.created_at:  # the SubmitOrder's timestamp
-                histogram.observe((now_ms - order.created_at) / 1000)
-            return
+def observe_report(report: Any, latency_ms: int | None = None) -> None:
+    """Count one execution report of the OMS; `latency_ms`: submit to this report, when it is an order's ack or first
+    fill (as `atlas.analytics.telemetry.Telemetry.observe` times it and passes it on)."""
+    kind = report.exec_type.value
+    order_type = report.type.value if report.type is not None else UNKNOWN
+    outcome = _OUTCOMES.get(kind)
+    if outcome is not None:
+        child(ORDERS, order_type, outcome).inc()
+        if outcome == "rejected":
+            child(REJECTS, reason_code(report.reason)).inc()
+        elif outcome == "accepted" and latency_ms is not None:
+            ACK_LATENCY.observe(latency_ms / 1000)
+    elif kind == "TRADE":
+        symbol = report.symbol or UNKNOWN
+        child(FILLS, symbol).inc()
+        if report.last_px is not None:
+            child(NOTIONAL, symbol).inc(float(report.last_qty * report.last_px))
+        if report.status.value == "FILLED":
+            child(ORDERS, order_type, "filled").inc()
+        if latency_ms is not None:
+            FILL_LATENCY.observe(latency_ms / 1000)
 
 
 class AtlasMonitor(Monitor):

@@ -5,9 +5,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from atlas.analytics.telemetry import Telemetry
 from atlas.core.events import ExecType, OrdStatus
 from atlas.runtime import metrics
 from tests.helpers import execution_report as report
+
+
+def observe(reports: list, orders: list, now_ms: int) -> None:
+    """As the `oms` agent counts an event: its telemetry times the latencies, and passes each report on."""
+    Telemetry().observe(reports, orders, now_ms, metrics.observe_report)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -33,14 +39,13 @@ def test_reports_count_orders_by_type_and_outcome_rejects_by_reason_and_fills_by
               "first_fills": sample("atlas_order_fill_latency_seconds_count"),
               "ack_sum": sample("atlas_order_ack_latency_seconds_sum")}
     order = SimpleNamespace(order_id="O1", created_at=1_000)
-    metrics.observe_reports([report(ExecType.PENDING_NEW, OrdStatus.PENDING_NEW)], [order], 1_010)
-    metrics.observe_reports([report(ExecType.NEW, OrdStatus.NEW)], [order], 1_250)
-    metrics.observe_reports([report(ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, last_qty="1", last_px="100.5",
-                                    cum_qty="1")], [order], 1_500)
-    metrics.observe_reports([report(ExecType.TRADE, OrdStatus.FILLED, last_qty="1", last_px="101", cum_qty="2")],
-                            [order], 1_600)
-    metrics.observe_reports([report(ExecType.REJECTED, OrdStatus.REJECTED, order_id="O2", order_type="MARKET",
-                                    reason="MAX_NOTIONAL: over 1000000")], [], 1_700)
+    observe([report(ExecType.PENDING_NEW, OrdStatus.PENDING_NEW)], [order], 1_010)
+    observe([report(ExecType.NEW, OrdStatus.NEW)], [order], 1_250)
+    observe([report(ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, last_qty="1", last_px="100.5", cum_qty="1")],
+            [order], 1_500)
+    observe([report(ExecType.TRADE, OrdStatus.FILLED, last_qty="1", last_px="101", cum_qty="2")], [order], 1_600)
+    observe([report(ExecType.REJECTED, OrdStatus.REJECTED, order_id="O2", order_type="MARKET",
+                    reason="MAX_NOTIONAL: over 1000000")], [], 1_700)
 
     assert sample("atlas_orders_total", type="LIMIT", outcome="submitted") == before["submitted"] + 1
     assert sample("atlas_orders_total", type="MARKET", outcome="rejected") == before["rejected"] + 1
@@ -55,5 +60,5 @@ def test_reports_count_orders_by_type_and_outcome_rejects_by_reason_and_fills_by
 
 def test_a_latency_needs_the_order_it_times():
     before = sample("atlas_order_ack_latency_seconds_count")
-    metrics.observe_reports([report(ExecType.NEW, OrdStatus.NEW, order_id="O9")], [], 2_000)
+    observe([report(ExecType.NEW, OrdStatus.NEW, order_id="O9")], [], 2_000)
     assert sample("atlas_order_ack_latency_seconds_count") == before
