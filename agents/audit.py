@@ -242,10 +242,9 @@ class AuditExporter(Service):
         await self._commit({tp: made.end})
 
     async def _write_retrying(self, batch: Batch, tp: TopicPartition) -> Manifest:
-        async for attempt in self._retrying():
-            with attempt:
-                return await asyncio.to_thread(trail.write_batch, self.sink, self.prefix, batch, self._last[tp])
-        raise AssertionError("unreachable: the retrying loop returns or raises")
+        async def write() -> Manifest:
+            return await asyncio.to_thread(trail.write_batch, self.sink, self.prefix, batch, self._last[tp])
+        return await self._retrying()(write)
 
     def _failed(self, state: Any) -> None:
         error = state.outcome.exception()
