@@ -12,11 +12,15 @@
    release images), so Jaeger also hands every span to Kafka as Zipkin JSON, and:
 3. Zipkin's server (its exec jar from Maven Central) reads them there and shows them in its UI.
 
+`urls` also writes `.atlas/observe/dashboards.html`: the Grafana dashboards' panels, each a link
+to its queries in Prometheus's own graph page (Grafana itself does not install here).
+
 Standard library only, like infra/kafka/broker.py: it runs before and beside the virtualenv.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import shutil
 import signal
@@ -24,13 +28,16 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 try:
+    from .grafana.dashboards import DASHBOARDS, RATE
     from .prometheus.server import LocalPrometheus
 except ImportError:  # run as a script: python infra/observe.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from grafana.dashboards import DASHBOARDS, RATE  # type: ignore[no-redef]
     from prometheus.server import LocalPrometheus  # type: ignore[no-redef]
 
 HERE = Path(__file__).resolve().parent
@@ -133,8 +140,33 @@ Prometheus   http://127.0.0.1:{PORTS['prometheus']}   (alerts: /alerts; try atla
 Traces (UI)  http://127.0.0.1:{PORTS['zipkin']}   (Zipkin: search serviceName=atlas, or a trace id from a JSON log line)
 Traces (API) http://127.0.0.1:{PORTS['jaeger']}/api/traces?service=atlas   (Jaeger's query API)
 OTLP in      http://127.0.0.1:{PORTS['otlp']}   (ATLAS_OTEL_ENDPOINT of the demo worker)
-Dashboards   infra/grafana: provision them in your Grafana, with its Prometheus data source at the URL above
+Dashboards   {write_dashboard_links().as_uri()}
+             (every panel's queries as Prometheus graphs; for Grafana, provision infra/grafana with the
+             Prometheus data source at the URL above)
 """)
+
+
+def dashboard_graph(queries: list[tuple[str, str]], minutes: int = 15) -> str:
+    """A Prometheus graph page of one panel's queries (Grafana's `$__rate_interval` as one minute)."""
+    params: dict[str, str] = {}
+    for n, (expr, _) in enumerate(queries):
+        params.update({f"g{n}.expr": expr.replace(RATE, "1m"), f"g{n}.tab": "0", f"g{n}.range_input": f"{minutes}m"})
+    return f"http://127.0.0.1:{PORTS['prometheus']}/graph?{urllib.parse.urlencode(params)}"
+
+
+def write_dashboard_links() -> Path:
+    """`.atlas/observe/dashboards.html`: each dashboard's panels, each a link to its queries in Prometheus."""
+    parts = ["<!doctype html><meta charset=utf-8><title>ATLAS dashboards in Prometheus</title>",
+             "<h1>ATLAS dashboards, panel by panel, in Prometheus</h1>"]
+    for _, title, panels in DASHBOARDS:
+        parts.append(f"<h2>{html.escape(title)}</h2><ul>")
+        parts += [f'<li><a href="{html.escape(dashboard_graph(queries))}">{html.escape(name)}</a></li>'
+                  for name, _, queries in panels]
+        parts.append("</ul>")
+    STATE.mkdir(parents=True, exist_ok=True)
+    page = STATE / "dashboards.html"
+    page.write_text("\n".join(parts) + "\n")
+    return page
 
 
 def down() -> None:

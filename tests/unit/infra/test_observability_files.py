@@ -66,3 +66,20 @@ def test_the_scrape_config_is_valid_prometheus_configuration(tmp_path):
     path.write_text(json.dumps(config(["127.0.0.1:8080"], key)))
     checked = subprocess.run([PROMTOOL, "check", "config", str(path)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_make_observe_links_every_dashboard_panel_to_its_queries_in_prometheus(tmp_path, monkeypatch):
+    from urllib.parse import parse_qs, urlsplit
+
+    from atlas.infra import observe
+    from atlas.infra.grafana.dashboards import DASHBOARDS, RATE
+
+    monkeypatch.setattr(observe, "STATE", tmp_path)
+    page = observe.write_dashboard_links().read_text()
+    for _, title, panels in DASHBOARDS:
+        assert f"<h2>{title}</h2>" in page
+        for name, _, queries in panels:
+            link = observe.dashboard_graph(queries)
+            assert link.replace("&", "&amp;") in page and name.replace("&", "&amp;") in page
+            shown = parse_qs(urlsplit(link).query)
+            assert [shown[f"g{n}.expr"][0] for n in range(len(queries))] == [q.replace(RATE, "1m") for q, _ in queries]
