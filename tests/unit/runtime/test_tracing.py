@@ -144,6 +144,14 @@ def test_an_unsampled_parent_is_followed_without_recording_and_passed_on_unsampl
     # Passed on as it came (no span of this hop is recorded to be the parent of anything), tidied.
     assert stamped.headers == (("traceparent", f"00-{TRACE}-{SPAN}-00".encode()),
                                ("tracestate", b"rojo=00f067aa0ba902b7"))
+    as_written = f"00-{TRACE}-{SPAN}-02".encode()  # a flag the SDK sets (random trace id), not sampled
+    _, [stamped] = traced("oms", "atlas.venue.reports", 0, 2, [("traceparent", as_written)],
+                          sends=[Send("topic", b"k", b"v", headers=POSS_DUP)])
+    assert stamped.headers == POSS_DUP + (("traceparent", as_written),) and not exporter.get_finished_spans()
+    nobody = f"00-{'0' * 32}-{SPAN}-00".encode()  # no trace: a new one is started instead (here recorded)
+    _, [stamped] = traced("oms", "atlas.venue.reports", 0, 3, [("traceparent", nobody)], sends=[Send("t", b"k", b"v")])
+    [started] = exporter.get_finished_spans()
+    assert started.parent is None and dict(stamped.headers)["traceparent"] != nobody
     assert "O78" not in tracing._orders  # an unsampled order is not remembered
 
 
