@@ -9,6 +9,9 @@
 - `export DEST`: the trail's records as plain JSONL, one file per topic-partition, to read or grep.
 - `order ORDER_ID`: one order's execution reports from the trail, oldest first, one JSON object a line
   (how to read an order the OMS has archived). Exit 1 when the trail has none.
+- `sql "SELECT ..."`: SQL over the trail with DuckDB, through the views Athena runs (`atlas.audit.sql`,
+  `infra/athena/views.sql`); `sql --athena` prints the Athena table and views for an S3 sink. Exit 1
+  when the query fails.
 Exit 2 when the sink cannot be read at all.
 """
 from __future__ import annotations
@@ -18,11 +21,13 @@ import asyncio
 import json
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterable
 
 from tqdm import tqdm
 
+from atlas.audit import sql as audit_sql
 from atlas.audit import trail
 from atlas.audit.broker import broker_views, read_table
 from atlas.audit.format import AuditRecord, decode
@@ -165,6 +170,28 @@ def _unreadable(sink: Sink, prefix: str) -> str | None:
     return None
 
 
+def _sql(args: argparse.Namespace) -> int:
+    if args.athena:
+        try:
+            print(audit_sql.athena_ddl(args.sink, args.prefix, settings.topic_prefix,
+                                       [settings.topic(t) for t in audit_sql.TOPICS], settings.partitions,
+                                       args.first_day), end="")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.query:
+        print("error: give a query, or --athena", file=sys.stderr)
+        return 2
+    try:
+        columns, rows = audit_sql.query(args.sink, args.prefix, settings.topic_prefix, args.query)
+    except audit_sql.TrailQueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(audit_sql.render(columns, rows, args.format), end="")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m atlas audit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sink", default=settings.audit_sink, help="file://PATH or s3://bucket[/prefix]")
@@ -180,7 +207,18 @@ def main(argv: list[str]) -> int:
     out.add_argument("dest", type=Path)
     story = commands.add_parser("order", help="one order's execution reports from the trail, as JSON lines")
     story.add_argument("order_id")
+    sql = commands.add_parser("sql", help="SQL over the trail with DuckDB, through the views Athena runs",
+                              description="Views: atlas_execution_reports (each exec_id once), "
+                                          "atlas_execution_reports_all, atlas_fills, atlas_commands (each command_id "
+                                          "once), atlas_commands_all, and atlas_audit_trail (one row per record).")
+    sql.add_argument("query", nargs="?", help="one SQL statement")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table", help="how rows are printed")
+    sql.add_argument("--athena", action="store_true", help="print the Athena DDL (table and views) for the sink")
+    sql.add_argument("--first-day", type=date.fromisoformat, default=date(2026, 1, 1),
+                     help="with --athena: the first dt the table's partition projection names (YYYY-MM-DD)")
     args = parser.parse_args(argv)
+    if args.command == "sql":
+        return _sql(args)
     sink = open_sink(args.sink)
     problem = _unreadable(sink, args.prefix)
     if problem:

@@ -69,3 +69,26 @@ def test_s3_sink_switches_bucket_versioning_on_when_asked(s3):
     assert sink.versioning() == "Off"
     assert sink.versioning(enable=True) == "Enabled"
     assert s3.get_bucket_versioning(Bucket="versions")["Status"] == "Enabled"
+
+
+def test_audit_sql_reads_a_trail_in_s3_through_duckdbs_httpfs(s3, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from atlas.audit.format import AuditRecord, Batch
+    from atlas.audit.trail import write_batch
+    from tests.helpers import ROOT, execution_report
+
+    s3.create_bucket(Bucket="queried")
+    sink = open_sink("s3://queried/trail")
+    reports = [execution_report("TRADE", "FILLED", order_id=f"O{n}", last_qty="0.5", last_px="100.25", cum_qty="2")
+               .model_dump_json().encode() for n in range(3)]
+    made = [AuditRecord.of("atlas.executions", 1, n, 1_796_000_000_000 + n, b"alice", value)
+            for n, value in enumerate(reports)]
+    write_batch(sink, "audit", Batch("atlas.executions", 1, 0, 0, made), None)
+    done = subprocess.run([sys.executable, "-m", "atlas", "audit", "--sink", "s3://queried/trail", "sql",
+                           "SELECT count(*) AS fills, sum(notional) AS notional FROM atlas_fills", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"fills": 3, "notional": "150.375"}
