@@ -9,10 +9,19 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHARTS := web/static/vendor/lightweight-charts.standalone.production.js
+# checkov (the Terraform tests) in a virtualenv of its own: its many dependencies are not ATLAS's.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .atlas/tools/checkov-$(CHECKOV_VERSION)/.installed
 
 ## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium
-## and prometheus, and the console's chart library from npm (console/package-lock.json)
-setup: $(STAMP) chromium prometheus $(CHARTS)
+## and prometheus, the console's chart library from npm (console/package-lock.json), and checkov
+setup: $(STAMP) chromium prometheus $(CHARTS) $(CHECKOV)
+
+$(CHECKOV):
+	rm -rf .atlas/tools/checkov-$(CHECKOV_VERSION)
+	$(PYTHON) -m venv .atlas/tools/checkov-$(CHECKOV_VERSION)
+	.atlas/tools/checkov-$(CHECKOV_VERSION)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV)
 
 $(CHARTS): console/package.json console/package-lock.json
 	cd console && npm ci --no-audit --no-fund --loglevel=error
