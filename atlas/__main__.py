@@ -1,4 +1,5 @@
-"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas`, `watch`, `audit` and `keys`."""
+"""`python -m atlas`: the Faust worker commands, plus `submit`, `schemas`, `watch`, `audit`, `cloud` and
+`keys`."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +65,12 @@ def _audit(argv: list[str]) -> int:
     return audit_cli.main(argv)
 
 
+def _cloud(argv: list[str]) -> int:
+    from atlas.cloud import cli as cloud_cli
+
+    return cloud_cli.main(argv)
+
+
 def _keys(argv: list[str]) -> int:
     from atlas import keys
 
@@ -72,7 +79,8 @@ def _keys(argv: list[str]) -> int:
 
 def main() -> None:
     """Dispatch to an ATLAS command, or to Faust's command line (worker, ...)."""
-    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch, "audit": _audit, "keys": _keys}
+    commands = {"submit": _submit, "schemas": _schemas, "watch": _watch, "audit": _audit, "keys": _keys,
+                "cloud": _cloud}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         sys.exit(commands[sys.argv[1]](sys.argv[2:]))
     import mode.loop

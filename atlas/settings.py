@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     audit_lock_days: int = Field(1, ge=1, description="S3 Object Lock retention, in days")
     audit_versioning: bool = Field(False, description="Switch the S3 bucket's versioning on at start (Object Lock "
                                                       "needs it; a folder sink ignores this)")
+    cloud_table_prefix: str = Field("atlas", pattern=r"^[A-Za-z0-9_.\-]{1,200}$",
+                                    description="Prefix of the read model's DynamoDB tables (<prefix>-orders, "
+                                                "-balances, -idempotency)")
 
     @model_validator(mode="after")
     def _credentials_are_complete(self) -> "Settings":

@@ -1,6 +1,7 @@
-"""A local S3 API for tests and benchmarks: moto's server in its own process (`pip install moto[server]`).
+"""Local AWS APIs for tests and benchmarks: moto's server in its own process (`pip install moto[server]`).
 
-Standard library only, like the broker script beside it; moto itself runs in the child process.
+Standard library (and the `openssl` command, for TLS) only, like the broker script beside it; moto
+itself runs in the child process.
 """
 from __future__ import annotations
 
@@ -15,24 +16,41 @@ from atlas.infra.kafka.broker import free_port
 
 
 class MotoServer:
-    """A real S3 API over HTTP: `python -m moto.server` in its own process (state lives in that process)."""
+    """Real AWS APIs (S3, DynamoDB, STS, ...) over HTTP: moto's server in its own process (state lives in that
+    process). With `tls`, over HTTPS with a certificate made here, which `env()` names as the CA bundle: a bucket
+    policy that refuses plain HTTP then lets its clients in, as S3 does."""
 
-    def __init__(self, log_path: Path):
-        self.log_path, self.port = log_path, free_port()
+    def __init__(self, log_path: Path, tls: bool = False):
+        self.log_path, self.port, self.tls = log_path, free_port(), tls
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def certificate(self) -> Path:
+        return self.log_path.with_name(f"moto-{self.port}.crt")
 
     def env(self) -> dict[str, str]:
         """The usual AWS settings pointing at this server."""
         return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_DEFAULT_REGION": "us-east-1"}
+                "AWS_DEFAULT_REGION": "us-east-1", **({"AWS_CA_BUNDLE": str(self.certificate)} if self.tls else {})}
+
+    def _make_certificate(self) -> list[str]:
+        key = self.certificate.with_suffix(".key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(self.certificate), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:TRUE"],
+                       check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        return ["-c", str(self.certificate), "-k", str(key)]
 
     def start(self) -> "MotoServer":
+        tls = self._make_certificate() if self.tls else []
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+        # moto's server, evaluating the TLS condition of bucket policies as S3 does (see moto_server.py).
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("moto_server.py")), "-H",
+                                      "127.0.0.1", "-p", str(self.port), *tls, *(["--tls"] if self.tls else [])],
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 30

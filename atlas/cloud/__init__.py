@@ -1,0 +1,1 @@
+"""The cloud parts beside the order path: provisioning and verifying what ATLAS needs in AWS."""
