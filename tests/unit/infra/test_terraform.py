@@ -105,3 +105,17 @@ def test_the_glue_table_names_every_atlas_topic():
     topics = next(doc["locals"][0]["topics"] for doc in parsed().values()
                   if doc.get("locals") and "topics" in doc["locals"][0])
     assert topics == list(sql.TOPICS)
+
+
+def test_the_tables_are_those_cloud_provision_makes():
+    from atlas.cloud.resources import TABLES
+
+    declared = resources("aws_dynamodb_table")
+    for spec in TABLES:
+        table = declared[spec.suffix]
+        assert table["name"] == "${var.name_prefix}-" + spec.suffix
+        assert (table["hash_key"], table.get("range_key")) == (spec.hash_key, spec.range_key)
+        assert [a["name"] for a in table["attribute"]] == spec.attributes()
+        assert [(i["name"], i["hash_key"], i["range_key"]) for i in table.get("global_secondary_index", [])] == \
+            list(spec.indexes)
+        assert (table["ttl"][0]["attribute_name"] if "ttl" in table else None) == spec.ttl
