@@ -48,6 +48,9 @@ _ratio = 1.0
 # trace (a resting order filled by someone else's order, or by the market): bounded, per process.
 ORDERS_REMEMBERED = 50_000
 _orders: LRUCache = LRUCache(maxsize=ORDERS_REMEMBERED)
+# True while `traced` runs a step under a recording span (a step is synchronous: one at a time). `describe`,
+# `dead_lettered` and `annotate` look at it first: most steps at a low ratio record nothing.
+_in_recorded_step = False
 
 
 def configure() -> None:
@@ -220,8 +223,13 @@ def traced(agent: str, message: Any, work: Callable[[Any], list], order_of: Call
         return work(message)
     elif not _records(parent):
         return _carried(work(message), _unsampled_headers(parent))
+    global _in_recorded_step
     with _recording(agent, message.topic, message.partition, message.offset, parent, linked):
-        return stamp(work(message))
+        _in_recorded_step = True
+        try:
+            return stamp(work(message))
+        finally:
+            _in_recorded_step = False
 
 
 def _unsampled_headers(parent: SpanContext | None) -> tuple[tuple[str, bytes], ...]:
@@ -287,9 +295,9 @@ def within(span: trace.Span | None) -> Any:
 
 def describe(reports: Sequence[Any]) -> None:
     """Name the current span after the trade its execution reports are about; an event per reject, with its code."""
-    span = trace.get_current_span()
-    if not span.is_recording() or not reports:
+    if not _in_recorded_step or not reports:
         return
+    span = trace.get_current_span()
     first = reports[0]
     span.set_attribute("atlas.account_id", first.account_id)
     span.set_attribute("atlas.order_id", first.order_id)
@@ -306,15 +314,14 @@ def describe(reports: Sequence[Any]) -> None:
 
 def dead_lettered(error: str) -> None:
     """An event on the current span: its message went to the dead-letter topic, with the reason's code."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event("dead_lettered", {"atlas.reason_code": reason_code(error)})
+    if _in_recorded_step:
+        trace.get_current_span().add_event("dead_lettered", {"atlas.reason_code": reason_code(error)})
 
 
 def annotate(**attributes: Any) -> None:
     """Set `atlas.<name>` attributes on the current span, when it records."""
-    span = trace.get_current_span()
-    if span.is_recording():
+    if _in_recorded_step:
+        span = trace.get_current_span()
         for name, value in attributes.items():
             if value is not None:
                 span.set_attribute(f"atlas.{name}", value)
