@@ -126,7 +126,7 @@ def table(dynamodb: Any, spec: Table, prefix: str, say: Say) -> None:
             keys.append({"AttributeName": spec.range_key, "KeyType": "RANGE"})
         args: dict[str, Any] = {
             "TableName": name, "KeySchema": keys, "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in spec.attributes()],
+            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": spec.type_of(a)} for a in spec.attributes()],
             "SSESpecification": {"Enabled": True, "SSEType": "KMS"},
         }
         if spec.indexes:
@@ -135,6 +135,12 @@ def table(dynamodb: Any, spec: Table, prefix: str, say: Say) -> None:
                  "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
                                {"AttributeName": range_key, "KeyType": "RANGE"}]}
                 for index, hash_key, range_key in spec.indexes]
+        if spec.local_indexes:
+            args["LocalSecondaryIndexes"] = [
+                {"IndexName": index, "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": spec.hash_key, "KeyType": "HASH"},
+                               {"AttributeName": range_key, "KeyType": "RANGE"}]}
+                for index, range_key in spec.local_indexes]
         dynamodb.create_table(**args)
         dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         say(f"created table {name}")

@@ -9,17 +9,24 @@ from dataclasses import dataclass
 
 PROBE_PREFIX = "_probe/"  # under the trail's prefix: where `verify` writes its probe object
 OPEN_ORDERS_INDEX = "open-orders"
+CREATED_INDEX = "by-created"
 
 
 @dataclass(frozen=True)
 class Table:
-    """One DynamoDB table: its name after the prefix, keys (all strings), secondary indexes and TTL attribute."""
+    """One DynamoDB table: its name after the prefix, keys, secondary indexes and TTL attribute.
+
+    Keys are strings unless `numbers` names them. Indexes project every attribute: `indexes` are global
+    (name, hash key, range key), `local_indexes` share the table's hash key (name, range key).
+    """
 
     suffix: str
     hash_key: str
     range_key: str | None = None
-    indexes: tuple[tuple[str, str, str], ...] = ()  # (name, hash key, range key), projecting every attribute
+    indexes: tuple[tuple[str, str, str], ...] = ()
+    local_indexes: tuple[tuple[str, str], ...] = ()
     ttl: str | None = None
+    numbers: tuple[str, ...] = ()
 
     def name(self, prefix: str) -> str:
         return f"{prefix}-{self.suffix}"
@@ -27,17 +34,24 @@ class Table:
     def attributes(self) -> list[str]:
         """Every key attribute of the table and its indexes, once each."""
         found = [self.hash_key] + ([self.range_key] if self.range_key else [])
-        for _, hash_key, range_key in self.indexes:
-            found += [a for a in (hash_key, range_key) if a not in found]
+        for key in [k for _, h, r in self.indexes for k in (h, r)] + [r for _, r in self.local_indexes]:
+            if key not in found:
+                found.append(key)
         return found
 
+    def type_of(self, attribute: str) -> str:
+        return "N" if attribute in self.numbers else "S"
 
-# Orders by account; `open_account_id` is set only while an order is open, so the index holds open orders alone.
-ORDERS = Table("orders", "account_id", "order_id", indexes=((OPEN_ORDERS_INDEX, "open_account_id", "order_id"),))
+
+# Orders by account, newest first through `by-created` (created_key: creation time, then order id);
+# `open_account_id` is set only while an order is open, so `open-orders` holds open orders alone.
+ORDERS = Table("orders", "account_id", "order_id", indexes=((OPEN_ORDERS_INDEX, "open_account_id", "created_key"),),
+               local_indexes=((CREATED_INDEX, "created_key"),))
+EXECUTIONS = Table("executions", "order_id", "seq", numbers=("seq",))  # an order's reports, by seq
 BALANCES = Table("balances", "account_id", "asset")
-# What the projector has applied (an event's id), kept a while: a replay finds it and writes nothing.
+# What the projector has applied (an execution report's exec_id), kept a while: a replay finds it and writes nothing.
 IDEMPOTENCY = Table("idempotency", "id", ttl="expires_at")
-TABLES = (ORDERS, BALANCES, IDEMPOTENCY)
+TABLES = (ORDERS, EXECUTIONS, BALANCES, IDEMPOTENCY)
 
 
 def bucket_policy(bucket: str) -> dict:

@@ -122,6 +122,14 @@ def table(dynamodb: Any, spec: Table, prefix: str) -> Check:
         for index, hash_key, range_key in spec.indexes:
             if indexes.get(index) != {"HASH": hash_key, "RANGE": range_key}:
                 problems.append(f"index {index} missing or keyed otherwise")
+        local = {i["IndexName"]: {k["KeyType"]: k["AttributeName"] for k in i["KeySchema"]}
+                 for i in described.get("LocalSecondaryIndexes", [])}
+        for index, range_key in spec.local_indexes:
+            if local.get(index) != {"HASH": spec.hash_key, "RANGE": range_key}:
+                problems.append(f"local index {index} missing or keyed otherwise")
+        types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}
+        if any(types.get(a) != spec.type_of(a) for a in (spec.hash_key, spec.range_key) if a):
+            problems.append(f"key types {types}")
         if described.get("TableStatus") != "ACTIVE":
             problems.append(f"status {described.get('TableStatus')}")
         if spec.ttl:
@@ -129,7 +137,8 @@ def table(dynamodb: Any, spec: Table, prefix: str) -> Check:
             if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or ttl.get("AttributeName") != spec.ttl:
                 problems.append(f"TTL on {spec.ttl} is {ttl.get('TimeToLiveStatus', 'off')}")
         shown = f"{spec.hash_key}" + (f" / {spec.range_key}" if spec.range_key else "") + \
-            "".join(f", index {i}" for i, _, _ in spec.indexes) + (f", TTL {spec.ttl}" if spec.ttl else "")
+            "".join(f", index {i}" for i, _, _ in spec.indexes) + \
+            "".join(f", local index {i}" for i, _ in spec.local_indexes) + (f", TTL {spec.ttl}" if spec.ttl else "")
         return not problems, "; ".join(problems) if problems else shown
     return _checked(f"table {name}", probe)
 

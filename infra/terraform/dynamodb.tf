@@ -20,13 +20,49 @@ resource "aws_dynamodb_table" "orders" {
     name = "open_account_id"
     type = "S"
   }
+  attribute {
+    name = "created_key"
+    type = "S"
+  }
 
-  # Sparse: an order has open_account_id only while it is open.
+  # Sparse: an order has open_account_id only while it is open. Newest first by created_key.
   global_secondary_index {
     name            = "open-orders"
     hash_key        = "open_account_id"
-    range_key       = "order_id"
+    range_key       = "created_key"
     projection_type = "ALL"
+  }
+
+  # An account's orders, newest first (created_key: creation time, then order id).
+  local_secondary_index {
+    name            = "by-created"
+    range_key       = "created_key"
+    projection_type = "ALL"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.atlas.arn
+  }
+}
+
+resource "aws_dynamodb_table" "executions" {
+  name                        = "${var.name_prefix}-executions"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "order_id"
+  range_key                   = "seq"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "order_id"
+    type = "S"
+  }
+  attribute {
+    name = "seq"
+    type = "N"
   }
 
   point_in_time_recovery {

@@ -17,7 +17,7 @@ data "aws_iam_policy_document" "task_trust" {
 
 locals {
   trail_objects = "${aws_s3_bucket.audit.arn}/${var.audit_prefix}/*"
-  read_model    = [aws_dynamodb_table.orders.arn, aws_dynamodb_table.balances.arn]
+  read_model    = [aws_dynamodb_table.orders.arn, aws_dynamodb_table.executions.arn, aws_dynamodb_table.balances.arn]
 }
 
 # The worker: its gateway reads the read model when ATLAS_READ_MODEL=dynamodb (its state is in Kafka).
@@ -25,7 +25,7 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "ReadTheReadModel"
     actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"]
-    resources = concat(local.read_model, ["${aws_dynamodb_table.orders.arn}/index/open-orders"])
+    resources = concat(local.read_model, ["${aws_dynamodb_table.orders.arn}/index/*"])
   }
   statement {
     sid       = "DecryptTheReadModel"

@@ -7,6 +7,7 @@ output "tables" {
   description = "The read model's tables"
   value = {
     orders      = aws_dynamodb_table.orders.name
+    executions  = aws_dynamodb_table.executions.name
     balances    = aws_dynamodb_table.balances.name
     idempotency = aws_dynamodb_table.idempotency.name
   }

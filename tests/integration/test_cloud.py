@@ -92,8 +92,9 @@ def test_provision_then_verify_passes_every_check(deployment):
     assert set(results.values()) == {"ok"}, deployment.report
     assert {"caller identity", "bucket versioning", "bucket object lock", "bucket encryption",
             "bucket public access block", "bucket policy", "probe object", "kafka",
-            f"table {deployment.tables}-orders", f"table {deployment.tables}-balances",
-            f"table {deployment.tables}-idempotency"} == set(results) - {"bucket exists"}
+            f"table {deployment.tables}-orders", f"table {deployment.tables}-executions",
+            f"table {deployment.tables}-balances", f"table {deployment.tables}-idempotency"} == \
+        set(results) - {"bucket exists"}
 
 
 def test_provisioning_again_changes_nothing(deployment):
@@ -151,8 +152,8 @@ def test_a_bucket_made_without_object_lock_fails_verify_until_provision_switches
     results = made.verify()
     assert {n for n, r in results.items() if r == "FAIL"} == {
         "bucket versioning", "bucket object lock", "bucket encryption", "bucket public access block", "bucket policy",
-        "probe object", f"table {made.tables}-orders", f"table {made.tables}-balances",
-        f"table {made.tables}-idempotency"}
+        "probe object", f"table {made.tables}-orders", f"table {made.tables}-executions",
+        f"table {made.tables}-balances", f"table {made.tables}-idempotency"}
     done = made.cloud("provision")  # S3 switches Object Lock on for a bucket once versioning is on
     assert done.returncode == 0, done.stdout + done.stderr
     assert set(made.verify().values()) == {"ok"}, made.report

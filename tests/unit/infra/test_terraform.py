@@ -50,7 +50,7 @@ def test_every_file_parses_and_declares_the_resources_atlas_needs():
             "aws_iam_role_policy", "aws_glue_catalog_table", "aws_kms_key"} <= kinds
     [lock] = resources("aws_s3_bucket_object_lock_configuration").values()
     assert lock["rule"][0]["default_retention"][0]["mode"] == "COMPLIANCE"
-    assert set(resources("aws_dynamodb_table")) == {"orders", "balances", "idempotency"}
+    assert set(resources("aws_dynamodb_table")) == {"orders", "executions", "balances", "idempotency"}
 
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed here (hcl2 still parses)")
@@ -115,7 +115,8 @@ def test_the_tables_are_those_cloud_provision_makes():
         table = declared[spec.suffix]
         assert table["name"] == "${var.name_prefix}-" + spec.suffix
         assert (table["hash_key"], table.get("range_key")) == (spec.hash_key, spec.range_key)
-        assert [a["name"] for a in table["attribute"]] == spec.attributes()
+        assert [(a["name"], a["type"]) for a in table["attribute"]] == [(a, spec.type_of(a)) for a in spec.attributes()]
         assert [(i["name"], i["hash_key"], i["range_key"]) for i in table.get("global_secondary_index", [])] == \
             list(spec.indexes)
+        assert [(i["name"], i["range_key"]) for i in table.get("local_secondary_index", [])] == list(spec.local_indexes)
         assert (table["ttl"][0]["attribute_name"] if "ttl" in table else None) == spec.ttl
