@@ -1,9 +1,10 @@
-"""`python -m atlas cloud provision|verify`: make what ATLAS needs in AWS, then check it property by property.
+"""`python -m atlas cloud provision|verify|project`: make what ATLAS needs in AWS, check it, fill the read model.
 
 Both act on the S3 audit sink (`ATLAS_AUDIT_SINK=s3://bucket[/prefix]`) and the read model's tables
 (`ATLAS_CLOUD_TABLE_PREFIX`), through boto3 configured the usual AWS way (`AWS_PROFILE`,
 `AWS_REGION`, `AWS_ENDPOINT_URL` for an S3 or DynamoDB of your own). `verify` also asks the Kafka
 cluster of the settings for ATLAS's topics. Exit 1 when a check fails, 2 when AWS cannot be asked at all.
+`project` runs the read model's projector (`atlas.cloud.projector`) until SIGTERM or SIGINT.
 """
 from __future__ import annotations
 
@@ -16,6 +17,28 @@ from atlas.cloud import verify as check
 from atlas.cloud.resources import split_sink
 from atlas.runtime.kafka import client_options
 from atlas.settings import settings
+
+
+def _project(table_prefix: str) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    import boto3
+
+    from atlas.cloud import projector
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await projector.run(boto3.client("dynamodb"), table_prefix, client_options(), settings.topic("executions"),
+                            f"{settings.app_id}-oms-changelog", f"{settings.app_id}-projector", stop)
+
+    asyncio.run(serve())
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +54,10 @@ def main(argv: list[str]) -> int:
                       help="the bucket's default retention, in days")
     checked = commands.add_parser("verify", help="check every property; a table of checks, exit 1 on a failure")
     checked.add_argument("--no-kafka", action="store_true", help="leave the Kafka cluster out")
+    commands.add_parser("project", help="follow the OMS's outputs into the read model's tables, until stopped")
     args = parser.parse_args(argv)
+    if args.command == "project":
+        return _project(args.table_prefix)
     try:
         bucket, sink_prefix = split_sink(args.sink)
     except ValueError as exc:

@@ -36,7 +36,7 @@ MAY_IMPORT = {
     "atlas.tables": ("atlas.app", "atlas.core", "atlas.oms", "atlas.settings", "atlas.venue"),
     "atlas.agents": _RUNNING,
     "atlas.web": (*_RUNNING, "atlas.agents"),
-    "atlas.cloud": ("atlas.audit", "atlas.runtime", "atlas.settings"),
+    "atlas.cloud": ("atlas.audit", "atlas.core", "atlas.oms", "atlas.runtime", "atlas.settings"),
     "atlas.infra": (),
 }
 
