@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | sha1sum | cut -c1-12)
 
-.PHONY: setup chromium prometheus demo demo-down observe observe-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
+.PHONY: setup chromium prometheus docker-compose demo demo-down observe observe-down test test-fast test-faults bench broker-up broker-down broker-status schemas clean
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -15,7 +15,7 @@ CHECKOV := .atlas/tools/checkov-$(CHECKOV_VERSION)/.installed
 
 ## setup: virtualenv with pinned dependencies, the broker jars from Maven Central, Debian's chromium
 ## and prometheus, the console's chart library from npm (console/package-lock.json), and checkov
-setup: $(STAMP) chromium prometheus $(CHARTS) $(CHECKOV)
+setup: $(STAMP) chromium prometheus docker-compose $(CHARTS) $(CHECKOV)
 
 $(CHECKOV):
 	rm -rf .atlas/tools/checkov-$(CHECKOV_VERSION)
@@ -32,6 +32,11 @@ $(CHARTS): console/package.json console/package-lock.json
 chromium:
 	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
 		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+## docker-compose: Debian's docker-compose, which checks infra/compose/compose.yml (`config`; no engine needed)
+docker-compose:
+	@command -v docker-compose >/dev/null || $(SUDO) apt-get install -y -q docker-compose \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q docker-compose; }
 
 ## prometheus: Debian's Prometheus and promtool (the metrics tests scrape a worker with it; make observe runs it)
 prometheus:

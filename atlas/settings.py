@@ -155,7 +155,10 @@ class Settings(BaseSettings):
                                                       "needs it; a folder sink ignores this)")
     cloud_table_prefix: str = Field("atlas", pattern=r"^[A-Za-z0-9_.\-]{1,200}$",
                                     description="Prefix of the read model's DynamoDB tables (<prefix>-orders, "
-                                                "-balances, -idempotency)")
+                                                "-executions, -balances, -idempotency)")
+    cloud_require_tls: bool = Field(True, description="The audit bucket's policy refuses plain HTTP (`cloud provision` "
+                                                      "and `verify`); off only for an S3-compatible store on a "
+                                                      "private network without TLS")
 
     @model_validator(mode="after")
     def _credentials_are_complete(self) -> "Settings":

@@ -72,13 +72,13 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "provision":
             make.provision(session.client("s3"), session.client("dynamodb"), bucket, args.table_prefix,
-                           args.lock_mode, args.lock_days)
+                           args.lock_mode, args.lock_days, require_tls=settings.cloud_require_tls)
             print(f"provisioned: s3://{bucket} and the tables {args.table_prefix}-*")
             return 0
         kafka = None if args.no_kafka else client_options()
         checks = check.verify(session.client("sts"), session.client("s3"), session.client("dynamodb"), bucket,
                               prefix, args.table_prefix, args.lock_mode, kafka,
-                              [settings.topic(t) for t in TOPICS], settings.partitions)
+                              [settings.topic(t) for t in TOPICS], settings.partitions, settings.cloud_require_tls)
     except make.ProvisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ def _code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def bucket(s3: Any, name: str, lock_mode: str, lock_days: int, say: Say) -> None:
+def bucket(s3: Any, name: str, lock_mode: str, lock_days: int, say: Say, require_tls: bool = True) -> None:
     """The audit bucket with its properties (each put only when it differs)."""
     from botocore.exceptions import ClientError
 
@@ -70,10 +70,10 @@ def bucket(s3: Any, name: str, lock_mode: str, lock_days: int, say: Say) -> None
     if read_public_access_block(s3, name) != block:
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
         say(f"{name}: public access blocked")
-    policy = bucket_policy(name)
+    policy = bucket_policy(name, require_tls)
     if read_policy(s3, name) != policy:
         s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
-        say(f"{name}: policy refusing plain HTTP and deletes")
+        say(f"{name}: policy refusing {'plain HTTP and ' if require_tls else ''}deletes")
 
 
 def read_encryption(s3: Any, name: str) -> dict | None:
@@ -158,8 +158,8 @@ def table(dynamodb: Any, spec: Table, prefix: str, say: Say) -> None:
 
 
 def provision(s3: Any, dynamodb: Any, bucket_name: str, table_prefix: str, lock_mode: str, lock_days: int,
-              say: Say = print) -> None:
+              say: Say = print, require_tls: bool = True) -> None:
     """Everything: the bucket, then the tables."""
-    bucket(s3, bucket_name, lock_mode, lock_days, say)
+    bucket(s3, bucket_name, lock_mode, lock_days, say, require_tls)
     for spec in TABLES:
         table(dynamodb, spec, table_prefix, say)

@@ -54,12 +54,14 @@ IDEMPOTENCY = Table("idempotency", "id", ttl="expires_at")
 TABLES = (ORDERS, EXECUTIONS, BALANCES, IDEMPOTENCY)
 
 
-def bucket_policy(bucket: str) -> dict:
-    """The audit bucket's policy: refuse plain HTTP, and refuse deleting any object or version, whoever asks."""
+def bucket_policy(bucket: str, require_tls: bool = True) -> dict:
+    """The audit bucket's policy: refuse plain HTTP (unless `require_tls` is off: an S3-compatible store on a
+    private network without TLS), and refuse deleting any object or version, whoever asks."""
     arn = f"arn:aws:s3:::{bucket}"
+    tls = [{"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-         "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        *(tls if require_tls else []),
         {"Sid": "DenyObjectDeletes", "Effect": "Deny", "Principal": "*",
          "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
          "Resource": f"{arn}/*"},

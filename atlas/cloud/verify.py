@@ -44,7 +44,7 @@ def identity(sts: Any) -> Check:
     return _checked("caller identity", probe)
 
 
-def bucket(s3: Any, name: str, prefix: str, lock_mode: str) -> list[Check]:
+def bucket(s3: Any, name: str, prefix: str, lock_mode: str, require_tls: bool = True) -> list[Check]:
     """The audit bucket's properties, then the probe object."""
     def exists() -> tuple[bool, str]:
         s3.head_bucket(Bucket=name)
@@ -82,8 +82,10 @@ def bucket(s3: Any, name: str, prefix: str, lock_mode: str) -> list[Check]:
         tls = any(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
                   for s in denies)
         deletes = any("s3:DeleteObject" in _listed(s.get("Action")) for s in denies)
-        missing = [what for what, there in (("plain HTTP", tls), ("object deletes", deletes)) if not there]
-        return not missing, "refuses plain HTTP and deletes" if not missing else f"does not refuse {', '.join(missing)}"
+        wanted = (("plain HTTP", tls),) if require_tls else ()
+        missing = [what for what, there in (*wanted, ("object deletes", deletes)) if not there]
+        refused = "plain HTTP and deletes" if require_tls else "deletes (plain HTTP allowed: ATLAS_CLOUD_REQUIRE_TLS)"
+        return not missing, f"refuses {refused}" if not missing else f"does not refuse {', '.join(missing)}"
 
     def probe_object() -> tuple[bool, str]:
         key = f"{prefix}/{PROBE_PREFIX}{uuid.uuid4().hex}" if prefix else f"{PROBE_PREFIX}{uuid.uuid4().hex}"
@@ -165,9 +167,9 @@ def kafka(options: dict, topics: Sequence[str], partitions: int, timeout: float 
 
 
 def verify(sts: Any, s3: Any, dynamodb: Any, bucket_name: str, prefix: str, table_prefix: str, lock_mode: str,
-           kafka_options: dict | None, topics: Sequence[str], partitions: int) -> list[Check]:
+           kafka_options: dict | None, topics: Sequence[str], partitions: int, require_tls: bool = True) -> list[Check]:
     """Every check, in the report's order (Kafka left out when `kafka_options` is None)."""
-    checks = [identity(sts), *bucket(s3, bucket_name, prefix, lock_mode),
+    checks = [identity(sts), *bucket(s3, bucket_name, prefix, lock_mode, require_tls),
               *(table(dynamodb, spec, table_prefix) for spec in TABLES)]
     if kafka_options is not None:
         checks.append(kafka(kafka_options, topics, partitions))
