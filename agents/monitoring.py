@@ -1,4 +1,5 @@
-"""The worker watching itself: how late its event loop runs what is due, and where its partitions end.
+"""The worker watching itself: how late its event loop runs what is due, where its partitions end, and
+(with `ATLAS_READ_MODEL=dynamodb`) how far the read model's projector is behind.
 
 `atlas_event_loop_lag_seconds` comes from a sleep that should take a quarter second. The end
 offsets are asked of the broker every few seconds for `/metrics`' consumer lag: the ends the
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from atlas.agents.audit import AuditExporter
 from atlas.app import app
 from atlas.runtime import metrics
+from atlas.runtime.kafka import client_options
+from atlas.settings import settings
 
 log = logging.getLogger(__name__)
 LOOP_PROBE_S = 0.25
@@ -49,3 +53,53 @@ async def refresh_end_offsets() -> None:
         return
     END_OFFSETS.clear()
     END_OFFSETS.update({tp: offset for tp, offset in found.items() if offset is not None})
+
+
+class Projection:
+    """The projector's lag, as the broker has it: per partition of the executions topic and the OMS changelog, the
+    end offset less what its group (`<app id>-projector`) has committed. Asked every few seconds when the gateway
+    reads the DynamoDB read model; `/metrics` and `/readyz` report it."""
+
+    group = f"{settings.app_id}-projector"
+    topics = (settings.topic("executions"), f"{settings.app_id}-oms-changelog")
+    lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records not projected yet
+    checked_at: float | None = None  # time.time() of the last answer
+    error: str | None = None
+    _clients: Any = None
+
+    @classmethod
+    async def refresh(cls) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        if cls._clients is None:
+            admin, consumer = AIOKafkaAdminClient(**client_options()), AIOKafkaConsumer(**client_options())
+            await admin.start()
+            await consumer.start()
+            cls._clients = admin, consumer
+        admin, consumer = cls._clients
+        tps = [TopicPartition(d["topic"], p["partition"]) for d in await admin.describe_topics(list(cls.topics))
+               for p in d.get("partitions", ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        committed = await admin.list_consumer_group_offsets(cls.group)
+        cls.lag = {(tp.topic, tp.partition): max(0, end - (committed[tp].offset if tp in committed else 0))
+                   for tp, end in ends.items()}
+        cls.checked_at, cls.error = time.time(), None
+
+    @classmethod
+    def status(cls) -> dict:
+        """`/readyz`'s entry: the read model, and how many records its projector has still to apply."""
+        return {"mode": settings.read_model, "projector_group": cls.group,
+                "lag": sum(cls.lag.values()) if cls.checked_at is not None else None,
+                "checked_at": cls.checked_at, "error": cls.error}
+
+
+@app.timer(END_OFFSETS_EVERY_S)
+async def refresh_projection_lag() -> None:
+    """How far the projector is behind (only when the gateway reads the DynamoDB read model)."""
+    if settings.read_model != "dynamodb":
+        return
+    try:
+        await Projection.refresh()
+    except Exception as exc:  # the broker away or a topic not made yet: reported, tried again next round
+        Projection.error = f"{type(exc).__name__}: {exc}"[:300]

@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     cloud_table_prefix: str = Field("atlas", pattern=r"^[A-Za-z0-9_.\-]{1,200}$",
                                     description="Prefix of the read model's DynamoDB tables (<prefix>-orders, "
                                                 "-executions, -balances, -idempotency)")
+    read_model: Literal["tables", "dynamodb"] = Field(
+        "tables", description="Where the gateway's GET routes (orders, executions, balances) read: this worker's "
+                              "tables (forwarding to the owner), or the DynamoDB read model with consistent reads "
+                              "(`python -m atlas cloud project` fills it), so that read-only gateways hold no state")
     cloud_require_tls: bool = Field(True, description="The audit bucket's policy refuses plain HTTP (`cloud provision` "
                                                       "and `verify`); off only for an S3-compatible store on a "
                                                       "private network without TLS")

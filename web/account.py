@@ -1,12 +1,15 @@
 """The caller's balances and limits: `/api/v1/balances`, `/api/v1/limits`."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from atlas.app import app
+from atlas.cloud import reads
 from atlas.oms.engine import new_account
 from atlas.oms.state import AccountState
 from atlas.runtime.reference import DEFAULT_LIMITS, directory
+from atlas.settings import settings
 from atlas.tables.market import market_state
 from atlas.tables.oms import load_account
 from atlas.web.common import on_owner, principal
@@ -18,6 +21,10 @@ def account_state(account_id: str) -> AccountState:
     account = load_account(account_id)
     if account is not None:
         return account
+    return _starting(account_id)
+
+
+def _starting(account_id: str) -> AccountState:
     config = directory().get(account_id)
     if config is None:
         raise not_found(f"account {account_id}")
@@ -30,6 +37,11 @@ class BalancesView(ApiView):
 
     async def get(self, request: Any) -> Any:
         caller = principal(request)
+        if settings.read_model == "dynamodb":
+            found = await asyncio.to_thread(reads.balances, settings.cloud_table_prefix, caller.account_id)
+            if found is None:  # the projector has seen no event of the account: its starting balances
+                return self.ok(balances_doc(caller.account_id, starting=True))
+            return self.ok({"account_id": caller.account_id, "balances": found})
 
         async def local() -> Any:
             return self.ok(balances_doc(caller.account_id))
@@ -37,9 +49,10 @@ class BalancesView(ApiView):
         return await on_owner(self, request, caller.account_id, local)
 
 
-def balances_doc(account_id: str) -> dict:
-    """An account's balances as the API shows them (read from this worker's table: call it on the owner)."""
-    account = account_state(account_id)
+def balances_doc(account_id: str, starting: bool = False) -> dict:
+    """An account's balances as the API shows them (read from this worker's table: call it on the owner), or with
+    `starting` those the accounts file gives it."""
+    account = account_state(account_id) if not starting else _starting(account_id)
     return {"account_id": account_id, "balances": {asset: b.public() for asset, b in sorted(account.balances.items())}}
 
 

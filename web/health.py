@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from atlas.agents.audit import AuditExporter
+from atlas.agents.monitoring import Projection
 from atlas.app import app
 from atlas.runtime.producer import CommandProducer
 from atlas.settings import settings
@@ -36,5 +37,7 @@ class ReadyView(ApiView):
         # Reported, not required: trading goes on while the audit sink is down (the exporter catches up).
         exporter = AuditExporter.current
         audit = exporter.status() if exporter is not None else {"enabled": settings.audit_enabled, "running": False}
-        return self.ok({"status": "ready" if ready else "not_ready", "checks": checks, "audit": audit},
-                       status=200 if ready else 503, headers=headers)
+        doc = {"status": "ready" if ready else "not_ready", "checks": checks, "audit": audit}
+        if settings.read_model == "dynamodb":  # reported too: reads stay answered while the projector catches up
+            doc["read_model"] = Projection.status()
+        return self.ok(doc, status=200 if ready else 503, headers=headers)

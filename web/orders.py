@@ -1,6 +1,7 @@
 """Order entry and order queries: `/api/v1/orders`."""
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -9,8 +10,10 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atlas.app import app
+from atlas.cloud import reads
 from atlas.core.accounts import Scope
 from atlas.core.commands import CancelOrder, ReplaceOrder, SubmitOrder
+from atlas.core.events import OrdStatus
 from atlas.core.values import Dec, OrderType, Side, TimeInForce, order_id_for
 from atlas.oms.engine import terms_digest
 from atlas.oms.risk import check_quantity_price
@@ -91,12 +94,17 @@ def _order_or_404(account_id: str, order_id: str) -> Order:
                   audit_query=f"python -m atlas audit order {order_id}")
 
 
-def _page_args(request: Any) -> tuple[int | None, int]:
-    """(cursor, limit) of a paginated GET; the cursor is a number the previous page handed out."""
+def _page_args(request: Any, opaque_cursor: bool = False) -> tuple[int | None, int]:
+    """(cursor, limit) of a paginated GET; the cursor is a number the previous page handed out (with
+    `opaque_cursor`, the read model's own, checked there: only its length here, and None returned)."""
     raw_limit = request.query.get("limit", str(PAGE))
     raw_cursor = request.query.get("cursor")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise Problem(400, "INVALID_QUERY", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    if opaque_cursor:
+        if raw_cursor is not None and len(raw_cursor) > 512:
+            raise Problem(400, "INVALID_QUERY", "cursor must be a value a previous page returned")
+        return None, int(raw_limit)
     if raw_cursor is not None and not (raw_cursor.isdigit() and len(raw_cursor) <= 15):
         raise Problem(400, "INVALID_QUERY", "cursor must be a value a previous page returned")
     return (None if raw_cursor is None else int(raw_cursor)), int(raw_limit)
@@ -152,6 +160,8 @@ class OrdersView(ApiView):
 
     async def get(self, request: Any) -> Any:
         caller = principal(request)
+        if settings.read_model == "dynamodb":
+            return await self._list(request, caller.account_id)
         return await on_owner(self, request, caller.account_id, lambda: self._list(request, caller.account_id))
 
     async def _list(self, request: Any, account_id: str) -> Any:
@@ -161,6 +171,8 @@ class OrdersView(ApiView):
             raise Problem(400, "INVALID_QUERY", "status must be open, closed or all")
         symbol = request.query.get("symbol")
         client_order_id = request.query.get("client_order_id")
+        if settings.read_model == "dynamodb":
+            return self.ok(await _read_model_list(request, account_id, status, symbol, client_order_id))
         before, limit = _page_args(request)
         account = load_account(account_id)
         if account is None:
@@ -199,6 +211,11 @@ class OrderView(ApiView):
             return await probe_once_applied(self, request, caller.account_id, COMMANDS, written,
                                             lambda: _local_order(caller.account_id, order_id) is not None)
         caller = principal(request)
+        if settings.read_model == "dynamodb":
+            found = await asyncio.to_thread(reads.order, settings.cloud_table_prefix, caller.account_id, order_id)
+            if found is None:
+                raise not_found(f"order {order_id}")
+            return self.ok(found)
 
         async def local() -> Any:
             order = _order_or_404(caller.account_id, order_id)
@@ -248,6 +265,12 @@ class ExecutionsView(ApiView):
     async def get(self, request: Any, order_id: str) -> Any:
         caller = principal(request)
         after, limit = _page_args(request)
+        if settings.read_model == "dynamodb":
+            found = await asyncio.to_thread(reads.executions, settings.cloud_table_prefix, caller.account_id, order_id,
+                                            after or 0, limit)
+            if found is None:
+                raise not_found(f"order {order_id}")
+            return self.ok({"order_id": order_id, "executions": found[0], "next_cursor": found[1]})
 
         async def local() -> Any:
             order = _order_or_404(caller.account_id, order_id)
@@ -259,6 +282,25 @@ class ExecutionsView(ApiView):
         return await on_owner(self, request, caller.account_id, local)
 
 
+async def _read_model_list(request: Any, account_id: str, status: str, symbol: str | None,
+                           client_order_id: str | None) -> dict:
+    """`GET /api/v1/orders` from the DynamoDB read model (its cursor is the read model's own)."""
+    _, limit = _page_args(request, opaque_cursor=True)
+    prefix = settings.cloud_table_prefix
+    if client_order_id:
+        found = await asyncio.to_thread(reads.order, prefix, account_id, order_id_for(account_id, client_order_id))
+        wanted = found is not None and (status == "all" or (status == "open") == (found["status"] in _OPEN)) \
+            and (not symbol or found["symbol"] == symbol)
+        return {"orders": [found] if wanted else [], "next_cursor": None}
+    try:
+        page, cursor = await asyncio.to_thread(reads.orders, prefix, account_id, status, symbol,
+                                               request.query.get("cursor"), limit)
+    except reads.BadCursor as exc:
+        raise Problem(400, "INVALID_QUERY", str(exc)) from None
+    return {"orders": page, "next_cursor": cursor}
+
+
+_OPEN = frozenset(s.value for s in OrdStatus if not s.is_closed)
 _ORDER_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
 

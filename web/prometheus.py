@@ -3,7 +3,7 @@
 Prometheus sends the key as `Authorization: Bearer <key>` (its scrape config's `authorization`
 block); `X-API-Key` works too. What the agents count as they go lives in `atlas.runtime.metrics`;
 what is read at scrape time is collected here: consumer lag per group, topic and partition
-(the agents' group and the audit exporter's), the exporter's lag in seconds, table sizes (RocksDB's
+(the agents' group, the audit exporter's and, reading the DynamoDB read model, the projector's), the exporter's lag in seconds, table sizes (RocksDB's
 estimates: no scan), open orders and kill switches of the accounts this worker owns (the accounts
 file bounds them), the global kill switch, halts, and live-stream sessions. Every worker answers for itself: Prometheus scrapes each one.
 """
@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from atlas.agents.audit import AuditExporter
-from atlas.agents.monitoring import CHANGELOG_SUFFIX, END_OFFSETS
+from atlas.agents.monitoring import CHANGELOG_SUFFIX, END_OFFSETS, Projection
 from atlas.app import app
 from atlas.core.accounts import Scope
 from atlas.runtime import metrics
@@ -103,6 +103,8 @@ def _consumer_lag() -> Iterator[tuple[str, str, int, int]]:
         for tp, (end, written) in sorted(exporter.exported().items()):
             end = max(o for o in (end, END_OFFSETS.get(tp), 0) if o is not None)
             yield settings.audit_group, tp.topic, tp.partition, max(0, end - written)
+    for (topic, partition), value in sorted(Projection.lag.items()):
+        yield Projection.group, topic, partition, value
 
 
 def _audit() -> Iterator[GaugeMetricFamily]:

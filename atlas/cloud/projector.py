@@ -76,7 +76,7 @@ def order_update(report: ExecutionReport) -> dict:
         values[":account"] = {"S": report.account_id}
     else:
         removes.append("open_account_id")
-    if report.exec_type.value == "REJECTED" or report.reason:
+    if report.status.value == "REJECTED":  # the order's own reason (a refused cancel's is the report's alone)
         sets.append("reject_reason = :reason")
         values[":reason"] = _s(report.reason)
     expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
@@ -98,14 +98,16 @@ class Projector:
         self.applied = self.duplicates = self.stale = self.unreadable = 0
 
     def report(self, report: ExecutionReport) -> str:
-        """Apply one execution report: "applied", "duplicate" (its exec_id was applied) or "stale" (its order's
-        item holds a later version; the report itself is kept)."""
+        """Apply one execution report: "applied", "duplicate" (its exec_id was applied, or its order has a report
+        at its seq) or "stale" (its order's item holds a later version; the report itself is kept)."""
         from botocore.exceptions import ClientError
 
         remember = {"Put": {"TableName": self.idempotency, "ConditionExpression": "attribute_not_exists(id)",
                             "Item": {"id": {"S": report.exec_id},
                                      "expires_at": {"N": str(int(time.time()) + IDEMPOTENCY_DAYS * 86_400)}}}}
-        keep = {"Put": {"TableName": self.executions, "Item": execution_item(report)}}
+        # An order's report at a seq is written once: the first writer wins (the OMS never sends two at one seq).
+        keep = {"Put": {"TableName": self.executions, "Item": execution_item(report),
+                        "ConditionExpression": "attribute_not_exists(order_id)"}}
         update = {"Update": {"TableName": self.orders, **order_update(report)}}
         try:
             self.db.transact_write_items(TransactItems=[remember, keep, update])
@@ -115,7 +117,7 @@ class Projector:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if exc.response["Error"]["Code"] != "TransactionCanceledException" or len(reasons) != 3:
                 raise
-        if reasons[0] == "ConditionalCheckFailed":
+        if "ConditionalCheckFailed" in reasons[:2]:  # its exec_id, or its order's report at its seq, is there
             self.duplicates += 1
             return "duplicate"
         if reasons[2] != "ConditionalCheckFailed":

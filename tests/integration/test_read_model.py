@@ -2,7 +2,9 @@
 process) follows it into moto's DynamoDB (its own process), and is killed with SIGKILL in the middle of it.
 
 Afterwards every order, execution report and balance in DynamoDB equals what the worker's API
-answers from its tables; a report sent again and an older one sent late change nothing.
+answers from its tables, and a second worker reading the read model (`ATLAS_READ_MODEL=dynamodb`)
+answers the API's reads as the first does from its tables; a report sent again and an older one
+sent late change nothing.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from atlas.cloud import provision
 from atlas.cloud.resources import TABLES
+from atlas.infra.kafka.broker import free_port
 from atlas.infra.s3 import MotoServer
+from atlas.launch import WorkerProcess
 from tests.helpers import ROOT
 from tests.live import Api, Cluster, current_mid, send_commands, settle, trading_plan
 
@@ -113,12 +117,22 @@ def traded(kafka_bootstrap, tmp_path_factory):
             await producer.start()
             try:
                 async def kill_midway() -> None:
-                    await asyncio.sleep(1.5)
+                    # Once the projector has written something, while orders still come.
+                    deadline = time.monotonic() + 60
+                    while not db.scan(TableName=f"{prefix}-executions", Select="COUNT", Limit=1)["Count"]:
+                        assert time.monotonic() < deadline, "the projector wrote nothing"
+                        await asyncio.sleep(0.1)
                     projector.kill()
+                    cluster.killed_after = len(sent)
                     await asyncio.sleep(1.0)
                     projector.start()
-                await asyncio.gather(send_commands(producer, cluster.topic("commands"), commands, per_pause=2),
-                                     kill_midway())
+                sent: list = []
+
+                async def send() -> None:
+                    for command in commands:  # one at a time, 50 ms apart: a burst of a few seconds
+                        await send_commands(producer, cluster.topic("commands"), [command], per_pause=1)
+                        sent.append(command)
+                await asyncio.gather(send(), kill_midway())
             finally:
                 await producer.stop()
         asyncio.run(burst())
@@ -126,6 +140,13 @@ def traded(kafka_bootstrap, tmp_path_factory):
             settle(Api(cluster.workers[0].url, cluster.keys[account]), account,
                    [c for c in commands if c["account_id"] == account])
         wait_projected(cluster)
+        # The tables' answers, while the first worker owns every account (after the gateway joins, it would forward
+        # some requests to it).
+        cluster.expected = {account: reads(cluster.workers[0].url, cluster.keys[account]) for account in TRADERS}
+        gateway = WorkerProcess({**cluster.env("gw", free_port()), **moto.env(), "ATLAS_READ_MODEL": "dynamodb",
+                                 "ATLAS_CLOUD_TABLE_PREFIX": prefix}, root / "gw.log", "gw")
+        cluster.workers.append(gateway)
+        gateway.start()
         yield cluster, db, prefix, projector
     finally:
         projector.stop()
@@ -140,6 +161,7 @@ def api(cluster: Cluster, account: str) -> Api:
 def test_orders_in_dynamodb_equal_the_tables_after_a_kill_9(traded):
     cluster, db, prefix, projector = traded
     assert projector.log_path.read_text().count("into the tables") == 2  # started, killed, started again
+    assert 0 < cluster.killed_after < len(trading_plan(0, TRADERS, 15, rest_every=5, tag="rm"))  # in the burst
     for account in TRADERS:
         listed = {o["order_id"]: o for o in api(cluster, account).all_orders().body["orders"]}
         stored = {i["order_id"]: i for i in items(db, f"{prefix}-orders", "account_id", account)}
@@ -175,6 +197,7 @@ def test_a_report_sent_again_and_an_older_one_sent_late_change_nothing(traded):
     filled = next(o for o in api(cluster, account).all_orders().body["orders"] if o["status"] == "FILLED")
     reports = api(cluster, account).get(f"/api/v1/orders/{filled['order_id']}/executions").body["executions"]
     before = items(db, f"{prefix}-orders", "account_id", account)
+    kept = items(db, f"{prefix}-executions", "order_id", filled["order_id"])
     late = dict(reports[1], exec_id=reports[1]["exec_id"] + "-late")  # an older version of the order, a new id
 
     async def send() -> None:
@@ -189,3 +212,62 @@ def test_a_report_sent_again_and_an_older_one_sent_late_change_nothing(traded):
     asyncio.run(send())
     wait_projected(cluster)
     assert items(db, f"{prefix}-orders", "account_id", account) == before
+    assert items(db, f"{prefix}-executions", "order_id", filled["order_id"]) == kept
+
+
+def pages(client: Api, query: str) -> list[dict]:
+    """Every order, a page of 7 at a time, following next_cursor."""
+    found, cursor = [], None
+    while True:
+        answer = client.get(f"/api/v1/orders?limit=7{query}" + (f"&cursor={cursor}" if cursor else ""))
+        assert answer.status == 200, answer.body
+        found += answer.body["orders"]
+        cursor = answer.body["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def reads(url: str, key: str) -> dict:
+    """The API's read answers for one account: order lists (every filter, paged), a few orders and their reports,
+    a lookup by client order id, the balances."""
+    client, found = Api(url, key), {}
+    for query in ("", "&status=open", "&status=closed", "&symbol=BTC-USD", "&symbol=ETH-USD"):
+        found[f"orders{query}"] = pages(client, query)
+    for order in found["orders"][:3]:
+        path = f"/api/v1/orders/{order['order_id']}"
+        for asked in (path, f"{path}/executions?limit=2", f"{path}/executions?limit=2&cursor=2"):
+            found[asked] = client.get(asked).body
+    asked = f"/api/v1/orders?client_order_id={found['orders'][0]['client_order_id']}"
+    found[asked] = client.get(asked).body
+    found["/api/v1/balances"] = client.get("/api/v1/balances").body
+    return found
+
+
+def test_a_gateway_reading_dynamodb_answers_the_reads_as_the_tables_do(traded):
+    cluster, _, _, _ = traded
+    for account in TRADERS:
+        expected = cluster.expected[account]
+        assert len(expected["orders"]) > 7  # more than one page
+        answered = reads(cluster.workers[1].url, cluster.keys[account])
+        assert answered.keys() == expected.keys()
+        for asked, answer in expected.items():
+            assert answered[asked] == answer, asked
+
+
+def test_the_dynamodb_gateway_refuses_what_it_cannot_answer_and_reports_the_projection(traded):
+    cluster, _, _, _ = traded
+    there = Api(cluster.workers[1].url, cluster.keys[TRADERS[0]])
+    assert there.get("/api/v1/orders/Onope").status == 404
+    assert there.get("/api/v1/orders/Onope/executions").status == 404
+    bad = there.get("/api/v1/orders?cursor=bm90IGEga2V5")
+    assert bad.status == 400 and bad.body["code"] == "INVALID_QUERY"
+    other = Api(cluster.workers[1].url, cluster.keys[TRADERS[1]])
+    mine = pages(there, "")[0]["order_id"]
+    assert other.get(f"/api/v1/orders/{mine}").status == 404  # another account's order is not found
+    deadline = time.monotonic() + 30
+    while (ready := Api(cluster.workers[1].url).get("/readyz").body).get("read_model", {}).get("lag") is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ready["read_model"]["mode"] == "dynamodb" and ready["read_model"]["lag"] == 0, ready
+    metrics = Api(cluster.workers[1].url, cluster.keys["admin"]).get("/metrics")
+    assert metrics.status == 200 and f'group="{cluster.app_id}-projector"' in metrics.body

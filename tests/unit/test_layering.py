@@ -35,7 +35,7 @@ MAY_IMPORT = {
     "atlas.topics": ("atlas.app", "atlas.settings"),
     "atlas.tables": ("atlas.app", "atlas.core", "atlas.oms", "atlas.settings", "atlas.venue"),
     "atlas.agents": _RUNNING,
-    "atlas.web": (*_RUNNING, "atlas.agents"),
+    "atlas.web": (*_RUNNING, "atlas.agents", "atlas.cloud"),
     "atlas.cloud": ("atlas.audit", "atlas.core", "atlas.oms", "atlas.runtime", "atlas.settings"),
     "atlas.infra": (),
 }
