@@ -60,8 +60,8 @@ class Projection:
     end offset less what its group (`<app id>-projector`) has committed. Asked every few seconds when the gateway
     reads the DynamoDB read model; `/metrics` and `/readyz` report it."""
 
-    group = f"{settings.app_id}-projector"
-    topics = (settings.topic("executions"), f"{settings.app_id}-oms-changelog")
+    group = settings.projector_group
+    topics = (settings.topic("executions"), settings.oms_changelog)
     lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records not projected yet
     checked_at: float | None = None  # time.time() of the last answer
     error: str | None = None

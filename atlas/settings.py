@@ -193,6 +193,16 @@ class Settings(BaseSettings):
         """The audit exporter's consumer group (its committed offsets are what `audit verify` checks)."""
         return f"{self.app_id}-audit"
 
+    @property
+    def projector_group(self) -> str:
+        """The read model projector's consumer group (`python -m atlas cloud project`)."""
+        return f"{self.app_id}-projector"
+
+    @property
+    def oms_changelog(self) -> str:
+        """The OMS table's changelog topic (accounts and orders, compacted; Faust names it after the app)."""
+        return f"{self.app_id}-oms-changelog"
+
     def topic(self, name: str) -> str:
         """The full name of an ATLAS topic."""
         return f"{self.topic_prefix}.{name}"

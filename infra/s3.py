@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from atlas.infra.kafka.broker import free_port
 
@@ -36,6 +37,13 @@ class MotoServer:
         """The usual AWS settings pointing at this server."""
         return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                 "AWS_DEFAULT_REGION": "us-east-1", **({"AWS_CA_BUNDLE": str(self.certificate)} if self.tls else {})}
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of this server (boto3 imported here: this module needs only the standard library)."""
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.url, aws_access_key_id="test", aws_secret_access_key="test",
+                            region_name="us-east-1", **({"verify": str(self.certificate)} if self.tls else {}))
 
     def _make_certificate(self) -> list[str]:
         key = self.certificate.with_suffix(".key")

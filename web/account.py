@@ -1,7 +1,6 @@
 """The caller's balances and limits: `/api/v1/balances`, `/api/v1/limits`."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from atlas.app import app
@@ -12,7 +11,7 @@ from atlas.runtime.reference import DEFAULT_LIMITS, directory
 from atlas.settings import settings
 from atlas.tables.market import market_state
 from atlas.tables.oms import load_account
-from atlas.web.common import on_owner, principal
+from atlas.web.common import on_owner, principal, read_model
 from atlas.web.problems import ApiView, not_found
 
 
@@ -38,7 +37,7 @@ class BalancesView(ApiView):
     async def get(self, request: Any) -> Any:
         caller = principal(request)
         if settings.read_model == "dynamodb":
-            found = await asyncio.to_thread(reads.balances, settings.cloud_table_prefix, caller.account_id)
+            found = await read_model(reads.balances, settings.cloud_table_prefix, caller.account_id)
             if found is None:  # the projector has seen no event of the account: its starting balances
                 return self.ok(balances_doc(caller.account_id, starting=True))
             return self.ok({"account_id": caller.account_id, "balances": found})

@@ -23,6 +23,7 @@ from atlas.web.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
 auth_log = logging.getLogger("atlas.auth")
+log = logging.getLogger(__name__)
 CALLER = "atlas.caller"  # the request's principal (or None), as the guard found it from its X-API-Key
 _UNSEEN = object()
 RETRY_AFTER = {"Retry-After": "2"}
@@ -149,6 +150,17 @@ async def produce(topic: str, key: str, value: BaseModel) -> Written:
         return await producer.send(topic, key, value.model_dump_json().encode())
     except BrokerUnavailable as exc:
         raise Problem(503, "BROKER_UNAVAILABLE", f"the command was not accepted: {exc}", headers=RETRY_AFTER) from None
+
+
+async def read_model(read: Callable[..., Any], *args: Any) -> Any:
+    """A read of the DynamoDB read model (`atlas.cloud.reads`), in a thread; a 503 when DynamoDB fails to answer."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return await asyncio.to_thread(read, *args)
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("read model: %s failed: %s", getattr(read, "__name__", "read"), str(exc)[:200])
+        raise Problem(503, "NOT_READY", "the read model does not answer", headers=RETRY_AFTER) from None
 
 
 async def on_owner(view: Any, request: Any, key: str, local: Callable[[], Awaitable[Any]], *,

@@ -1,7 +1,6 @@
 """Order entry and order queries: `/api/v1/orders`."""
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import Any
@@ -23,7 +22,7 @@ from atlas.runtime.reference import instruments
 from atlas.settings import settings
 from atlas.tables.oms import executions, list_orders, load_account, load_order, open_orders
 from atlas.web.common import (
-    FORWARDED_HEADER, SIGNATURE_HEADER, applied_after, body, on_owner, owner_url, principal, probe_once_applied, produce,
+    FORWARDED_HEADER, read_model, SIGNATURE_HEADER, applied_after, body, on_owner, owner_url, principal, probe_once_applied, produce,
     status_once_applied, validation_problem,
 )
 from atlas.web.problems import ApiView, Problem, not_found
@@ -212,7 +211,8 @@ class OrderView(ApiView):
                                             lambda: _local_order(caller.account_id, order_id) is not None)
         caller = principal(request)
         if settings.read_model == "dynamodb":
-            found = await asyncio.to_thread(reads.order, settings.cloud_table_prefix, caller.account_id, order_id)
+            _known_form(order_id)
+            found = await read_model(reads.order, settings.cloud_table_prefix, caller.account_id, order_id)
             if found is None:
                 raise not_found(f"order {order_id}")
             return self.ok(found)
@@ -266,8 +266,9 @@ class ExecutionsView(ApiView):
         caller = principal(request)
         after, limit = _page_args(request)
         if settings.read_model == "dynamodb":
-            found = await asyncio.to_thread(reads.executions, settings.cloud_table_prefix, caller.account_id, order_id,
-                                            after or 0, limit)
+            _known_form(order_id)
+            found = await read_model(reads.executions, settings.cloud_table_prefix, caller.account_id, order_id,
+                                     after or 0, limit)
             if found is None:
                 raise not_found(f"order {order_id}")
             return self.ok({"order_id": order_id, "executions": found[0], "next_cursor": found[1]})
@@ -288,13 +289,13 @@ async def _read_model_list(request: Any, account_id: str, status: str, symbol: s
     _, limit = _page_args(request, opaque_cursor=True)
     prefix = settings.cloud_table_prefix
     if client_order_id:
-        found = await asyncio.to_thread(reads.order, prefix, account_id, order_id_for(account_id, client_order_id))
+        found = await read_model(reads.order, prefix, account_id, order_id_for(account_id, client_order_id))
         wanted = found is not None and (status == "all" or (status == "open") == (found["status"] in _OPEN)) \
             and (not symbol or found["symbol"] == symbol)
         return {"orders": [found] if wanted else [], "next_cursor": None}
     try:
-        page, cursor = await asyncio.to_thread(reads.orders, prefix, account_id, status, symbol,
-                                               request.query.get("cursor"), limit)
+        page, cursor = await read_model(reads.orders, prefix, account_id, status, symbol,
+                                        request.query.get("cursor"), limit)
     except reads.BadCursor as exc:
         raise Problem(400, "INVALID_QUERY", str(exc)) from None
     return {"orders": page, "next_cursor": cursor}

@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
         if not asyncio.run(wait_caught_up(settings.topic("executions"), args.wait)):
             print(f"warning: the exporter is still behind the executions topic after {args.wait}s; "
                   "differences below may be reports not exported yet")
-        table = asyncio.run(read_table(client_options(), f"{settings.app_id}-oms-changelog"))
+        table = asyncio.run(read_table(client_options(), settings.oms_changelog))
         accounts, orders, problems = replay(sink, args.prefix, table)
         for line in problems:
             print(f"difference: {line}")

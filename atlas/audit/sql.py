@@ -11,7 +11,6 @@ query gets the relation `atlas_audit_trail` (one row per Kafka record), `json_ex
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -20,11 +19,12 @@ from urllib.parse import urlsplit
 
 from atlas.infra.athena import HERE as ATHENA
 
-# Trino's names, which views.sql uses, for DuckDB's own functions.
 # ATLAS's topics (`atlas.topics.ALL`, which starts the Faust app; a test keeps the two alike).
 TOPICS = ("commands", "admin", "venue.orders", "venue.reports", "executions", "marketdata", "venue.control",
           "risk.control", "deadletter")
-# Trino's json_extract_scalar gives NULL for a value that is not JSON (anyone's command may be anything).
+
+# Trino's names, which views.sql uses, for DuckDB's own functions. Trino's json_extract_scalar gives NULL for a
+# value that is not JSON (anyone's command may be anything).
 _TRINO_NAMES = ("CREATE MACRO json_extract_scalar(doc, path) AS "
                 "CASE WHEN json_valid(doc) THEN json_extract_string(doc, path) END;",
                 "CREATE MACRO from_unixtime(seconds) AS to_timestamp(seconds);")
@@ -141,9 +141,8 @@ def _s3(db: Any) -> None:
         options += [f"KEY_ID {_literal(frozen.access_key)}", f"SECRET {_literal(frozen.secret_key)}"]
         if frozen.token:
             options.append(f"SESSION_TOKEN {_literal(frozen.token)}")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        where = urlsplit(endpoint)
+    where = urlsplit(session.client("s3").meta.endpoint_url)  # boto3's, which AWS_ENDPOINT_URL(_S3) may set
+    if not where.netloc.endswith(".amazonaws.com"):  # an S3-compatible store of your own: its host, by path
         options += [f"ENDPOINT {_literal(where.netloc)}", "URL_STYLE 'path'", f"USE_SSL {where.scheme == 'https'}"]
     db.execute(f"CREATE SECRET atlas_trail ({', '.join(options)})")
 

@@ -35,7 +35,7 @@ def _project(table_prefix: str) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await projector.run(boto3.client("dynamodb"), table_prefix, client_options(), settings.topic("executions"),
-                            f"{settings.app_id}-oms-changelog", f"{settings.app_id}-projector", stop)
+                            settings.oms_changelog, settings.projector_group, stop)
 
     asyncio.run(serve())
     return 0
@@ -49,9 +49,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lock-mode", choices=("COMPLIANCE", "GOVERNANCE"),
                         default=settings.audit_lock_mode or "COMPLIANCE", help="the bucket's default retention mode")
     commands = parser.add_subparsers(dest="command", required=True)
-    made = commands.add_parser("provision", help="create or bring up to date the bucket and the tables")
-    made.add_argument("--lock-days", type=int, default=settings.audit_lock_days,
-                      help="the bucket's default retention, in days")
+    parser.add_argument("--lock-days", type=int, default=settings.audit_lock_days,
+                        help="the bucket's default retention, in days (provision never shortens one; verify wants "
+                             "at least this)")
+    commands.add_parser("provision", help="create or bring up to date the bucket and the tables")
     checked = commands.add_parser("verify", help="check every property; a table of checks, exit 1 on a failure")
     checked.add_argument("--no-kafka", action="store_true", help="leave the Kafka cluster out")
     commands.add_parser("project", help="follow the OMS's outputs into the read model's tables, until stopped")
@@ -78,7 +79,8 @@ def main(argv: list[str]) -> int:
         kafka = None if args.no_kafka else client_options()
         checks = check.verify(session.client("sts"), session.client("s3"), session.client("dynamodb"), bucket,
                               prefix, args.table_prefix, args.lock_mode, kafka,
-                              [settings.topic(t) for t in TOPICS], settings.partitions, settings.cloud_require_tls)
+                              [settings.topic(t) for t in TOPICS], settings.partitions, settings.cloud_require_tls,
+                              args.lock_days)
     except make.ProvisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -21,7 +21,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from cachetools import LRUCache
 from pydantic import ValidationError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from atlas.cloud.resources import BALANCES, EXECUTIONS, IDEMPOTENCY, ORDERS
 from atlas.core.events import ExecutionReport
@@ -29,6 +31,7 @@ from atlas.core.values import STORED, decimal_text
 from atlas.oms.state import AccountState
 
 log = logging.getLogger(__name__)
+BALANCES_REMEMBERED = 100_000  # (account, asset) versions kept in memory, to skip sending what cannot be newer
 IDEMPOTENCY_DAYS = 7  # how long an applied exec_id is remembered (a replay further back relies on versions alone)
 ACCOUNT_PREFIX = b"a/"  # the OMS table's key of an account's state (`atlas.tables.oms.account_key`)
 
@@ -93,14 +96,19 @@ class Projector:
         self.db = dynamodb
         self.orders, self.executions = ORDERS.name(table_prefix), EXECUTIONS.name(table_prefix)
         self.balances, self.idempotency = BALANCES.name(table_prefix), IDEMPOTENCY.name(table_prefix)
-        # (account, asset) -> (version, content) last written by this process: an unchanged balance is not rewritten.
-        self._written: dict[tuple[str, str], tuple[int, tuple[str, str]]] = {}
-        self.applied = self.duplicates = self.stale = self.unreadable = 0
+        # (account, asset) -> the version this process last wrote or saw refused: an older state is not sent.
+        self._written: LRUCache = LRUCache(maxsize=BALANCES_REMEMBERED)
+        self.applied = self.duplicates = self.stale = self.unstored = self.unreadable = 0
 
     def report(self, report: ExecutionReport) -> str:
         """Apply one execution report: "applied", "duplicate" (its exec_id was applied, or its order has a report
-        at its seq) or "stale" (its order's item holds a later version; the report itself is kept)."""
+        at its seq), "stale" (its order's item holds a later version; the report itself is kept) or "unstored"
+        (seq 0: a report the OMS keeps nowhere, about an order it does not hold, such as a cancel of an unknown id)."""
         from botocore.exceptions import ClientError
+
+        if report.seq == 0:
+            self.unstored += 1
+            return "unstored"
 
         remember = {"Put": {"TableName": self.idempotency, "ConditionExpression": "attribute_not_exists(id)",
                             "Item": {"id": {"S": report.exec_id},
@@ -117,11 +125,12 @@ class Projector:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if exc.response["Error"]["Code"] != "TransactionCanceledException" or len(reasons) != 3:
                 raise
+            exc_of_cancel = exc
         if "ConditionalCheckFailed" in reasons[:2]:  # its exec_id, or its order's report at its seq, is there
             self.duplicates += 1
             return "duplicate"
         if reasons[2] != "ConditionalCheckFailed":
-            raise RuntimeError(f"transaction of {report.exec_id} cancelled: {reasons}")
+            raise exc_of_cancel  # a conflict or a throttle: `records` asks again
         # The order's item is newer: keep the report, and the creation time if this is the order's first report.
         try:
             self.db.transact_write_items(TransactItems=[remember, keep])
@@ -147,7 +156,7 @@ class Projector:
         for asset, balance in sorted(account.balances.items()):
             content = (decimal_text(balance.available), decimal_text(balance.reserved))
             known = self._written.get((account.account_id, asset))
-            if known is not None and (known[0] >= account.seq or known[1] == content):
+            if known is not None and known >= account.seq:
                 continue
             try:
                 self.db.update_item(
@@ -162,23 +171,61 @@ class Projector:
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
-            self._written[(account.account_id, asset)] = (account.seq, content)
+            self._written[(account.account_id, asset)] = account.seq
         return writes
 
     def records(self, records: Iterable[Any], executions_topic: str) -> None:
-        """Apply consumed records in order: execution reports and account states; anything else is skipped."""
+        """Apply consumed records in order: execution reports and account states; anything else is skipped.
+
+        A record that cannot be read, or that DynamoDB refuses as invalid, is counted and skipped; a throttle or
+        a conflicting transaction is retried with backoff (raised after five minutes: the process stops and is
+        restarted, and reads again from its last commit).
+        """
+        from botocore.exceptions import ClientError
+
         for record in records:
             if record.value is None:
                 continue  # a tombstone: an archived key; the read model keeps what it had
             try:
-                if record.topic == executions_topic:
-                    self.report(ExecutionReport.model_validate_json(record.value))
-                elif record.key is not None and record.key.startswith(ACCOUNT_PREFIX):
-                    self.account(AccountState.model_validate_json(record.value, context=STORED))
+                for attempt in Retrying(wait=wait_exponential_jitter(initial=0.1, max=5), stop=stop_after_delay(300),
+                                        retry=retry_if_exception(_transient), reraise=True):
+                    with attempt:
+                        self._record(record, executions_topic)
             except (ValidationError, ValueError) as exc:
-                self.unreadable += 1
-                log.warning("projector: %s[%d]@%d unreadable, skipped: %s", record.topic, record.partition,
-                            record.offset, str(exc)[:200])
+                self._skip(record, exc)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ValidationException":
+                    raise
+                self._skip(record, exc)
+
+    def _record(self, record: Any, executions_topic: str) -> None:
+        if record.topic == executions_topic:
+            self.report(ExecutionReport.model_validate_json(record.value))
+        elif record.key is not None and record.key.startswith(ACCOUNT_PREFIX):
+            self.account(AccountState.model_validate_json(record.value, context=STORED))
+
+    def _skip(self, record: Any, exc: Exception) -> None:
+        self.unreadable += 1
+        log.warning("projector: %s[%d]@%d unreadable, skipped: %s", record.topic, record.partition, record.offset,
+                    str(exc)[:200])
+
+
+_TRANSIENT = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+                        "TransactionConflictException", "InternalServerError", "ServiceUnavailable"})
+
+
+def _transient(exc: BaseException) -> bool:
+    """A DynamoDB refusal that asking again later can mend (a transaction cancelled by a conflict among them)."""
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
+
+    if isinstance(exc, BotoConnectionError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response["Error"]["Code"]
+    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+    return code in _TRANSIENT or (code == "TransactionCanceledException" and
+                                  any(r in ("TransactionConflict", "ThrottlingError") for r in reasons))
 
 
 async def run(dynamodb: Any, table_prefix: str, kafka: dict, executions_topic: str, changelog_topic: str,
@@ -204,5 +251,5 @@ async def run(dynamodb: Any, table_prefix: str, kafka: dict, executions_topic: s
             await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in batches.items()})
     finally:
         await consumer.stop()
-        log.info("projector: stopped; %d reports applied, %d duplicates, %d stale, %d unreadable", projector.applied,
-                 projector.duplicates, projector.stale, projector.unreadable)
+        log.info("projector: stopped; %d reports applied, %d duplicates, %d stale, %d unstored, %d unreadable",
+                 projector.applied, projector.duplicates, projector.stale, projector.unstored, projector.unreadable)

@@ -50,9 +50,7 @@ def bucket(s3: Any, name: str, lock_mode: str, lock_days: int, say: Say, require
             raise
         lock = {}
     wanted = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": lock_mode, "Days": lock_days}}}
-    retention = lock.get("Rule", {}).get("DefaultRetention", {})
-    if lock.get("ObjectLockEnabled") != "Enabled" or retention.get("Mode") != lock_mode \
-            or retention.get("Days") != lock_days:
+    if lock.get("ObjectLockEnabled") != "Enabled" or not retention_holds(lock, lock_mode, lock_days):
         try:
             s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=wanted)
         except ClientError as exc:
@@ -62,7 +60,7 @@ def bucket(s3: Any, name: str, lock_mode: str, lock_days: int, say: Say, require
         say(f"{name}: Object Lock default retention {lock_mode}, {lock_days} days")
     encryption = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"},
                              "BucketKeyEnabled": True}]}
-    if read_encryption(s3, name) is None:
+    if (read_encryption(s3, name) or {}).get("SSEAlgorithm") != "aws:kms":  # S3's own default is AES256
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=encryption)
         say(f"{name}: default encryption aws:kms")
     block = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
@@ -76,7 +74,17 @@ def bucket(s3: Any, name: str, lock_mode: str, lock_days: int, say: Say, require
         say(f"{name}: policy refusing {'plain HTTP and ' if require_tls else ''}deletes")
 
 
+def retention_holds(lock: dict, mode: str, days: int) -> bool:
+    """Whether a bucket's Object Lock configuration keeps objects at least as long and as firmly as wanted
+    (COMPLIANCE is firmer than GOVERNANCE): provisioning never shortens or weakens a retention."""
+    retention = lock.get("Rule", {}).get("DefaultRetention", {})
+    held = retention.get("Days") or retention.get("Years", 0) * 365
+    firm = retention.get("Mode") == mode or (retention.get("Mode") == "COMPLIANCE" and mode == "GOVERNANCE")
+    return firm and held >= days
+
+
 def read_encryption(s3: Any, name: str) -> dict | None:
+    """The bucket's default encryption (`ApplyServerSideEncryptionByDefault`), or None."""
     from botocore.exceptions import ClientError
 
     try:
@@ -90,6 +98,7 @@ def read_encryption(s3: Any, name: str) -> dict | None:
 
 
 def read_public_access_block(s3: Any, name: str) -> dict | None:
+    """The bucket's public-access block, or None."""
     from botocore.exceptions import ClientError
 
     try:
@@ -101,6 +110,7 @@ def read_public_access_block(s3: Any, name: str) -> dict | None:
 
 
 def read_policy(s3: Any, name: str) -> dict | None:
+    """The bucket's policy document, or None."""
     from botocore.exceptions import ClientError
 
     try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from functools import cache
 from typing import Any
 
 from atlas.cloud.resources import BALANCES, CREATED_INDEX, EXECUTIONS, ORDERS
 
+QUERIES_PER_PAGE = 8  # the most a page's request asks of DynamoDB (each reads up to `limit` orders)
 ORDER_FIELDS = ("client_order_id", "symbol", "side", "time_in_force", "quantity", "price", "status",
                 "filled_quantity", "leaves_quantity", "avg_price", "reject_reason")
 
@@ -23,12 +25,24 @@ class BadCursor(ValueError):
     """A cursor this read model did not hand out."""
 
 
-@cache
-def client() -> Any:
-    """One DynamoDB client per process (boto3 configured the usual AWS way; thread-safe)."""
-    import boto3
+_made = threading.Lock()
 
-    return boto3.client("dynamodb")
+
+@cache
+def _client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # Short timeouts: a read model that does not answer is a 503 soon, not a request held a minute.
+    return boto3.client("dynamodb", config=Config(connect_timeout=2, read_timeout=5,
+                                                  retries={"mode": "standard", "max_attempts": 2}))
+
+
+def client() -> Any:
+    """One DynamoDB client per process (boto3 configured the usual AWS way); made once, under a lock (a boto3
+    client is safe to share between threads, its making is not)."""
+    with _made:
+        return _client()
 
 
 def _plain(item: dict) -> dict:
@@ -47,6 +61,7 @@ def order_doc(item: dict) -> dict:
 
 
 def execution_doc(item: dict) -> dict:
+    """An execution item as the report's `model_dump(mode="json")` writes it."""
     plain = _plain(item)
     return {**plain, "seq": int(plain["seq"]), "ts": int(plain["ts"])}
 
@@ -64,7 +79,9 @@ def _key(cursor: str | None, account_id: str) -> dict | None:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise BadCursor("cursor is not one this API handed out") from None
     if not isinstance(key, dict) or set(key) != {"account_id", "order_id", "created_key"} \
-            or key["account_id"] != {"S": account_id} or not all(isinstance(v, dict) for v in key.values()):
+            or key["account_id"] != {"S": account_id} \
+            or not all(isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) and 0 < len(v["S"]) <= 128
+                       for v in key.values()):
         raise BadCursor("cursor is not one this API handed out")
     return key
 
@@ -88,7 +105,7 @@ def orders(table_prefix: str, account_id: str, status: str, symbol: str | None, 
         values[":s"] = {"S": symbol}
         names["#symbol"] = "symbol"
     start, page = _key(cursor, account_id), []
-    while True:
+    for _ in range(QUERIES_PER_PAGE):
         args: dict[str, Any] = {"TableName": ORDERS.name(table_prefix), "IndexName": CREATED_INDEX,
                                 "ConsistentRead": True, "ScanIndexForward": False, "Limit": limit - len(page),
                                 "KeyConditionExpression": "account_id = :a", "ExpressionAttributeValues": values}
@@ -102,7 +119,9 @@ def orders(table_prefix: str, account_id: str, status: str, symbol: str | None, 
         page += [order_doc(item) for item in answer["Items"]]
         start = answer.get("LastEvaluatedKey")
         if start is None or len(page) >= limit:
-            return page, _cursor(start)
+            break
+    # A filter that matches few orders ends a page early, with a cursor to go on from (as the tables' reads do).
+    return page, _cursor(start)
 
 
 def executions(table_prefix: str, account_id: str, order_id: str, after: int,

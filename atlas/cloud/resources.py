@@ -29,6 +29,7 @@ class Table:
     numbers: tuple[str, ...] = ()
 
     def name(self, prefix: str) -> str:
+        """The table's name under a prefix (`ATLAS_CLOUD_TABLE_PREFIX`)."""
         return f"{prefix}-{self.suffix}"
 
     def attributes(self) -> list[str]:
@@ -40,6 +41,7 @@ class Table:
         return found
 
     def type_of(self, attribute: str) -> str:
+        """A key attribute's DynamoDB type: "N" for those `numbers` names, else "S"."""
         return "N" if attribute in self.numbers else "S"
 
 

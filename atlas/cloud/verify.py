@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from atlas.cloud.provision import read_encryption, read_policy, read_public_access_block
+from atlas.cloud.provision import read_encryption, read_policy, read_public_access_block, retention_holds
 from atlas.cloud.resources import PROBE_PREFIX, TABLES, Table
 
 
 @dataclass(frozen=True)
 class Check:
+    """One row of the report: what was checked, whether it holds, and what was found."""
+
     name: str
     ok: bool
     detail: str
@@ -38,13 +40,14 @@ def _checked(name: str, probe: Callable[[], tuple[bool, str]]) -> Check:
 
 
 def identity(sts: Any) -> Check:
+    """Who the AWS calls are made as."""
     def probe() -> tuple[bool, str]:
         who = sts.get_caller_identity()
         return True, f"account {who['Account']}, {who['Arn']}"
     return _checked("caller identity", probe)
 
 
-def bucket(s3: Any, name: str, prefix: str, lock_mode: str, require_tls: bool = True) -> list[Check]:
+def bucket(s3: Any, name: str, prefix: str, lock_mode: str, lock_days: int = 1, require_tls: bool = True) -> list[Check]:
     """The audit bucket's properties, then the probe object."""
     def exists() -> tuple[bool, str]:
         s3.head_bucket(Bucket=name)
@@ -62,13 +65,14 @@ def bucket(s3: Any, name: str, prefix: str, lock_mode: str, require_tls: bool = 
         config = s3.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"]
         retention = config.get("Rule", {}).get("DefaultRetention", {})
         days = retention.get("Days") or (retention.get("Years", 0) * 365)
-        ok = config.get("ObjectLockEnabled") == "Enabled" and retention.get("Mode") == lock_mode and days >= 1
+        ok = config.get("ObjectLockEnabled") == "Enabled" and retention_holds(config, lock_mode, lock_days)
         return ok, f"{config.get('ObjectLockEnabled', 'off')}, default {retention.get('Mode', 'none')} {days} days " \
-                   f"(wanted {lock_mode})"
+                   f"(wanted {lock_mode}, at least {lock_days} days)"
 
     def encryption() -> tuple[bool, str]:
-        found = read_encryption(s3, name)
-        return found is not None, found["SSEAlgorithm"] if found else "no default encryption"
+        found = read_encryption(s3, name) or {}
+        algorithm = found.get("SSEAlgorithm", "no default encryption")
+        return algorithm == "aws:kms", algorithm if algorithm == "aws:kms" else f"{algorithm} (wanted aws:kms)"
 
     def public_access() -> tuple[bool, str]:
         block = read_public_access_block(s3, name) or {}
@@ -167,9 +171,10 @@ def kafka(options: dict, topics: Sequence[str], partitions: int, timeout: float 
 
 
 def verify(sts: Any, s3: Any, dynamodb: Any, bucket_name: str, prefix: str, table_prefix: str, lock_mode: str,
-           kafka_options: dict | None, topics: Sequence[str], partitions: int, require_tls: bool = True) -> list[Check]:
+           kafka_options: dict | None, topics: Sequence[str], partitions: int, require_tls: bool = True,
+           lock_days: int = 1) -> list[Check]:
     """Every check, in the report's order (Kafka left out when `kafka_options` is None)."""
-    checks = [identity(sts), *bucket(s3, bucket_name, prefix, lock_mode, require_tls),
+    checks = [identity(sts), *bucket(s3, bucket_name, prefix, lock_mode, lock_days, require_tls),
               *(table(dynamodb, spec, table_prefix) for spec in TABLES)]
     if kafka_options is not None:
         checks.append(kafka(kafka_options, topics, partitions))
@@ -177,6 +182,7 @@ def verify(sts: Any, s3: Any, dynamodb: Any, bucket_name: str, prefix: str, tabl
 
 
 def render(checks: Sequence[Check]) -> str:
+    """The report: a row per check, then how many pass."""
     width = max(len(c.name) for c in checks)
     lines = [f"{'check':<{width}}  result  detail"]
     lines += [f"{c.name:<{width}}  {'ok' if c.ok else 'FAIL':<6}  {c.detail}" for c in checks]

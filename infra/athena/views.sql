@@ -44,7 +44,10 @@ WHERE topic = '{{prefix}}.executions' AND coalesce(encoding, 'utf-8') = 'utf-8';
 CREATE OR REPLACE VIEW atlas_execution_reports AS
 SELECT *
 FROM (
-  SELECT r.*, row_number() OVER (PARTITION BY exec_id ORDER BY kafka_partition, kafka_offset) AS copy_no
+  -- A report without an exec_id (not one the OMS wrote) is its own: each such record is kept.
+  SELECT r.*, row_number() OVER (
+    PARTITION BY coalesce(exec_id, CAST(kafka_partition AS varchar) || '/' || CAST(kafka_offset AS varchar))
+    ORDER BY kafka_partition, kafka_offset) AS copy_no
   FROM atlas_execution_reports_all r
 ) first_copies
 WHERE copy_no = 1;
@@ -87,7 +90,10 @@ WHERE topic = '{{prefix}}.commands' AND coalesce(encoding, 'utf-8') = 'utf-8';
 CREATE OR REPLACE VIEW atlas_commands AS
 SELECT *
 FROM (
-  SELECT c.*, row_number() OVER (PARTITION BY command_id ORDER BY kafka_partition, kafka_offset) AS copy_no
+  -- A command without a command_id (a producer's malformed one) is its own: each such record is kept.
+  SELECT c.*, row_number() OVER (
+    PARTITION BY coalesce(command_id, CAST(kafka_partition AS varchar) || '/' || CAST(kafka_offset AS varchar))
+    ORDER BY kafka_partition, kafka_offset) AS copy_no
   FROM atlas_commands_all c
 ) first_copies
 WHERE copy_no = 1;

@@ -20,17 +20,15 @@ locals {
   read_model    = [aws_dynamodb_table.orders.arn, aws_dynamodb_table.executions.arn, aws_dynamodb_table.balances.arn]
 }
 
-# The worker: its gateway reads the read model when ATLAS_READ_MODEL=dynamodb (its state is in Kafka).
+# The worker: its gateway reads the read model when ATLAS_READ_MODEL=dynamodb (its state is in Kafka), and its
+# audit exporter (on unless ATLAS_AUDIT_ENABLED=false) writes the trail. The exporter role is for a process that
+# runs the exporter alone.
 data "aws_iam_policy_document" "worker" {
+  source_policy_documents = [data.aws_iam_policy_document.exporter.json]
   statement {
     sid       = "ReadTheReadModel"
     actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"]
     resources = concat(local.read_model, ["${aws_dynamodb_table.orders.arn}/index/*"])
-  }
-  statement {
-    sid       = "DecryptTheReadModel"
-    actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.atlas.arn]
   }
 }
 
@@ -40,6 +38,11 @@ data "aws_iam_policy_document" "exporter" {
     sid       = "WriteAndReadTheTrail"
     actions   = ["s3:PutObject", "s3:PutObjectRetention", "s3:GetObject"]
     resources = [local.trail_objects]
+  }
+  statement {
+    sid       = "ReadTheBucketsVersioning"
+    actions   = ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"]
+    resources = [aws_s3_bucket.audit.arn]
   }
   statement {
     sid       = "ListTheTrail"

@@ -64,13 +64,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "audit" {
     filter {
       prefix = "${var.audit_prefix}/"
     }
+    # Glacier Instant Retrieval and no colder: the exporter reads a partition's last manifest to resume, and
+    # `atlas audit verify` reads them all, however old (Deep Archive would need a restore first).
     transition {
       days          = var.cold_after_days
       storage_class = "GLACIER_IR"
-    }
-    transition {
-      days          = var.archive_after_days
-      storage_class = "DEEP_ARCHIVE"
     }
     noncurrent_version_transition {
       noncurrent_days = var.cold_after_days

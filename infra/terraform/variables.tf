@@ -5,7 +5,7 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of the tables, roles and key alias (ATLAS_CLOUD_NAME_PREFIX)"
+  description = "Prefix of the tables, roles and key alias (ATLAS_CLOUD_TABLE_PREFIX for the tables)"
   type        = string
   default     = "atlas"
 }
@@ -36,12 +36,6 @@ variable "cold_after_days" {
   description = "Days after which audit objects move to Glacier Instant Retrieval"
   type        = number
   default     = 90
-}
-
-variable "archive_after_days" {
-  description = "Days after which audit objects move to Glacier Deep Archive"
-  type        = number
-  default     = 365
 }
 
 variable "topic_prefix" {

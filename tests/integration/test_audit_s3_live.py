@@ -12,7 +12,6 @@ import re
 import time
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 
 from atlas.audit.broker import broker_views
@@ -28,8 +27,7 @@ QUIET_TOPICS = ("commands", "venue.reports", "executions", "deadletter")
 def s3_cluster(kafka_bootstrap, tmp_path_factory):
     root = tmp_path_factory.mktemp("audit-s3")
     moto = MotoServer(root / "moto.log").start()
-    s3 = boto3.client("s3", endpoint_url=moto.url, aws_access_key_id="test", aws_secret_access_key="test",
-                      region_name="us-east-1")
+    s3 = moto.client("s3")
     s3.create_bucket(Bucket="trail", ObjectLockEnabledForBucket=True)
     cluster = Cluster(kafka_bootstrap, root, f"as-{root.name[-6:]}", venue=True, audit=True, audit_sink="s3://trail",
                       audit_max_age=0.5, extra_env={**moto.env(), "ATLAS_AUDIT_LOCK_MODE": "GOVERNANCE",

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import uuid
 
-import boto3
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from botocore.exceptions import ClientError
@@ -56,10 +55,7 @@ class Deployment:
         self.env = {**os.environ, **aws.env(), "ATLAS_AUDIT_SINK": f"s3://{self.bucket}",
                     "ATLAS_CLOUD_TABLE_PREFIX": self.tables, "ATLAS_KAFKA_BOOTSTRAP": bootstrap,
                     "ATLAS_TOPIC_PREFIX": topic_prefix, "ATLAS_PARTITIONS": str(PARTITIONS)}
-        session = boto3.Session(**{k: v for k, v in (("aws_access_key_id", "test"), ("aws_secret_access_key", "test"),
-                                                      ("region_name", "us-east-1"))})
-        self.s3 = session.client("s3", endpoint_url=aws.url, verify=str(aws.certificate))
-        self.dynamodb = session.client("dynamodb", endpoint_url=aws.url, verify=str(aws.certificate))
+        self.s3, self.dynamodb = aws.client("s3"), aws.client("dynamodb")
 
     def cloud(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "atlas", "cloud", *args], env=self.env, capture_output=True,
@@ -103,20 +99,49 @@ def test_provisioning_again_changes_nothing(deployment):
         f"provisioned: s3://{deployment.bucket} and the tables {deployment.tables}-*"], done.stdout
 
 
-def test_the_bucket_keeps_plain_http_out_and_its_objects_in(deployment, aws):
+def test_the_bucket_keeps_its_objects(deployment):
     deployment.s3.put_object(Bucket=deployment.bucket, Key="audit/x.jsonl.gz", Body=b"kept")
     with pytest.raises(ClientError, match="AccessDenied|Forbidden|403"):
         deployment.s3.delete_object(Bucket=deployment.bucket, Key="audit/x.jsonl.gz")
-    plain = boto3.client("s3", endpoint_url=aws.url.replace("https://", "http://"), aws_access_key_id="test",
-                         aws_secret_access_key="test", region_name="us-east-1")
-    with pytest.raises(Exception):  # the server speaks TLS only; S3 itself would answer 403 (the policy)
-        plain.get_object(Bucket=deployment.bucket, Key="audit/x.jsonl.gz")
+    assert deployment.s3.get_object(Bucket=deployment.bucket, Key="audit/x.jsonl.gz")["Body"].read() == b"kept"
     policy = json.loads(deployment.s3.get_bucket_policy(Bucket=deployment.bucket)["Policy"])
     assert {s["Sid"] for s in policy["Statement"]} == {"DenyInsecureTransport", "DenyObjectDeletes"}
 
 
+def test_the_bucket_refuses_plain_http(tmp_path, kafka_bootstrap, topics):
+    """The same provisioning against a moto that speaks plain HTTP: its policy refuses every object request."""
+    plain = MotoServer(tmp_path / "moto.log").start()
+    try:
+        made = Deployment(plain, kafka_bootstrap, topics)
+        done = made.cloud("provision")
+        assert done.returncode == 0, done.stdout + done.stderr
+        with pytest.raises(ClientError, match="AccessDenied|Forbidden|403"):
+            made.s3.put_object(Bucket=made.bucket, Key="audit/x.jsonl.gz", Body=b"over plain HTTP")
+        results = made.verify()
+        assert [n for n, r in results.items() if r == "FAIL"] == ["probe object"]
+    finally:
+        plain.stop()
+
+
+def test_provisioning_never_shortens_a_retention_and_moves_s3s_default_encryption_to_kms(deployment):
+    bucket = deployment.bucket
+    deployment.s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 365}}})
+    deployment.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})  # what S3 gives every bucket
+    done = deployment.cloud("provision")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lock = deployment.s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    kept = lock["Rule"]["DefaultRetention"]
+    assert (kept["Mode"], kept["Days"]) == ("COMPLIANCE", 365)
+    rules = deployment.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert set(deployment.verify().values()) == {"ok"}, deployment.report
+
+
 @pytest.mark.parametrize("remove, failing", [
     ("encryption", "bucket encryption"),
+    ("kms encryption", "bucket encryption"),
     ("public access block", "bucket public access block"),
     ("policy", "bucket policy"),
     ("lock retention", "bucket object lock"),
@@ -128,6 +153,9 @@ def test_each_property_removed_in_turn_makes_verify_fail_naming_it(deployment, r
     bucket, tables = deployment.bucket, deployment.tables
     if remove == "encryption":
         deployment.s3.delete_bucket_encryption(Bucket=bucket)
+    elif remove == "kms encryption":
+        deployment.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
     elif remove == "public access block":
         deployment.s3.delete_public_access_block(Bucket=bucket)
     elif remove == "policy":

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal as D
 
-import boto3
 import pytest
 
 from atlas.cloud import provision
@@ -24,8 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def dynamodb(tmp_path_factory):
     server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    yield boto3.client("dynamodb", endpoint_url=server.url, aws_access_key_id="test", aws_secret_access_key="test",
-                       region_name="us-east-1")
+    yield server.client("dynamodb")
     server.stop()
 
 
@@ -99,4 +97,12 @@ def test_balances_follow_the_account_and_never_go_back(projector):
                                ExpressionAttributeValues={":a": {"S": "alice"}}, ConsistentRead=True)["Items"]
     assert {i["asset"]["S"]: (i["available"]["S"], i["reserved"]["S"], i["total"]["S"], i["version"]["N"])
             for i in found} == {"USD": ("900", "100", "1000", "5"), "BTC": ("2", "0", "2", "5")}
-    assert projector.account(newer.model_copy(update={"seq": 6})) == 0  # unchanged: not written again
+    assert projector.account(newer) == 0  # the same state again: not sent
+    assert projector.account(newer.model_copy(update={"seq": 6})) == 2  # newer, even unchanged: another projector
+    # may have written something else in between
+
+
+def test_a_report_the_oms_keeps_nowhere_makes_no_order(projector):
+    unknown = report(0, "CANCEL_REJECTED", "REJECTED", order_id="Onobody", reason="UNKNOWN_ORDER: no such order")
+    assert projector.report(unknown) == "unstored"
+    assert order_item(projector, "Onobody") == {} and executions(projector, "Onobody") == []

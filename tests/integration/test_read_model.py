@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 
-import boto3
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -100,8 +99,7 @@ def traded(kafka_bootstrap, tmp_path_factory):
     """A burst of orders, the projector SIGKILLed in its middle and started again; everything settled and projected."""
     root = tmp_path_factory.mktemp("read-model")
     moto = MotoServer(root / "moto.log").start()
-    db = boto3.client("dynamodb", endpoint_url=moto.url, aws_access_key_id="test", aws_secret_access_key="test",
-                      region_name="us-east-1")
+    db = moto.client("dynamodb")
     prefix = f"rm{uuid.uuid4().hex[:6]}"
     for spec in TABLES:
         provision.table(db, spec, prefix, lambda _: None)
@@ -254,13 +252,30 @@ def test_a_gateway_reading_dynamodb_answers_the_reads_as_the_tables_do(traded):
             assert answered[asked] == answer, asked
 
 
+def test_the_gateway_reads_dynamodb_itself(traded):
+    """An item changed in DynamoDB behind the projector's back shows at the gateway: it reads there, not the tables."""
+    cluster, db, prefix, _ = traded
+    there = Api(cluster.workers[1].url, cluster.keys[TRADERS[0]])
+    order = pages(there, "")[0]
+    key = {"account_id": {"S": TRADERS[0]}, "order_id": {"S": order["order_id"]}}
+    db.update_item(TableName=f"{prefix}-orders", Key=key, UpdateExpression="SET reject_reason = :r",
+                   ExpressionAttributeValues={":r": {"S": "set in DynamoDB by the test"}})
+    try:
+        assert there.get(f"/api/v1/orders/{order['order_id']}").body["reject_reason"] == "set in DynamoDB by the test"
+    finally:
+        db.update_item(TableName=f"{prefix}-orders", Key=key, UpdateExpression="SET reject_reason = :r",
+                       ExpressionAttributeValues={":r": {"NULL": True} if order["reject_reason"] is None
+                                                  else {"S": order["reject_reason"]}})
+
+
 def test_the_dynamodb_gateway_refuses_what_it_cannot_answer_and_reports_the_projection(traded):
     cluster, _, _, _ = traded
     there = Api(cluster.workers[1].url, cluster.keys[TRADERS[0]])
     assert there.get("/api/v1/orders/Onope").status == 404
     assert there.get("/api/v1/orders/Onope/executions").status == 404
+    assert there.get("/api/v1/orders/" + "O" * 2000).status == 404  # no id is that long: refused before DynamoDB
     bad = there.get("/api/v1/orders?cursor=bm90IGEga2V5")
-    assert bad.status == 400 and bad.body["code"] == "INVALID_QUERY"
+    assert bad.status == 400 and "handed out" in bad.body["detail"], bad.body  # the read model's own refusal
     other = Api(cluster.workers[1].url, cluster.keys[TRADERS[1]])
     mine = pages(there, "")[0]["order_id"]
     assert other.get(f"/api/v1/orders/{mine}").status == 404  # another account's order is not found
