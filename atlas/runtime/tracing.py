@@ -278,13 +278,18 @@ def producing(topic: str, key: str) -> Iterator[trace.Span]:
 
 @contextmanager
 def writing_batch(topic: str, partition: int, start: int, end: int,
-                  headers_of_records: Iterable[Iterable[tuple[str, str | None]]]) -> Iterator[trace.Span]:
-    """The span of one audit object being written: a root of its own, linked to the spans that sent its records."""
+                  headers_of_records: Iterable[Iterable[tuple[str, str | None]]]) -> Iterator[trace.Span | None]:
+    """The span of one audit object being written: a root of its own, linked to the sampled spans that sent its
+    records; none (None) for an object none of whose records was sent in a sampled trace (most, at a low ratio)."""
+    linked = links(headers_of_records)
+    if not linked:
+        yield None
+        return
     attributes = {"messaging.system": "kafka", "messaging.destination.name": topic,
                   "messaging.destination.partition.id": str(partition), "atlas.audit.first_offset": start,
                   "atlas.audit.end_offset": end}
     with tracer().start_as_current_span(f"audit write {topic}", kind=SpanKind.CONSUMER, attributes=attributes,
-                                        links=links(headers_of_records)) as span:
+                                        links=linked) as span:
         yield span
 
 
@@ -336,9 +341,12 @@ def links(headers_of_records: Iterable[Iterable[tuple[str, str | None]]]) -> lis
             if name != TRACEPARENT or value is None:
                 continue
             try:
-                context = parse_traceparent(base64.b64decode(value))
+                raw = base64.b64decode(value)
             except ValueError:
                 continue
+            if _UNSAMPLED.fullmatch(raw):
+                continue  # the commonest case at a low ratio, told apart without parsing
+            context = parse_traceparent(raw)
             if context is None or not context.trace_flags.sampled or (context.trace_id, context.span_id) in seen:
                 continue
             seen.add((context.trace_id, context.span_id))

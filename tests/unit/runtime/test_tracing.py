@@ -171,3 +171,15 @@ def test_new_traces_are_recorded_at_the_ratio_and_unrecorded_ones_still_pass_a_d
     assert dict(unrecorded.headers)["traceparent"].decode().endswith("-00")
     [followed] = found.get_finished_spans()
     assert followed.parent.span_id == int(SPAN, 16)
+
+
+def test_an_audit_object_gets_a_span_only_when_a_record_of_it_was_sent_in_a_sampled_trace(exporter):
+    def header(flags: str) -> list[tuple[str, str]]:
+        return [("traceparent", base64.b64encode(f"00-{TRACE}-{SPAN}-{flags}".encode()).decode())]
+    with tracing.writing_batch("atlas.executions", 3, 10, 12, [header("00"), header("02")]) as span:
+        assert span is None
+    assert not exporter.get_finished_spans()
+    with tracing.writing_batch("atlas.executions", 3, 12, 14, [header("00"), header("01")]) as span:
+        assert span is not None
+    [written] = exporter.get_finished_spans()
+    assert written.name == "audit write atlas.executions" and len(written.links) == 1
