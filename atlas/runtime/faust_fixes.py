@@ -5,9 +5,11 @@ Imported by `atlas.app` before the app is created.
 from __future__ import annotations
 
 import asyncio
+import logging
 from time import monotonic
-from typing import Counter
+from typing import Callable, Counter
 
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables.recovery import Recovery
 from faust.tables.recovery import logger as recovery_logger
 from faust.transport.consumer import Consumer, TransactionManager
@@ -16,6 +18,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT
 from faust.utils.tracing import finish_span
 
+log = logging.getLogger(__name__)
 _send_pending = ProducerBuffer._send_pending
 
 
@@ -114,6 +117,46 @@ async def _commit_transaction_after_flush(self: TransactionManager, offsets, sta
 ProducerBuffer._send_pending = _send_pending_tracked
 ProducerBuffer.put = _put_counted
 ProducerBuffer.flush = _flush_until_delivered
+
+
+_on_assignment = PartitionAssignor.on_assignment
+
+
+def _on_assignment_with_stable_groups(self: PartitionAssignor, assignment) -> None:
+    """Faust's `on_assignment`, then each topic's group renamed to its group's partition count.
+
+    Under exactly_once the group is part of every transactional id (`<app>-<group>-<partition>`):
+    the changelog writes, the outputs and the offsets of a partition share that transaction, and
+    a restarted worker fences the transactions its dead predecessor left open by starting
+    producers with the same ids. Faust numbers the groups 0, 1, ... in order of partition count
+    among the topics the group leader's metadata held. On a first start the assignor's own
+    one-partition topic was often not there yet ("not found in cluster metadata"), so the
+    8-partition topics were group 0, and group 1 after every restart. The restarted worker then
+    fenced nothing: the dead worker's open transactions held each changelog's last stable offset
+    back for the 60 s transaction timeout, and recovery, which reads to that offset under
+    read_committed, restored a state from before the crash and went on from the committed input
+    offsets (the OMS lost 100 commands of a trader, the venue filled some orders twice;
+    tests/faults/test_audit_kill_restart.py). A partition count names the same group on every
+    start; topics of one app with the same count are subscribed together, so one group per count.
+    """
+    _on_assignment(self, assignment)
+    cluster = self.app.consumer._thread._ensure_consumer()._client.cluster
+    self._topic_groups = stable_groups(self._topic_groups, lambda topic: len(cluster.partitions_for_topic(topic) or ()))
+
+
+def stable_groups(topic_groups: dict[str, int], partitions: Callable[[str], int]) -> dict[str, int]:
+    """Each topic's group renamed to the group's partition count (Faust's numbers kept if two groups share a count)."""
+    counts: dict[int, int] = {}
+    for topic, group in topic_groups.items():
+        counts[group] = max(counts.get(group, 0), partitions(topic))
+    if len(set(counts.values())) < len(counts):
+        log.warning("two partition groups have the same partition count (%s): transactional ids keep Faust's "
+                    "group numbers, which may change between starts", sorted(counts.values()))
+        return dict(topic_groups)
+    return {topic: counts[group] for topic, group in topic_groups.items()}
+
+
+PartitionAssignor.on_assignment = _on_assignment_with_stable_groups
 
 
 _perform_seek = Consumer.perform_seek

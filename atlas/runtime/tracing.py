@@ -130,11 +130,6 @@ def parse_traceparent(value: str | bytes | None, state: str | bytes | None = Non
                        trace_state=trace_state)
 
 
-def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> SpanContext | None:
-    """The span context in a Kafka record's headers (the last `traceparent` wins), or None."""
-    return parse_traceparent(*_context_values(headers))
-
-
 def _context_values(headers: Iterable[tuple[str, bytes | None]] | None) -> tuple[Any, Any]:
     parent = state = None
     for name, value in headers or ():

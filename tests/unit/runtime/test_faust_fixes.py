@@ -157,3 +157,39 @@ def test_handed_over_raises_when_a_message_before_it_could_not_be_handed_over():
 
     waited, later = asyncio.run(run())
     assert "failed to hand over" in waited and "MessageSizeTooLargeError" in later
+
+
+def transactional_ids(topic_groups: dict[str, int], tps: set[TP]) -> set[str]:
+    """The transactional ids Faust's TransactionManager starts for the partitions, with these groups."""
+    from faust.transport.consumer import TransactionManager
+
+    assignor = SimpleNamespace(group_for_topic=topic_groups.__getitem__, is_standby=lambda tp: False)
+    manager = SimpleNamespace(app=SimpleNamespace(assignor=assignor, conf=SimpleNamespace(id="atlas")),
+                              transactional_id_format=TransactionManager.transactional_id_format)
+    manager._tps_to_active_tpgs = lambda tps: TransactionManager._tps_to_active_tpgs(manager, tps)
+    return TransactionManager._tps_to_transactional_ids(manager, tps)
+
+
+def test_a_partitions_transaction_has_the_same_id_on_a_first_start_and_after_a_restart():
+    from atlas.runtime.faust_fixes import stable_groups
+
+    counts = {"atlas.commands": 8, "atlas-oms-changelog": 8, "atlas-__assignor-__leader": 1}
+    # Faust's leader numbers groups by partition count among the topics its metadata held: on a
+    # first start the assignor's own topic was often missing, after a restart it is group 0.
+    first = {"atlas.commands": 0, "atlas-oms-changelog": 0}
+    restart = {"atlas-__assignor-__leader": 0, "atlas.commands": 1, "atlas-oms-changelog": 1}
+    tps = {TP("atlas.commands", 1), TP("atlas-oms-changelog", 1)}
+    assert transactional_ids(first, tps) != transactional_ids(restart, tps)  # what fenced nothing
+
+    assert stable_groups(first, counts.__getitem__) == {"atlas.commands": 8, "atlas-oms-changelog": 8}
+    assert stable_groups(restart, counts.__getitem__) == {**stable_groups(first, counts.__getitem__),
+                                                          "atlas-__assignor-__leader": 1}
+    assert transactional_ids(stable_groups(first, counts.__getitem__), tps) \
+        == transactional_ids(stable_groups(restart, counts.__getitem__), tps) == {"atlas-8-1"}
+
+
+def test_groups_that_share_a_partition_count_keep_fausts_numbers():
+    from atlas.runtime.faust_fixes import stable_groups
+
+    groups = {"a": 0, "b": 1}  # two groups of 8 (subscribed by different workers)
+    assert stable_groups(groups, lambda topic: 8) == groups

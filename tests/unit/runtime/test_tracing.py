@@ -51,11 +51,12 @@ def test_the_unsampled_flag_is_kept():
     assert context is not None and not context.trace_flags.sampled
 
 
-def test_the_last_traceparent_header_wins():
+def test_the_last_traceparent_header_wins(exporter):
     headers = [("traceparent", f"00-{'1' * 32}-{SPAN}-01".encode()), ("other", b"x"),
                ("traceparent", f"00-{TRACE}-{SPAN}-01".encode())]
-    assert f"{tracing.from_headers(headers).trace_id:032x}" == TRACE
-    assert tracing.from_headers(None) is None and tracing.from_headers([("other", None)]) is None
+    traced("oms", "atlas.commands", 3, 42, headers)
+    [finished] = exporter.get_finished_spans()
+    assert f"{finished.context.trace_id:032x}" == TRACE and finished.parent.span_id == int(SPAN, 16)
 
 
 def test_a_consuming_span_is_a_child_of_the_records_context_and_stamps_what_it_sends(exporter):
