@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from atlas.agents.audit import AuditExporter
+from atlas.audit.broker import group_lag
 from atlas.app import app
 from atlas.runtime import metrics
 from atlas.runtime.kafka import client_options
@@ -69,7 +70,7 @@ class Projection:
 
     @classmethod
     async def refresh(cls) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
         if cls._clients is None:
@@ -77,13 +78,7 @@ class Projection:
             await admin.start()
             await consumer.start()
             cls._clients = admin, consumer
-        admin, consumer = cls._clients
-        tps = [TopicPartition(d["topic"], p["partition"]) for d in await admin.describe_topics(list(cls.topics))
-               for p in d.get("partitions", ())]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        committed = await admin.list_consumer_group_offsets(cls.group)
-        cls.lag = {(tp.topic, tp.partition): max(0, end - (committed[tp].offset if tp in committed else 0))
-                   for tp, end in ends.items()}
+        cls.lag = await group_lag(*cls._clients, cls.topics, cls.group)
         cls.checked_at, cls.error = time.time(), None
 
     @classmethod

@@ -11,7 +11,7 @@ from atlas.runtime.reference import DEFAULT_LIMITS, directory
 from atlas.settings import settings
 from atlas.tables.market import market_state
 from atlas.tables.oms import load_account
-from atlas.web.common import on_owner, principal, read_model
+from atlas.web.common import account_read, on_owner, principal, read_model
 from atlas.web.problems import ApiView, not_found
 
 
@@ -36,16 +36,17 @@ class BalancesView(ApiView):
 
     async def get(self, request: Any) -> Any:
         caller = principal(request)
-        if settings.read_model == "dynamodb":
+
+        async def dynamodb() -> Any:
             found = await read_model(reads.balances, settings.cloud_table_prefix, caller.account_id)
             if found is None:  # the projector has seen no event of the account: its starting balances
                 return self.ok(balances_doc(caller.account_id, starting=True))
             return self.ok({"account_id": caller.account_id, "balances": found})
 
-        async def local() -> Any:
+        async def tables() -> Any:
             return self.ok(balances_doc(caller.account_id))
 
-        return await on_owner(self, request, caller.account_id, local)
+        return await account_read(self, request, caller.account_id, tables=tables, dynamodb=dynamodb)
 
 
 def balances_doc(account_id: str, starting: bool = False) -> dict:

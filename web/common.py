@@ -185,6 +185,15 @@ async def on_owner(view: Any, request: Any, key: str, local: Callable[[], Awaita
     return view.bytes(payload, content_type=response.content_type, status=response.status, headers=kept)
 
 
+async def account_read(view: Any, request: Any, account_id: str, *, tables: Callable[[], Awaitable[Any]],
+                       dynamodb: Callable[[], Awaitable[Any]]) -> Any:
+    """An account's read, where this gateway reads: the DynamoDB read model (`ATLAS_READ_MODEL=dynamodb`, answered
+    here) or the tables (on the worker that owns the account)."""
+    if settings.read_model == "dynamodb":
+        return await dynamodb()
+    return await on_owner(view, request, account_id, tables)
+
+
 FORWARDED_HEADER = "X-Atlas-Forwarded"
 _FORWARDED_REQUEST_HEADERS = {"x-api-key", "accept", "idempotency-key", "x-atlas-timestamp", "x-atlas-signature"}
 _FORWARDED_RESPONSE_HEADERS = {"retry-after", "idempotent-replayed", "x-atlas-terms-digest", "www-authenticate",

@@ -22,8 +22,8 @@ from atlas.runtime.reference import instruments
 from atlas.settings import settings
 from atlas.tables.oms import executions, list_orders, load_account, load_order, open_orders
 from atlas.web.common import (
-    FORWARDED_HEADER, read_model, SIGNATURE_HEADER, applied_after, body, on_owner, owner_url, principal, probe_once_applied, produce,
-    status_once_applied, validation_problem,
+    FORWARDED_HEADER, SIGNATURE_HEADER, account_read, applied_after, body, owner_url, principal, probe_once_applied,
+    produce, read_model, status_once_applied, validation_problem,
 )
 from atlas.web.problems import ApiView, Problem, not_found
 
@@ -158,20 +158,17 @@ class OrdersView(ApiView):
                           headers={"Retry-After": "2"}) from None
 
     async def get(self, request: Any) -> Any:
-        caller = principal(request)
-        if settings.read_model == "dynamodb":
-            return await self._list(request, caller.account_id)
-        return await on_owner(self, request, caller.account_id, lambda: self._list(request, caller.account_id))
+        account_id = principal(request).account_id
+
+        async def dynamodb() -> Any:
+            return self.ok(await _read_model_list(request, account_id, *_list_query(request)))
+
+        return await account_read(self, request, account_id, tables=lambda: self._list(request, account_id),
+                                  dynamodb=dynamodb)
 
     async def _list(self, request: Any, account_id: str) -> Any:
         """Newest first, a page at a time: `next_cursor` (null on the last page) asks for the next one."""
-        status = request.query.get("status", "all")
-        if status not in ("open", "closed", "all"):
-            raise Problem(400, "INVALID_QUERY", "status must be open, closed or all")
-        symbol = request.query.get("symbol")
-        client_order_id = request.query.get("client_order_id")
-        if settings.read_model == "dynamodb":
-            return self.ok(await _read_model_list(request, account_id, status, symbol, client_order_id))
+        status, symbol, client_order_id = _list_query(request)
         before, limit = _page_args(request)
         account = load_account(account_id)
         if account is None:
@@ -210,18 +207,19 @@ class OrderView(ApiView):
             return await probe_once_applied(self, request, caller.account_id, COMMANDS, written,
                                             lambda: _local_order(caller.account_id, order_id) is not None)
         caller = principal(request)
-        if settings.read_model == "dynamodb":
+
+        async def dynamodb() -> Any:
             _known_form(order_id)
             found = await read_model(reads.order, settings.cloud_table_prefix, caller.account_id, order_id)
             if found is None:
                 raise not_found(f"order {order_id}")
             return self.ok(found)
 
-        async def local() -> Any:
+        async def tables() -> Any:
             order = _order_or_404(caller.account_id, order_id)
             return self.ok(order.public(), headers={DIGEST_HEADER: order.terms_digest})
 
-        return await on_owner(self, request, caller.account_id, local)
+        return await account_read(self, request, caller.account_id, tables=tables, dynamodb=dynamodb)
 
     async def delete(self, request: Any, order_id: str) -> Any:
         caller = principal(request, Scope.TRADE)
@@ -265,7 +263,8 @@ class ExecutionsView(ApiView):
     async def get(self, request: Any, order_id: str) -> Any:
         caller = principal(request)
         after, limit = _page_args(request)
-        if settings.read_model == "dynamodb":
+
+        async def dynamodb() -> Any:
             _known_form(order_id)
             found = await read_model(reads.executions, settings.cloud_table_prefix, caller.account_id, order_id,
                                      after or 0, limit)
@@ -273,14 +272,22 @@ class ExecutionsView(ApiView):
                 raise not_found(f"order {order_id}")
             return self.ok({"order_id": order_id, "executions": found[0], "next_cursor": found[1]})
 
-        async def local() -> Any:
+        async def tables() -> Any:
             order = _order_or_404(caller.account_id, order_id)
             page = executions(order, after or 0, limit)
             more = bool(page) and page[-1].seq < order.exec_seq
             return self.ok({"order_id": order_id, "executions": [r.model_dump(mode="json") for r in page],
                             "next_cursor": str(page[-1].seq) if more else None})
 
-        return await on_owner(self, request, caller.account_id, local)
+        return await account_read(self, request, caller.account_id, tables=tables, dynamodb=dynamodb)
+
+
+def _list_query(request: Any) -> tuple[str, str | None, str | None]:
+    """`GET /api/v1/orders`'s filters: status (open, closed or all), symbol and client order id."""
+    status = request.query.get("status", "all")
+    if status not in ("open", "closed", "all"):
+        raise Problem(400, "INVALID_QUERY", "status must be open, closed or all")
+    return status, request.query.get("symbol"), request.query.get("client_order_id")
 
 
 async def _read_model_list(request: Any, account_id: str, status: str, symbol: str | None,

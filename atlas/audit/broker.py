@@ -31,6 +31,21 @@ async def broker_views(kafka: dict[str, Any], topic_prefix: str, group: str) -> 
                                                   committed[tp].offset if tp in committed else None) for tp in tps}
 
 
+async def group_lag(admin: Any, consumer: Any, topics: tuple[str, ...], group: str) -> dict[tuple[str, int], int]:
+    """Per partition of the topics, records past what `group` has committed (all of them if it has committed none).
+
+    `admin` and `consumer` are started aiokafka clients; the caller keeps or closes them.
+    """
+    from aiokafka import TopicPartition
+
+    tps = [TopicPartition(d["topic"], p["partition"]) for d in await admin.describe_topics(list(topics))
+           for p in d.get("partitions", ())]
+    ends = await consumer.end_offsets(tps) if tps else {}
+    committed = await admin.list_consumer_group_offsets(group)
+    return {(tp.topic, tp.partition): max(0, end - (committed[tp].offset if tp in committed else 0))
+            for tp, end in ends.items()}
+
+
 async def _record_heads(consumer: Any, tps: list, starts: dict, window: int = 64) -> dict:
     """Per partition, the offset after its last committed record.
 

@@ -178,6 +178,11 @@ def open_sink(url: str, **options: Any) -> Sink:
     if url.startswith("file://"):
         return FileSink(url.removeprefix("file://"))
     if url.startswith("s3://"):
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        return S3Sink(bucket, prefix, **options)
+        return S3Sink(*split_s3_url(url), **options)
     raise ValueError(f"unsupported sink {url!r}: file://PATH or s3://bucket/prefix")
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, key prefix without its outer slashes) of an `s3://bucket[/prefix]` URL."""
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from atlas.audit.sinks import split_s3_url
 from atlas.infra.athena import HERE as ATHENA
 
 # ATLAS's topics (`atlas.topics.ALL`, which starts the Faust app; a test keeps the two alike).
@@ -54,8 +55,8 @@ def trail_root(sink_url: str, prefix: str) -> str:
     if sink_url.startswith("file://"):
         return str(Path(sink_url.removeprefix("file://"), *parts)) + "/"
     if sink_url.startswith("s3://"):
-        bucket, _, inner = sink_url.removeprefix("s3://").partition("/")
-        keys = "/".join(p for p in (inner.strip("/"), *parts) if p)
+        bucket, inner = split_s3_url(sink_url)
+        keys = "/".join(p for p in (inner, *parts) if p)
         return f"s3://{bucket}/{keys}/" if keys else f"s3://{bucket}/"
     raise ValueError(f"unsupported sink {sink_url!r}: file://PATH or s3://bucket/prefix")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from atlas.audit.sinks import split_s3_url
+
 PROBE_PREFIX = "_probe/"  # under the trail's prefix: where `verify` writes its probe object
 OPEN_ORDERS_INDEX = "open-orders"
 CREATED_INDEX = "by-created"
@@ -74,5 +76,4 @@ def split_sink(url: str) -> tuple[str, str]:
     """(bucket, key prefix) of an `s3://bucket[/prefix]` sink URL."""
     if not url.startswith("s3://"):
         raise ValueError(f"the cloud parts need an S3 audit sink (s3://bucket[/prefix]), not {url!r}")
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    return bucket, prefix.strip("/")
+    return split_s3_url(url)

@@ -18,9 +18,10 @@ import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from atlas.audit.broker import group_lag
 from atlas.cloud import provision
 from atlas.cloud.resources import TABLES
 from atlas.infra.kafka.broker import free_port
@@ -58,20 +59,17 @@ class Projector:
 
 async def _lag(cluster: Cluster) -> int:
     """Records of the executions topic and the OMS changelog the projector's group has not committed yet."""
-    topics = (cluster.topic("executions"), f"{cluster.app_id}-oms-changelog")
     admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap)
     await admin.start()
     await consumer.start()
     try:
-        tps = [TopicPartition(d["topic"], p["partition"]) for d in await admin.describe_topics(list(topics))
-               for p in d["partitions"]]
-        ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(f"{cluster.app_id}-projector")
+        lag = await group_lag(admin, consumer, (cluster.topic("executions"), f"{cluster.app_id}-oms-changelog"),
+                              f"{cluster.app_id}-projector")
     finally:
         await consumer.stop()
         await admin.close()
-    return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+    return sum(lag.values())
 
 
 def wait_projected(cluster: Cluster, timeout: float = 90) -> None:
