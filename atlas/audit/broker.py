@@ -1,10 +1,10 @@
 """What the broker knows that the audit commands compare with: offsets of every ATLAS partition, and a table's contents."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from atlas.audit.verify import BrokerView
+from atlas.runtime.kafka import last_records
 
 
 async def broker_views(kafka: dict[str, Any], topic_prefix: str, group: str) -> dict[tuple[str, int], BrokerView]:
@@ -22,7 +22,7 @@ async def broker_views(kafka: dict[str, Any], topic_prefix: str, group: str) -> 
     try:
         tps = await _partitions(admin, lambda t: t.startswith(f"{topic_prefix}."))
         starts = await consumer.beginning_offsets(tps)
-        heads = await _record_heads(consumer, tps, starts)
+        heads = {tp: starts[tp] if last is None else last + 1 for tp, last in (await last_records(consumer, tps)).items()}
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
@@ -44,26 +44,6 @@ async def group_lag(admin: Any, consumer: Any, topics: tuple[str, ...], group: s
     committed = await admin.list_consumer_group_offsets(group)
     return {(tp.topic, tp.partition): max(0, end - (committed[tp].offset if tp in committed else 0))
             for tp, end in ends.items()}
-
-
-async def _record_heads(consumer: Any, tps: list, starts: dict, window: int = 64) -> dict:
-    """Per partition, the offset after its last committed record.
-
-    The end offset is not it when transactions are used: a commit marker takes an offset after
-    each transaction's records. So read the last few offsets (markers are not returned).
-    """
-    ends = await consumer.end_offsets(tps)
-    heads = {tp: starts[tp] for tp in tps}
-    todo = [tp for tp in tps if ends[tp] > starts[tp]]
-    consumer.assign(todo)
-    for tp in todo:
-        consumer.seek(tp, max(starts[tp], ends[tp] - window))
-    deadline = time.monotonic() + 30
-    while todo and time.monotonic() < deadline:
-        for tp, messages in (await consumer.getmany(*todo, timeout_ms=200)).items():
-            heads[tp] = max(heads[tp], messages[-1].offset + 1)
-        todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
-    return heads
 
 
 async def read_table(kafka: dict[str, Any], changelog: str) -> dict[bytes, bytes]:

@@ -197,6 +197,44 @@ async def _get_started_producer(self: Topic):
 Topic._get_producer = _get_started_producer
 
 
+_build_highwaters = Recovery._build_highwaters
+
+
+async def _build_highwaters_at_the_last_record(self: Recovery, consumer, tps, destination, title: str) -> None:
+    """Under exactly_once, each changelog partition's highwater is the offset of its last committed record.
+
+    Faust takes the last stable offset its consumer cached from its last fetch of the partition,
+    less one. That is a commit marker's offset, which no record reaches: recovery then ended only
+    through the aborted-transaction guess below, two 5 s queue timeouts after the last record (10 s
+    of every restart). And a cached value can predate the abort of the transactions a dead worker
+    left open (a new worker's producers abort them as it starts): recovery would stop before the
+    records committed after them. So ask the broker now, and read back from the end to the last
+    record (`atlas.runtime.kafka.last_records`). If that fails, Faust's own way.
+    """
+    if not self.app.in_transaction or not tps:
+        return await _build_highwaters(self, consumer, tps, destination, title)
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from atlas.runtime.kafka import client_options, last_records
+
+    reader = AIOKafkaConsumer(**client_options(), isolation_level="read_committed", enable_auto_commit=False)
+    try:
+        await reader.start()
+        last = await last_records(reader, [TopicPartition(tp.topic, tp.partition) for tp in tps])
+    except Exception as exc:
+        log.warning("recovery: the changelogs' last records not found (%s); highwaters from the consumer", exc)
+        return await _build_highwaters(self, consumer, tps, destination, title)
+    finally:
+        await reader.stop()
+    highwaters = {TP(tp.topic, tp.partition): -1 if offset is None else offset for tp, offset in last.items()}
+    self.log.info("Highwater for %s changelog partitions:\n%s", title, self._highwater_logtable(highwaters, title=title))
+    destination.clear()
+    destination.update(highwaters)
+
+
+Recovery._build_highwaters = _build_highwaters_at_the_last_record
+
+
 @Recovery.task
 async def _slurp_changelogs_counting_this_recovery(self: Recovery) -> None:
     """Faust's `Recovery._slurp_changelogs`, counting only queue timeouts that began in the current recovery.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ssl
+from types import SimpleNamespace
 
 import faust
 import pytest
@@ -56,3 +57,52 @@ def test_a_settings_error_does_not_quote_the_password():
     with pytest.raises(ValidationError) as refused:
         Settings(kafka_security_protocol="SASL_SSL", kafka_password="hunter2-secret")
     assert "hunter2-secret" not in str(refused.value)
+
+
+class Log:
+    """What a read_committed consumer of some partitions returns: the offsets that hold a committed record."""
+
+    def __init__(self, partitions: dict[str, tuple[int, int, set[int]]]) -> None:
+        self.partitions = partitions  # name -> (log start, end offset, offsets of committed records)
+        self.positions: dict[str, int] = {}
+        self.fetches = 0
+
+    async def beginning_offsets(self, tps):
+        return {tp: self.partitions[tp][0] for tp in tps}
+
+    async def end_offsets(self, tps):
+        return {tp: self.partitions[tp][1] for tp in tps}
+
+    def assign(self, tps) -> None:
+        self.positions = {tp: self.positions.get(tp, 0) for tp in tps}
+
+    def seek(self, tp, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def position(self, tp) -> int:
+        return self.positions[tp]
+
+    async def getmany(self, *tps, timeout_ms: int):
+        self.fetches += 1
+        got = {}
+        for tp in tps:
+            start, end, records = self.partitions[tp]
+            batch = range(self.positions[tp], min(end, self.positions[tp] + 10))
+            got[tp] = [SimpleNamespace(offset=o) for o in batch if o in records]
+            self.positions[tp] = batch.stop
+        return {tp: records for tp, records in got.items() if records}
+
+
+def test_the_last_record_is_found_behind_commit_markers_and_aborted_transactions():
+    import asyncio
+
+    from atlas.runtime.kafka import last_records
+
+    log = Log({
+        "markers": (0, 221, set(range(220))),  # records 0-219, the commit marker at 220
+        "aborted": (0, 900, set(range(100))),  # records 0-99, then 800 offsets of aborted records and markers
+        "empty": (50, 50, set()),  # compacted or never written
+        "all aborted": (0, 40, set()),
+    })
+    found = asyncio.run(last_records(log, list(log.partitions), window=64))
+    assert found == {"markers": 219, "aborted": 99, "empty": None, "all aborted": None}
