@@ -32,7 +32,7 @@ import logging
 from collections import Counter
 from typing import Any, Iterator
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
@@ -57,6 +57,8 @@ KEY_RECHECK_S = 1.0  # how often an open stream checks that its key still signs 
 BALANCE_DEBOUNCE_S = 0.05
 MARKET_QUEUE = 1_000  # a slow client loses old market data (the next tick replaces it), never reports
 MAX_BACKLOG = 10_000  # reports waiting for one client before it is told to resume
+PUMPS_STOP_S = 5.0  # for a closed stream's pumps to end once cancelled
+CLOSE_ON_STOP_S = 2.0  # for the open streams to be told the worker stops (1001), before the web server stops
 
 
 class MarketFeed(Service):
@@ -191,6 +193,7 @@ class ExecutionsFeed(Service):
 
     async def on_stop(self) -> None:
         ExecutionsFeed.current = None
+        await close_open_streams()
         self._wanted.set()  # let the reading task see that it should stop
         if self.consumer is not None:
             await self.consumer.stop()
@@ -258,10 +261,11 @@ class StreamView(ApiView):
         full = SLOTS.full(address)
         if full:
             raise Problem(503, "TOO_MANY_STREAMS", full, headers={"Retry-After": "5"})
-        with SLOTS.pending(address):  # until it subscribes, or SUBSCRIBE_TIMEOUT_S
-            await ws.prepare(request)
-            subscription = await _subscription(ws)
+        OPEN.add(ws)
         try:
+            with SLOTS.pending(address):  # until it subscribes, or SUBSCRIBE_TIMEOUT_S
+                await ws.prepare(request)
+                subscription = await _subscription(ws)
             if subscription is None:
                 pass
             elif SLOTS.subscribed[subscription[0]] >= settings.stream_max_per_account:
@@ -271,8 +275,25 @@ class StreamView(ApiView):
                 with SLOTS.session(subscription[0]):
                     await Session(ws, *subscription).run()
         finally:
-            await ws.close()
+            OPEN.discard(ws)
+            if ws.prepared:
+                await ws.close()
         return ws
+
+
+OPEN: set[web.WebSocketResponse] = set()  # the streams this worker holds, handshaking or subscribed
+
+
+async def close_open_streams() -> None:
+    """Tell every open stream that the worker stops (1001 GOING_AWAY: connect to another worker, or again later).
+
+    Its handler then ends, so the web server's shutdown does not wait for it (aiohttp waits up to a minute).
+    """
+    if OPEN:
+        log.info("stopping: closing %d open streams (1001)", len(OPEN))
+        closing = [asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"the worker is stopping"))
+                   for ws in list(OPEN)]
+        await asyncio.wait(closing, timeout=CLOSE_ON_STOP_S)  # a client that does not answer the close is left
 
 
 class StreamSlots:
@@ -353,6 +374,24 @@ async def _refuse(ws: web.WebSocketResponse, code: int, error: str, detail: str)
     return None
 
 
+async def _stop(pumps: list[asyncio.Task], account_id: str) -> None:
+    """Cancel a session's pumps and wait until they end, cancelling again those that swallowed a cancel.
+
+    A cancel that lands in aiohttp's `send_json` can be swallowed there: the pump went on to wait
+    for its queue, which nobody fills any more, and its session held a slot until the worker
+    stopped (and made the web server's shutdown wait for it).
+    """
+    for wait_s in (1.0, PUMPS_STOP_S):
+        for task in pumps:
+            task.cancel()
+        _, pending = await asyncio.wait(pumps, timeout=wait_s)
+        if not pending:
+            return
+        pumps = list(pending)
+    log.warning("stream of %s: %s did not stop when cancelled twice", account_id,
+                ", ".join(sorted(t.get_coro().__qualname__ for t in pumps)))
+
+
 class Session:
     """One subscribed connection: three pumps into one socket, until the client leaves."""
 
@@ -384,9 +423,7 @@ class Session:
             try:
                 await self._until_closed(pumps[0])
             finally:
-                for task in pumps:
-                    task.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
+                await _stop(pumps, self.account_id)
         finally:
             feed.leave(self.partition.partition, wanted, reports)
             if market_feed is not None:

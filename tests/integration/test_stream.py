@@ -20,7 +20,19 @@ def venue_cluster(kafka_bootstrap, tmp_path_factory):
     cluster.start_worker()
     asyncio.run(_stream_ready(cluster))
     yield cluster
-    cluster.stop()
+    assert asyncio.run(_stop_with_a_stream_open(cluster)) == 1001
+
+
+async def _stop_with_a_stream_open(cluster: Cluster) -> int:
+    """Stop the worker (SIGTERM) while a client holds a subscribed stream: the close code the client gets."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(cluster)) as ws:
+        await ws.send_json({"op": "subscribe", "key": cluster.keys["trader-39"], "symbols": ["BTC-USD"]})
+        assert (await ws.receive_json(timeout=30))["type"] == "hello"
+        stopping = asyncio.get_running_loop().run_in_executor(None, cluster.stop)
+        while (await ws.receive(timeout=30)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            pass  # market data until the worker says it is going away
+        await stopping
+        return ws.close_code
 
 
 def ws_url(cluster: Cluster) -> str:

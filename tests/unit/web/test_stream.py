@@ -72,3 +72,25 @@ def test_records_before_the_position_are_dropped_as_a_stale_fetch_after_the_feed
     assert fan.subscribed()
     fan.unsubscribe(0, b"alice", queue)
     assert not fan.subscribed()
+
+
+def test_a_pump_that_swallowed_its_cancel_is_cancelled_again_and_the_session_ends():
+    import asyncio
+
+    from atlas.web.stream import _stop
+
+    async def swallowing_pump(queue: asyncio.Queue) -> None:
+        try:
+            await asyncio.sleep(3600)  # a send the cancel lands in, which swallows it (as aiohttp's send_json did)
+        except asyncio.CancelledError:
+            pass
+        await queue.get()  # then waits for a queue nobody fills any more
+
+    async def run() -> list[bool]:
+        queue: asyncio.Queue = asyncio.Queue()
+        pumps = [asyncio.create_task(swallowing_pump(queue)), asyncio.create_task(queue.get())]
+        await asyncio.sleep(0)
+        await asyncio.wait_for(_stop(pumps, "trader-01"), timeout=5)
+        return [task.done() for task in pumps]
+
+    assert asyncio.run(run()) == [True, True]
