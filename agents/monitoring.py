@@ -98,3 +98,4 @@ async def refresh_projection_lag() -> None:
         await Projection.refresh()
     except Exception as exc:  # the broker away or a topic not made yet: reported, tried again next round
         Projection.error = f"{type(exc).__name__}: {exc}"[:300]
+        Projection.lag, Projection.checked_at = {}, None  # not known now: no stale figure on /metrics

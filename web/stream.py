@@ -274,6 +274,8 @@ class StreamView(ApiView):
             else:
                 with SLOTS.session(subscription[0]):
                     await Session(ws, *subscription).run()
+        except ConnectionResetError:
+            log.debug("stream closed while sending (the client left, or the worker stops)")
         finally:
             OPEN.discard(ws)
             if ws.prepared:
@@ -289,11 +291,13 @@ async def close_open_streams() -> None:
 
     Its handler then ends, so the web server's shutdown does not wait for it (aiohttp waits up to a minute).
     """
-    if OPEN:
-        log.info("stopping: closing %d open streams (1001)", len(OPEN))
+    prepared = [ws for ws in OPEN if ws.prepared]  # a handshake not answered yet ends on its own
+    if prepared:
+        log.info("stopping: closing %d open streams (1001)", len(prepared))
         closing = [asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"the worker is stopping"))
-                   for ws in list(OPEN)]
-        await asyncio.wait(closing, timeout=CLOSE_ON_STOP_S)  # a client that does not answer the close is left
+                   for ws in prepared]
+        done, _ = await asyncio.wait(closing, timeout=CLOSE_ON_STOP_S)  # a client that does not answer is left
+        _collected(done)
 
 
 class StreamSlots:
@@ -369,6 +373,8 @@ async def _subscription(ws: web.WebSocketResponse) -> tuple[str, str, int | None
 
 
 async def _refuse(ws: web.WebSocketResponse, code: int, error: str, detail: str) -> None:
+    if ws.closed:  # closed already (the worker stops): nothing to tell
+        return None
     await ws.send_json({"type": "error", "code": error, "detail": detail})
     await ws.close(code=code, message=error.encode())
     return None
@@ -384,12 +390,20 @@ async def _stop(pumps: list[asyncio.Task], account_id: str) -> None:
     for wait_s in (1.0, PUMPS_STOP_S):
         for task in pumps:
             task.cancel()
-        _, pending = await asyncio.wait(pumps, timeout=wait_s)
+        done, pending = await asyncio.wait(pumps, timeout=wait_s)
+        _collected(done)
         if not pending:
             return
         pumps = list(pending)
     log.warning("stream of %s: %s did not stop when cancelled twice", account_id,
                 ", ".join(sorted(t.get_coro().__qualname__ for t in pumps)))
+
+
+def _collected(tasks: set[asyncio.Task]) -> None:
+    """Take the exceptions of finished tasks (a send to a closing socket fails, as expected), so none goes unread."""
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("stream task ended: %r", task.exception())
 
 
 class Session:

@@ -140,20 +140,31 @@ def _on_assignment_with_stable_groups(self: PartitionAssignor, assignment) -> No
     start; topics of one app with the same count are subscribed together, so one group per count.
     """
     _on_assignment(self, assignment)
-    cluster = self.app.consumer._thread._ensure_consumer()._client.cluster
-    self._topic_groups = stable_groups(self._topic_groups, lambda topic: len(cluster.partitions_for_topic(topic) or ()))
+    try:
+        cluster = self.app.consumer._thread._ensure_consumer()._client.cluster
+        self._topic_groups = stable_groups(self._topic_groups,
+                                           lambda topic: len(cluster.partitions_for_topic(topic) or ()))
+    except Exception:  # never let it end aiokafka's coordinator: Faust's numbers, as before
+        log.exception("transactional ids keep Faust's group numbers (the partition counts were not read)")
 
 
 def stable_groups(topic_groups: dict[str, int], partitions: Callable[[str], int]) -> dict[str, int]:
-    """Each topic's group renamed to the group's partition count (Faust's numbers kept if two groups share a count)."""
+    """Each topic's group renamed to the group's partition count.
+
+    A group none of whose topics this worker's metadata holds (the assignor's own topic, on a first
+    start) gets a negative name instead, `-1 - Faust's number`: no transaction writes there. If two
+    groups share a count (Faust's leader makes one per count), Faust's numbers are kept, with a warning.
+    """
     counts: dict[int, int] = {}
     for topic, group in topic_groups.items():
         counts[group] = max(counts.get(group, 0), partitions(topic))
-    if len(set(counts.values())) < len(counts):
+    known = [count for count in counts.values() if count]
+    if len(set(known)) < len(known):
         log.warning("two partition groups have the same partition count (%s): transactional ids keep Faust's "
-                    "group numbers, which may change between starts", sorted(counts.values()))
+                    "group numbers, which may change between starts", sorted(known))
         return dict(topic_groups)
-    return {topic: counts[group] for topic, group in topic_groups.items()}
+    names = {group: count or -1 - group for group, count in counts.items()}
+    return {topic: names[group] for topic, group in topic_groups.items()}
 
 
 PartitionAssignor.on_assignment = _on_assignment_with_stable_groups
@@ -217,15 +228,19 @@ async def _build_highwaters_at_the_last_record(self: Recovery, consumer, tps, de
 
     from atlas.runtime.kafka import client_options, last_records
 
-    reader = AIOKafkaConsumer(**client_options(), isolation_level="read_committed", enable_auto_commit=False)
+    reader = AIOKafkaConsumer(**client_options(), isolation_level="read_committed", enable_auto_commit=False,
+                              client_id=f"{self.app.conf.id}-recovery")
     try:
         await reader.start()
-        last = await last_records(reader, [TopicPartition(tp.topic, tp.partition) for tp in tps])
+        last = await last_records(reader, [TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30.0)
     except Exception as exc:
         log.warning("recovery: the changelogs' last records not found (%s); highwaters from the consumer", exc)
         return await _build_highwaters(self, consumer, tps, destination, title)
     finally:
-        await reader.stop()
+        try:
+            await reader.stop()
+        except Exception:
+            log.exception("recovery: the reader of the changelogs' last records did not stop cleanly")
     highwaters = {TP(tp.topic, tp.partition): -1 if offset is None else offset for tp, offset in last.items()}
     self.log.info("Highwater for %s changelog partitions:\n%s", title, self._highwater_logtable(highwaters, title=title))
     destination.clear()
@@ -285,7 +300,9 @@ async def _slurp_changelogs_counting_this_recovery(self: Recovery) -> None:
         offsets = self.active_offsets
         for tp, highwater in highwaters.items():
             if highwater is not None and offsets[tp] is not None and offsets[tp] < highwater:
-                if await self.app.consumer.position(tp) >= highwater:  # type: ignore[operator]
+                # Past the highwater, not at it: with the last record as highwater (under exactly_once, see
+                # _build_highwaters_at_the_last_record), a position at it is that record not fetched yet.
+                if await self.app.consumer.position(tp) > highwater:  # type: ignore[operator]
                     recovery_logger.info(f"Aborted tx until highwater for {tp}")
                     offsets[tp] = highwater
 

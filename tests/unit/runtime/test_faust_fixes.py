@@ -188,8 +188,10 @@ def test_a_partitions_transaction_has_the_same_id_on_a_first_start_and_after_a_r
         == transactional_ids(stable_groups(restart, counts.__getitem__), tps) == {"atlas-8-1"}
 
 
-def test_groups_that_share_a_partition_count_keep_fausts_numbers():
+def test_a_group_whose_count_is_unknown_here_gets_a_name_no_count_has_and_shared_counts_keep_fausts_numbers():
     from atlas.runtime.faust_fixes import stable_groups
 
-    groups = {"a": 0, "b": 1}  # two groups of 8 (subscribed by different workers)
-    assert stable_groups(groups, lambda topic: 8) == groups
+    # The assignor's topic not in this worker's metadata yet: the others are still named by their count.
+    assert stable_groups({"leader": 0, "a": 1}, {"leader": 0, "a": 8}.__getitem__) == {"leader": -1, "a": 8}
+    groups = {"a": 0, "b": 1}
+    assert stable_groups(groups, lambda topic: 8) == groups  # two groups of 8: not one per count
