@@ -17,9 +17,9 @@ async def broker_views(kafka: dict[str, Any], topic_prefix: str, group: str) -> 
 
     consumer = AIOKafkaConsumer(**kafka, isolation_level="read_committed", enable_auto_commit=False)
     admin = AIOKafkaAdminClient(**kafka)
-    await consumer.start()
-    await admin.start()
     try:
+        await consumer.start()
+        await admin.start()
         tps = await _partitions(admin, lambda t: t.startswith(f"{topic_prefix}."))
         starts = await consumer.beginning_offsets(tps)
         heads = {tp: starts[tp] if last is None else last + 1 for tp, last in (await last_records(consumer, tps)).items()}
@@ -54,10 +54,10 @@ async def read_table(kafka: dict[str, Any], changelog: str) -> dict[bytes, bytes
     consumer = AIOKafkaConsumer(**kafka, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     admin = AIOKafkaAdminClient(**kafka)
-    await consumer.start()
-    await admin.start()
     table: dict[bytes, bytes] = {}
     try:
+        await consumer.start()
+        await admin.start()
         tps = await _partitions(admin, lambda t: t == changelog)
         if not tps:
             return table

@@ -225,9 +225,31 @@ def main(argv: list[str]) -> int:
         print(f"error: {args.sink}: {problem}", file=sys.stderr)
         return 2
 
+    try:
+        return _run(args, sink)
+    except BrokerUnreachable as exc:
+        print(f"error: the broker ({', '.join(settings.bootstrap_servers)}) did not answer: {exc}", file=sys.stderr)
+        return 2
+
+
+class BrokerUnreachable(Exception):
+    """Kafka did not answer a question the command asks it."""
+
+
+def _ask_broker(question: Any, *args: Any) -> Any:
+    """Run one async question to the broker; its failure (not connected, timed out) as BrokerUnreachable."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(question(*args))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise BrokerUnreachable(f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _run(args: argparse.Namespace, sink: Sink) -> int:
     if args.command == "verify":
         def broker() -> dict:
-            return asyncio.run(broker_views(client_options(), settings.topic_prefix, settings.audit_group))
+            return _ask_broker(broker_views, client_options(), settings.topic_prefix, settings.audit_group)
 
         reports = verify(sink, args.prefix, None if args.offline else broker)
         if not reports:
@@ -238,10 +260,10 @@ def main(argv: list[str]) -> int:
             return 1 if any(r.problems for r in reports) else 0
         return _print_verify(reports)
     if args.command == "replay":
-        if not asyncio.run(wait_caught_up(settings.topic("executions"), args.wait)):
+        if not _ask_broker(wait_caught_up, settings.topic("executions"), args.wait):
             print(f"warning: the exporter is still behind the executions topic after {args.wait}s; "
                   "differences below may be reports not exported yet")
-        table = asyncio.run(read_table(client_options(), settings.oms_changelog))
+        table = _ask_broker(read_table, client_options(), settings.oms_changelog)
         accounts, orders, problems = replay(sink, args.prefix, table)
         for line in problems:
             print(f"difference: {line}")

@@ -464,3 +464,21 @@ def test_an_orders_story_keeps_the_order_the_oms_sent_its_reports_in_seq_0_refus
 
     assert [(r.seq, r.exec_id) for r in told] == [(1, sent[0].exec_id), (2, sent[1].exec_id), (0, "past-the-cap"),
                                                    (3, sent[2].exec_id)]
+
+
+def test_verify_and_replay_say_the_broker_did_not_answer_and_exit_2(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ATLAS_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
+    for command in (["verify"], ["replay", "--wait", "1"]):
+        done = subprocess.run([sys.executable, "-m", "atlas", "audit", "--sink", f"file://{tmp_path}", *command],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"error: the broker (127.0.0.1:{port}) did not answer: KafkaConnectionError" in done.stderr
+        assert "Traceback" not in done.stderr
