@@ -32,6 +32,7 @@ from tests.live import Api, Cluster, current_mid, send_commands, settle, trading
 
 pytestmark = pytest.mark.integration
 TRADERS = [f"trader-{n:02d}" for n in range(4)]
+WARM_UP = 12  # orders sent before the projector is waited for
 
 
 class Projector:
@@ -112,23 +113,29 @@ def traded(kafka_bootstrap, tmp_path_factory):
             producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
             await producer.start()
             try:
+                sent: list = []
+
+                async def send(batch: list) -> None:
+                    for command in batch:  # one at a time, 50 ms apart
+                        await send_commands(producer, cluster.topic("commands"), [command], per_pause=1)
+                        sent.append(command)
+
                 async def kill_midway() -> None:
-                    # Once the projector has written something, while orders still come.
-                    deadline = time.monotonic() + 60
-                    while not db.scan(TableName=f"{prefix}-executions", Select="COUNT", Limit=1)["Count"]:
-                        assert time.monotonic() < deadline, "the projector wrote nothing"
-                        await asyncio.sleep(0.1)
+                    # Once a dozen more orders are sent after the first, while the rest still come.
+                    while len(sent) < WARM_UP + 12:
+                        await asyncio.sleep(0.01)
                     projector.kill()
                     cluster.killed_after = len(sent)
                     await asyncio.sleep(1.0)
                     projector.start()
-                sent: list = []
-
-                async def send() -> None:
-                    for command in commands:  # one at a time, 50 ms apart: a burst of a few seconds
-                        await send_commands(producer, cluster.topic("commands"), [command], per_pause=1)
-                        sent.append(command)
-                await asyncio.gather(send(), kill_midway())
+                # The projector has written something before the kill: however slowly it started, it is
+                # killed while it has records to write, not before it has any or after the burst.
+                await send(commands[:WARM_UP])
+                deadline = time.monotonic() + 60
+                while not db.scan(TableName=f"{prefix}-executions", Select="COUNT", Limit=1)["Count"]:
+                    assert time.monotonic() < deadline, "the projector wrote nothing"
+                    await asyncio.sleep(0.1)
+                await asyncio.gather(send(commands[WARM_UP:]), kill_midway())
             finally:
                 await producer.stop()
         asyncio.run(burst())
@@ -157,7 +164,7 @@ def api(cluster: Cluster, account: str) -> Api:
 def test_orders_in_dynamodb_equal_the_tables_after_a_kill_9(traded):
     cluster, db, prefix, projector = traded
     assert projector.log_path.read_text().count("into the tables") == 2  # started, killed, started again
-    assert 0 < cluster.killed_after < len(trading_plan(0, TRADERS, 15, rest_every=5, tag="rm"))  # in the burst
+    assert WARM_UP < cluster.killed_after < len(trading_plan(0, TRADERS, 15, rest_every=5, tag="rm"))  # in the burst
     for account in TRADERS:
         listed = {o["order_id"]: o for o in api(cluster, account).all_orders().body["orders"]}
         stored = {i["order_id"]: i for i in items(db, f"{prefix}-orders", "account_id", account)}

@@ -195,3 +195,30 @@ def test_a_group_whose_count_is_unknown_here_gets_a_name_no_count_has_and_shared
     assert stable_groups({"leader": 0, "a": 1}, {"leader": 0, "a": 8}.__getitem__) == {"leader": -1, "a": 8}
     groups = {"a": 0, "b": 1}
     assert stable_groups(groups, lambda topic: 8) == groups  # two groups of 8: not one per count
+
+
+def test_a_stream_partition_with_nothing_committed_is_sought_to_its_beginning_and_changelogs_are_left_alone():
+    from aiokafka import TopicPartition
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    never, zero, read, changelog = (TopicPartition("atlas.venue.reports", 7), TopicPartition("atlas.commands", 1),
+                                    TopicPartition("atlas.commands", 2), TopicPartition("atlas-oms-changelog", 7))
+    committed = {never: None, zero: 0, read: 42, changelog: None}
+    sought: list = []
+
+    class AIOKafka:  # what aiokafka's consumer does: seeks only offsets above 0
+        async def seek_to_committed(self):
+            sought.extend((tp, offset) for tp, offset in committed.items() if offset)
+            return committed
+
+        async def seek_to_beginning(self, *tps):
+            sought.extend((tp, "beginning") for tp in tps)
+
+    async def call_thread(fun, *args):
+        return await fun(*args)
+
+    consumer = AIOKafka()
+    thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: consumer,
+                             app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={"atlas-oms-changelog"})))
+    assert asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread)) == committed  # Faust's read offsets
+    assert sorted(sought, key=str) == sorted([(read, 42), (never, "beginning"), (zero, "beginning")], key=str)
