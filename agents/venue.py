@@ -29,7 +29,7 @@ from atlas.runtime.partitioning import partition_for
 from atlas.runtime.producer import BrokerUnavailable, CommandProducer
 from atlas.runtime.reference import instruments
 from atlas.settings import settings
-from atlas.tables.venue import cached_params, forget_cached, load, outbox, save
+from atlas.tables.venue import applied_request, cached_params, forget_cached, load, outbox, save
 from atlas.topics import deadletter, marketdata, venue_control, venue_orders, venue_reports
 from atlas.venue.exchange import SymbolVenue, VenueOutput, default_params
 from atlas.venue.market_maker import MarketParams
@@ -91,6 +91,16 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
         # Read again after a restart: applied already; its outputs may not have gone out.
         return possible_duplicates([_decode_send(raw) for raw in outbox(message.symbol, offset) or []])
     if isinstance(message, VenueRequest):
+        first = applied_request(message.symbol, message.request_id)
+        if first is not None:
+            # A copy of a request applied already at `first` (the OMS sends its requests again after
+            # a restart): that message's outputs again, as copies. Applied twice, an order that had
+            # left the book would trade again, against other accounts' resting orders too.
+            sent = outbox(message.symbol, first)
+            if sent is None:  # a crash inside a prune: the outbox went first, its request id is next
+                log.warning("request %s of %s was applied at %s, whose outbox is gone: nothing sent again",
+                            message.request_id, message.symbol, first)
+            return possible_duplicates([_decode_send(raw) for raw in sent or []])
         if tracing.ENABLED:
             tracing.annotate(account_id=message.account_id, order_id=message.order_id, symbol=message.symbol,
                              venue_request=message.request)
@@ -102,6 +112,7 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
         out = VenueOutput()
     sends = _sends(symbol_venue, out, offset, book=isinstance(message, VenueTick), ts=message.ts)
     save(symbol_venue, offset, [_encode_send(s) for s in sends],
+         request_id=message.request_id if isinstance(message, VenueRequest) else None,
          prune=isinstance(message, VenueTick) and symbol_venue.tick_no % 1000 == 0)
     return sends
 

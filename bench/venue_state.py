@@ -47,17 +47,21 @@ def _deep_venue(depth: int) -> tuple[SymbolVenue, Stored, dict[str, bytes]]:
     return venue, stored, table
 
 
-def _message(venue: SymbolVenue, n: int) -> None:
+def _message(venue: SymbolVenue, n: int) -> str | None:
+    """Apply message `n`; the id of the request it carried (None for a tick)."""
     kind = n % 4
     if kind == 0:
         venue.tick(T0 + 250 * n)
-    elif kind == 1:
-        venue.handle(_request(n, "new", f"rest-{n}", Side.BUY, "60000.00"))
+        return None
+    if kind == 1:
+        request = _request(n, "new", f"rest-{n}", Side.BUY, "60000.00")
     elif kind == 2:
-        venue.handle(_request(n, "new", f"take-{n}", Side.BUY if n % 8 == 2 else Side.SELL,
-                              "70000.00" if n % 8 == 2 else "60000.00"))
+        request = _request(n, "new", f"take-{n}", Side.BUY if n % 8 == 2 else Side.SELL,
+                           "70000.00" if n % 8 == 2 else "60000.00")
     else:
-        venue.handle(_request(n, "cancel", f"rest-{n - 2}", Side.BUY, "60000.00"))
+        request = _request(n, "cancel", f"rest-{n - 2}", Side.BUY, "60000.00")
+    venue.handle(request)
+    return request.request_id
 
 
 def measure(depth: int, messages: int) -> dict:
@@ -66,8 +70,8 @@ def measure(depth: int, messages: int) -> dict:
     records = size = 0
     cpu = time.process_time()
     for n in range(1, messages + 1):
-        _message(venue, 1_000_000 + n)
-        writes = save_writes(venue, stored, n, [])
+        request_id = _message(venue, 1_000_000 + n)
+        writes = save_writes(venue, stored, n, [], request_id)
         records += len(writes)
         size += sum(len(k) + len(v or b"") for k, v in writes)
         for key, value in writes:

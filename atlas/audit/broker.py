@@ -22,7 +22,8 @@ async def broker_views(kafka: dict[str, Any], topic_prefix: str, group: str) -> 
         await admin.start()
         tps = await _partitions(admin, lambda t: t.startswith(f"{topic_prefix}."))
         starts = await consumer.beginning_offsets(tps)
-        heads = {tp: starts[tp] if last is None else last + 1 for tp, last in (await last_records(consumer, tps)).items()}
+        heads = {tp: starts[tp] if last is None else last + 1
+                 for tp, last in (await last_records(consumer, tps, starts=starts)).items()}
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()

@@ -154,7 +154,6 @@ class Projector:
 
         writes = 0
         for asset, balance in sorted(account.balances.items()):
-            content = (decimal_text(balance.available), decimal_text(balance.reserved))
             known = self._written.get((account.account_id, asset))
             if known is not None and known >= account.seq:
                 continue
@@ -164,8 +163,9 @@ class Projector:
                     UpdateExpression="SET version = :v, available = :available, reserved = :reserved, #total = :total",
                     ConditionExpression="attribute_not_exists(asset) OR version < :v",
                     ExpressionAttributeNames={"#total": "total"},
-                    ExpressionAttributeValues={":v": {"N": str(account.seq)}, ":available": {"S": content[0]},
-                                               ":reserved": {"S": content[1]},
+                    ExpressionAttributeValues={":v": {"N": str(account.seq)},
+                                               ":available": {"S": decimal_text(balance.available)},
+                                               ":reserved": {"S": decimal_text(balance.reserved)},
                                                ":total": {"S": decimal_text(balance.total)}})
                 writes += 1
             except ClientError as exc:

@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import threading
-from functools import cache
 from typing import Any
 
 from atlas.cloud.resources import BALANCES, CREATED_INDEX, EXECUTIONS, ORDERS
@@ -26,23 +25,27 @@ class BadCursor(ValueError):
 
 
 _made = threading.Lock()
+_the_client: Any = None
 
 
-@cache
-def _client() -> Any:
+def client() -> Any:
+    """One DynamoDB client per process (boto3 configured the usual AWS way). A boto3 client is safe to share
+    between threads, its making is not: it is made once, under a lock that later calls do not take."""
+    global _the_client
+    if _the_client is None:
+        with _made:
+            if _the_client is None:
+                _the_client = _make_client()
+    return _the_client
+
+
+def _make_client() -> Any:
     import boto3
     from botocore.config import Config
 
     # Short timeouts: a read model that does not answer is a 503 soon, not a request held a minute.
     return boto3.client("dynamodb", config=Config(connect_timeout=2, read_timeout=5,
                                                   retries={"mode": "standard", "max_attempts": 2}))
-
-
-def client() -> Any:
-    """One DynamoDB client per process (boto3 configured the usual AWS way); made once, under a lock (a boto3
-    client is safe to share between threads, its making is not)."""
-    with _made:
-        return _client()
 
 
 def _plain(item: dict) -> dict:

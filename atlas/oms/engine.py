@@ -619,11 +619,20 @@ def _apply_fill(account: AccountState, order: Order, report: VenueReport, market
 
 
 def replay_requests(order: Order, report: ExecutionReport) -> tuple[VenueRequest, ...]:
-    """The venue request an OMS report stood for, to send again when its event is replayed."""
+    """The venue request an OMS report stood for, to send again when its event is replayed.
+
+    Only while the venue may not have it: a copy of a request the venue has answered must not
+    reach it, since an order that has left the book would trade again (the venue's own index of
+    request ids is bounded), and a client may retry a submit long after its order filled.
+    """
     request = {ExecType.PENDING_NEW: "new", ExecType.PENDING_CANCEL: "cancel", ExecType.PENDING_REPLACE: "replace"}
     kind = request.get(report.exec_type)
-    if kind is None:
+    if kind is None or order.status.is_closed:
         return ()
+    if kind == "new" and order.acknowledged and order.status is not OrdStatus.PENDING_NEW:
+        return ()  # the venue has accepted it
+    if kind == "cancel" and order.status is not OrdStatus.PENDING_CANCEL:
+        return ()  # the venue has answered that cancel
     quantity, price = order.quantity, order.price
     if kind == "replace":
         pending = order.pending_replace

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import Callable, Counter, Mapping
+from typing import Any, Callable, Counter, Mapping, Set
 
 from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables.recovery import Recovery
@@ -188,33 +188,32 @@ async def _perform_seek_with_flow_stopped(self: Consumer) -> None:
     await _perform_seek(self)
 
 
-async def _seek_to_committed_or_the_beginning(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
-    """Seek the stream partitions with nothing committed to their beginning too.
+async def _seek_to_committed_else_reset(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
+    """Seek the stream partitions with nothing committed to where the reset policy puts them too.
 
     aiokafka seeks only where an offset above 0 is committed and leaves every other partition
     where it is. A partition no worker had committed yet was then left past the batch that the
     perform_seek above discards: a worker restarted before its first commit on a partition
     skipped that partition's first records (its OMS never saw the venue's first reports, and
-    their orders stayed PENDING_NEW). The reset policy (earliest) is where such a seek belongs.
-    Changelog partitions are recovery's to place and are left where it put them.
+    their orders stayed PENDING_NEW). Changelog partitions are recovery's to place and are left
+    where it put them.
     """
-    return await self.call_thread(_seek_committed_or_beginning, self._ensure_consumer(),
-                                  self.app.tables.changelog_topics)
+    return await self.call_thread(_seek_committed_or_reset, self._ensure_consumer(),
+                                  self.app.tables.changelog_topics, self.app.conf.consumer_auto_offset_reset)
 
 
-async def _seek_committed_or_beginning(consumer, changelogs) -> Mapping[TP, int]:
+async def _seek_committed_or_reset(consumer: Any, changelogs: Set[str], reset: str) -> Mapping[TP, int]:
     committed = await consumer.seek_to_committed()
     unread = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
     if unread:
-        by_topic: dict[str, list[int]] = {}
-        for tp in sorted(unread):
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
-        log.info("nothing committed on these partitions, read from their beginning: %s", by_topic)
-        await consumer.seek_to_beginning(*unread)
+        log.debug("nothing committed on %s: sought to their %s", sorted(map(tuple, unread)),
+                  "end" if reset == "latest" else "beginning")
+        await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*unread)
     return committed
 
+
 Consumer.perform_seek = _perform_seek_with_flow_stopped
-AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_the_beginning
+AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_else_reset
 TransactionManager.commit = _commit_transaction_after_flush
 
 

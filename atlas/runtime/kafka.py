@@ -55,16 +55,18 @@ def faust_credentials(config: Settings = settings) -> Any:
     return faust.SSLCredentials(context) if context is not None else None
 
 
-async def last_records(consumer: Any, tps: list, window: int = 64, timeout: float = 30.0) -> dict[Any, int | None]:
+async def last_records(consumer: Any, tps: list, window: int = 64, timeout: float = 30.0,
+                       starts: dict[Any, int] | None = None) -> dict[Any, int | None]:
     """Per partition, the offset of its last record that `consumer` returns (None when it returns none).
 
     Not the end offset less one: with transactions a commit or abort marker takes an offset after
     each transaction, and a read_committed consumer skips aborted records. So read the last
     `window` offsets and, where they hold no record, the `window * 8` before them, and so on to the
     log start. `consumer` is a started aiokafka consumer, read_committed for committed records; its
-    assignment is replaced.
+    assignment is replaced. `starts`: the partitions' log starts, if the caller has asked for them already.
     """
-    starts = await consumer.beginning_offsets(tps)
+    if starts is None:
+        starts = await consumer.beginning_offsets(tps)
     ends = await consumer.end_offsets(tps)
     last: dict[Any, int | None] = {tp: None for tp in tps}
     upper = {tp: ends[tp] for tp in tps if ends[tp] > starts[tp]}  # offsets at and above it were read: no record

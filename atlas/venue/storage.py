@@ -7,11 +7,14 @@ Keys, all on the symbol's partition of the venue's input topic (its messages wri
 - `o/<symbol>/<order_id>`: one resting client order; deleted when it leaves the book.
 - `t/<symbol>/<slot>`: up to ten consecutive trades; eleven slots always hold the latest hundred.
 - `x/<symbol>/<offset, 20 digits>`: the outputs of the message at that offset (its outbox).
+- `q/<symbol>/<request_id>`: the offset of the message that applied the OMS request; a copy of
+  the request sent again (as the OMS does after a restart) gets that message's outbox again
+  instead of being applied twice. Dropped with its outbox.
 
-A message writes its outbox, then the record, then the orders and buckets it changed. So any
-prefix of the changelog that survives a crash, read back with the record's delta laid over the
-keys, is the state after one whole message: the keys a crash left stale are exactly those the
-delta names. A message costs what it changed, whatever the depth of the book or its history.
+A message writes its outbox, then the record, then the request id and the orders and buckets it
+changed. So any prefix of the changelog that survives a crash, read back with the record's delta
+laid over the keys, is the state after one whole message: the keys a crash left stale are exactly
+those the delta names. A message costs what it changed, whatever the depth of the book or its history.
 
 Pure: this module computes what to write and rebuilds a venue from what was read; the table
 module moves the bytes.
@@ -59,6 +62,14 @@ def outbox_prefix(symbol: str) -> str:
     return f"x/{symbol}/"
 
 
+def request_key(symbol: str, request_id: str) -> str:
+    return f"q/{symbol}/{request_id}"
+
+
+def request_prefix(symbol: str) -> str:
+    return f"q/{symbol}/"
+
+
 @dataclass
 class Stored:
     """What the table holds for one symbol, as of its last save."""
@@ -68,14 +79,15 @@ class Stored:
     trades: int = 0  # trades ever saved
 
 
-def save_writes(venue: SymbolVenue, stored: Stored, offset: int, outputs: list[list]) -> list[Write]:
+def save_writes(venue: SymbolVenue, stored: Stored, offset: int, outputs: list[list],
+                request_id: str | None = None) -> list[Write]:
     """The writes that record one applied message, in the order they must reach the changelog.
 
-    `stored` is brought up to date in place (copying its set of order ids would cost a pass over
-    the book on every message).
+    `request_id`: the OMS request the message carried, if any. `stored` is brought up to date in
+    place (copying its set of order ids would cost a pass over the book on every message).
     """
     outbox = (outbox_key(venue.instrument.symbol, offset), json.dumps(outputs).encode())
-    return [outbox, *_state_writes(venue, stored, offset)]
+    return [outbox, *_state_writes(venue, stored, offset, request_id)]
 
 
 def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[str, bytes]],
@@ -92,7 +104,8 @@ def rebuild(instrument: Instrument, record_raw: bytes, orders: Iterable[tuple[st
     delta = record["delta"]
     held = {doc[0]: doc for doc in (json.loads(raw) for _, raw in orders)}  # each value parsed once
     kept = set(held)
-    repairs = _order_writes(symbol, delta["orders"], kept)
+    repairs = _request_writes(symbol, delta.get("request"), record["offset"])
+    repairs += _order_writes(symbol, delta["orders"], kept)
     for order_id, doc in delta["orders"].items():
         if doc is None:
             held.pop(order_id, None)
@@ -124,7 +137,7 @@ def _from_whole_book(instrument: Instrument, record: dict) -> tuple[SymbolVenue,
     return venue, stored, repairs
 
 
-def _state_writes(venue: SymbolVenue, stored: Stored, offset: int) -> list[Write]:
+def _state_writes(venue: SymbolVenue, stored: Stored, offset: int, request_id: str | None = None) -> list[Write]:
     """The record (with the delta of what changed since the last save), then the changed keys."""
     symbol = venue.instrument.symbol
     changed = venue.take_changes()
@@ -132,11 +145,18 @@ def _state_writes(venue: SymbolVenue, stored: Stored, offset: int) -> list[Write
     record = venue.record()
     record["offset"] = offset
     record["delta"] = {"orders": changed, "buckets": {str(slot): bucket for slot, bucket in buckets.items()}}
+    if request_id is not None:
+        record["delta"]["request"] = request_id
     writes: list[Write] = [(record_key(symbol), json.dumps(record).encode())]
+    writes += _request_writes(symbol, request_id, offset)
     writes += _order_writes(symbol, changed, stored.orders)
     writes += [(bucket_key(symbol, slot), json.dumps(bucket).encode()) for slot, bucket in buckets.items()]
     stored.offset, stored.trades = offset, venue.trade_count
     return writes
+
+
+def _request_writes(symbol: str, request_id: str | None, offset: int) -> list[Write]:
+    return [] if request_id is None else [(request_key(symbol, request_id), str(offset).encode())]
 
 
 def _order_writes(symbol: str, changed: dict[str, list | None], orders: set[str]) -> list[Write]:

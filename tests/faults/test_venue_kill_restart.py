@@ -3,8 +3,9 @@
 Traders send marketable orders (filled by the market maker) and resting orders (far from the
 market) straight to Kafka; the worker is killed mid-stream and restarted. Afterwards every
 marketable order is filled exactly once over (the distinct fills the venue sent add up to its
-quantity, no more), the OMS agrees with the venue, balances equal deposits plus net fills,
-and every resting order is still on the venue's book: cancelling it succeeds.
+quantity, no more: a request the OMS sends again after its restart is not executed again), the
+OMS agrees with the venue, balances equal deposits plus net fills, and every resting order is
+still on the venue's book: cancelling it succeeds.
 """
 from __future__ import annotations
 
@@ -44,7 +45,11 @@ async def run_flow(cluster: Cluster, commands: list[dict], kill_after: float) ->
 
 
 async def venue_fills(cluster: Cluster) -> dict[str, dict[str, D]]:
-    """order id -> {report id: quantity} of every FILL the venue sent (copies share a report id)."""
+    """order id -> {fill: quantity} of every FILL the venue sent.
+
+    A fill is its report id at its place in the venue's log: copies share both, but a request
+    executed twice makes the same report ids at another place.
+    """
     consumer = AIOKafkaConsumer(cluster.topic("venue.reports"), bootstrap_servers=cluster.bootstrap,
                                 auto_offset_reset="earliest", group_id=None, isolation_level="read_committed")
     await consumer.start()
@@ -56,7 +61,8 @@ async def venue_fills(cluster: Cluster) -> dict[str, dict[str, D]]:
                     message = json.loads(record.value)
                     for report in message.get("reports", [message]):  # one report, or an input's several
                         if report["kind"] == "FILL":
-                            fills[report["order_id"]][report["report_id"]] = D(report["last_qty"])
+                            fill = f"{report['report_id']}@{report['venue_offset']}"
+                            fills[report["order_id"]][fill] = D(report["last_qty"])
     finally:
         await consumer.stop()
     return fills

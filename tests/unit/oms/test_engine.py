@@ -737,6 +737,29 @@ def test_replay_requests_of_pending_replace_report_rebuilds_it_until_answered():
     assert replay_requests(book.order(order.order_id), outcome.reports[0]) == ()
 
 
+def test_a_request_the_venue_has_answered_is_not_sent_again_when_its_command_is_retried():
+    book = Book()
+    cmd = submit()
+    first = book.command(cmd)
+    order_id = first.reports[0].order_id
+    book.command(cancel_early := cancel(order_id))  # cancelled before the venue's ack: the "new" may not be there
+    assert book.command(cmd).venue == first.venue
+    book.venue(order_id, "ACCEPTED")
+    assert book.command(cmd).venue == ()  # the venue has the order
+    assert [r.request for r in book.command(cancel_early).venue] == ["cancel"]  # but not the cancel's answer yet
+    book.venue(order_id, "CANCELED")
+    assert book.command(cancel_early).venue == book.command(cmd).venue == ()
+
+    second = submit()
+    filled = book.command(second).reports[0].order_id
+    book.venue(filled, "ACCEPTED")
+    book.fill(filled, "0.5", "64000")
+    assert book.order(filled).status is OrdStatus.FILLED
+    # A retry of its submit long after: its report again, and no request that would trade it twice.
+    again = book.command(second)
+    assert again.replayed and [r.exec_type for r in again.reports] == [ExecType.PENDING_NEW] and again.venue == ()
+
+
 def test_replay_requests_of_a_report_without_request_is_empty():
     book = Book()
     order = book.place()

@@ -197,7 +197,8 @@ def test_a_group_whose_count_is_unknown_here_gets_a_name_no_count_has_and_shared
     assert stable_groups(groups, lambda topic: 8) == groups  # two groups of 8: not one per count
 
 
-def test_a_stream_partition_with_nothing_committed_is_sought_to_its_beginning_and_changelogs_are_left_alone():
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+def test_a_stream_partition_with_nothing_committed_is_sought_by_the_reset_policy_and_changelogs_are_left_alone(reset):
     from aiokafka import TopicPartition
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -214,11 +215,16 @@ def test_a_stream_partition_with_nothing_committed_is_sought_to_its_beginning_an
         async def seek_to_beginning(self, *tps):
             sought.extend((tp, "beginning") for tp in tps)
 
+        async def seek_to_end(self, *tps):
+            sought.extend((tp, "end") for tp in tps)
+
     async def call_thread(fun, *args):
         return await fun(*args)
 
     consumer = AIOKafka()
-    thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: consumer,
-                             app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={"atlas-oms-changelog"})))
+    app = SimpleNamespace(tables=SimpleNamespace(changelog_topics={"atlas-oms-changelog"}),
+                          conf=SimpleNamespace(consumer_auto_offset_reset=reset))
+    thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: consumer, app=app)
     assert asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread)) == committed  # Faust's read offsets
-    assert sorted(sought, key=str) == sorted([(read, 42), (never, "beginning"), (zero, "beginning")], key=str)
+    where = "end" if reset == "latest" else "beginning"
+    assert sorted(sought, key=str) == sorted([(read, 42), (never, where), (zero, where)], key=str)

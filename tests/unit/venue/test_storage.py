@@ -10,7 +10,8 @@ from atlas.core.values import Side, TimeInForce
 from atlas.venue.exchange import RECENT_TRADES, SymbolVenue
 from atlas.venue.market_maker import MarketParams
 from atlas.venue.storage import (
-    Stored, Write, bucket_prefix, order_key, order_prefix, rebuild, record_key, save_writes,
+    Stored, Write, bucket_prefix, order_key, order_prefix, rebuild, record_key, request_key, request_prefix,
+    save_writes,
 )
 from tests.book_model import assert_book_invariants
 from tests.helpers import T0, btc_venue as venue, instruments, venue_request as request
@@ -61,7 +62,7 @@ def session(messages: int) -> tuple[Store, list[tuple]]:
     v, store, stored, states = venue(ACTIVE, 3), Store(), Stored(), []
     for n in range(messages):
         trading(v, n)
-        writes = save_writes(v, stored, n, [["out", n]])
+        writes = save_writes(v, stored, n, [["out", n]], None if n % 3 == 0 else f"q{n}")  # ticks carry no request
         store.apply(writes)
         states.append(state(v))
     return store, states
@@ -94,6 +95,10 @@ def test_every_prefix_of_the_writes_rebuilds_the_state_after_a_whole_message():
         prefix.apply(repairs)
         held = sorted(json.loads(v) for k, v in prefix.data.items() if k.startswith(order_prefix("BTC-USD")))
         assert held == sorted(rebuilt.client_orders()), f"cut after write {cut}"
+        # Exactly the requests applied so far are known by their ids, each with the offset that applied it.
+        requests = {k: int(v) for k, v in prefix.data.items() if k.startswith(request_prefix("BTC-USD"))}
+        assert requests == {request_key("BTC-USD", f"q{n}"): n for n in range(stored.offset + 1) if n % 3}, \
+            f"cut after write {cut}"
 
 
 def test_an_order_leaving_the_book_deletes_its_key_and_one_that_never_rested_writes_none():
