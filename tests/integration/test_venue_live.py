@@ -178,3 +178,43 @@ def test_the_oms_price_collar_is_centred_on_the_venues_mid(market):
     reason = executions(alice, placed.body["order_id"], "REJECTED")[-1]["reason"]
     low, high = (D(x) for x in reason.split("[")[1].rstrip("]").split(", "))
     assert (low, high) == collar_bounds(mid, collar_bps, D("0.01")), reason
+
+
+def test_a_request_sent_again_trades_nothing_twice_against_another_accounts_order(market):
+    """A copy of an applied request (as the OMS sends after a restart) gets its reports again, not a second trade."""
+    sent = int(time.time() * 1000)  # ETH-USD's maker stops quoting: alice can only trade with bob
+    control = {"symbol": "ETH-USD", "levels": 0, "ts": sent}
+    Kafka(market.bootstrap).produce(market.topic("venue.control"), [(b"ETH-USD", json.dumps(control).encode())])
+    docs = market_data(market, lambda seen: any(d.get("type") == "book" and d["symbol"] == "ETH-USD" and d["ts"] > sent
+                                                and not d["bids"] and not d["asks"] for d in seen))
+    price = [d for d in docs if d.get("type") == "mid" and d["symbol"] == "ETH-USD"][-1]["mid"]
+    seller, buyer = demo_account(market, "bob"), demo_account(market, "alice")
+    ask = seller.order(client_order_id="eth-ask", symbol="ETH-USD", side="SELL", quantity="2.000", price=price)
+    executions(seller, ask.body["order_id"], "NEW")
+    bid = buyer.order(client_order_id="eth-bid", symbol="ETH-USD", side="BUY", quantity="1.000", price=price)
+    bought = executions(buyer, bid.body["order_id"], "FILLED")
+    executions(seller, ask.body["order_id"], "PARTIALLY_FILLED")
+
+    # The OMS sends its request again, marked as a copy, as it does after a restart.
+    kafka = Kafka(market.bootstrap)
+
+    def alices(record: dict) -> bool:
+        return isinstance(record["value"], dict) and record["value"].get("order_id") == bid.body["order_id"]
+    request = next(filter(alices, kafka.consume(market.topic("venue.orders"), lambda seen: any(map(alices, seen)))))
+    kafka.produce(market.topic("venue.orders"), [(request["key"], json.dumps(request["value"]).encode())],
+                  partition=request["partition"], headers=[("atlas-poss-dup", b"Y")])
+
+    def reports(record: dict) -> list[dict]:
+        value = record["value"]
+        return [r for r in value.get("reports", [value]) if r["order_id"] in (bid.body["order_id"], ask.body["order_id"])]
+    def fill_places(seen: list[dict]) -> set[tuple[str, int]]:
+        return {(r["report_id"], r["venue_offset"]) for record in seen for r in reports(record) if r["kind"] == "FILL"}
+    # Read until the copies come, or a fill at a second place in the venue's log (a second trade).
+    answered = kafka.consume(market.topic("venue.reports"), lambda seen: len({o for _, o in fill_places(seen)}) > 1 or any(
+        r["headers"].get("atlas-poss-dup") == b"Y" and reports(r) for r in seen))
+    fills = fill_places(answered)
+    assert len(fills) == 2, f"one fill each for alice and bob, at one place in the venue's log: {sorted(fills)}"
+    assert len({offset for _, offset in fills}) == 1
+    time.sleep(1)  # the OMS has the copies too; they change nothing
+    assert seller.get(f"/api/v1/orders/{ask.body['order_id']}").body["status"] == "PARTIALLY_FILLED"
+    assert buyer.get(f"/api/v1/orders/{bid.body['order_id']}/executions").body["executions"] == bought
