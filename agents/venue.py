@@ -89,18 +89,14 @@ def process(partition: int, offset: int, ts: int, key: bytes | None, value: byte
         instrument, lambda: SymbolVenue(instrument, default_params(message.symbol), settings.venue_seed))
     if offset <= applied:
         # Read again after a restart: applied already; its outputs may not have gone out.
-        return possible_duplicates([_decode_send(raw) for raw in outbox(message.symbol, offset) or []])
+        return _sent_again(message.symbol, offset)
     if isinstance(message, VenueRequest):
         first = applied_request(message.symbol, message.request_id)
         if first is not None:
             # A copy of a request applied already at `first` (the OMS sends its requests again after
             # a restart): that message's outputs again, as copies. Applied twice, an order that had
             # left the book would trade again, against other accounts' resting orders too.
-            sent = outbox(message.symbol, first)
-            if sent is None:  # a crash inside a prune: the outbox went first, its request id is next
-                log.warning("request %s of %s was applied at %s, whose outbox is gone: nothing sent again",
-                            message.request_id, message.symbol, first)
-            return possible_duplicates([_decode_send(raw) for raw in sent or []])
+            return _sent_again(message.symbol, first)
         if tracing.ENABLED:
             tracing.annotate(account_id=message.account_id, order_id=message.order_id, symbol=message.symbol,
                              venue_request=message.request)
@@ -123,6 +119,18 @@ def _changed(symbol_venue: SymbolVenue, change: VenueParamsChange) -> MarketPara
         halted=change.halted, volatility=change.volatility, spread_bps=change.spread_bps,
         liquidity=max(1, liquidity) if liquidity is not None else None, levels=change.levels,
         tick_interval_ms=change.tick_interval_ms)
+
+
+def _sent_again(symbol: str, offset: int) -> list[Send]:
+    """The outputs of the message at `offset`, applied already, as copies.
+
+    Nothing once its outbox is pruned; a copied request's id can outlive its outbox only through a
+    crash inside a prune (outboxes go first).
+    """
+    sent = outbox(symbol, offset)
+    if sent is None:
+        log.warning("%s: the outbox of offset %s is gone: nothing sent again", symbol, offset)
+    return possible_duplicates([_decode_send(raw) for raw in sent or []])
 
 
 def _sends(symbol_venue: SymbolVenue, out: VenueOutput, offset: int, *, book: bool, ts: int) -> list[Send]:
